@@ -1,0 +1,81 @@
+"""Diagnostics for keepalived.conf: every message carries FILE:LINE.
+
+The parser never raises on bad input: problems are collected as
+:class:`Diagnostic` objects so that one run reports all of them, each on its
+own line, the way ``keepalived -t`` does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+class Severity(enum.IntEnum):
+    WARNING = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a configuration item came from."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+UNKNOWN_PLACE = Place("<config>", 0)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    place: Place
+    severity: Severity
+    message: str
+
+    def __str__(self) -> str:
+        kind = "error" if self.severity is Severity.ERROR else "warning"
+        return f"{self.place}: {kind}: {self.message}"
+
+
+@dataclass
+class Diagnostics:
+    """Collects warnings and errors of one configuration load."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, place: Place, message: str) -> None:
+        self.items.append(Diagnostic(place, Severity.ERROR, message))
+
+    def warning(self, place: Place, message: str) -> None:
+        self.items.append(Diagnostic(place, Severity.WARNING, message))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity is Severity.WARNING]
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+class ConfigError(Exception):
+    """Raised by :func:`load` callers that want an exception; carries all errors."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return ' (did you mean X?)' for a close keyword, or ''."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,588 @@
+"""The core blocks of keepalived.conf, declared with :mod:`.schema`.
+
+Checker and tracker keywords are not here: plugins add them through the
+``pykeepalived_register_keywords`` hook (see :class:`Grammar`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import model as m
+from .schema import (
+    BlockSpec,
+    Context,
+    Invalid,
+    ItemSpec,
+    Kw,
+    build_model,
+    choice,
+    flag,
+    integer,
+    ip,
+    ip_address,
+    ip_interface,
+    number,
+    parse_int,
+    port,
+    script,
+    string,
+    sub,
+    words,
+)
+from .tree import Node
+
+VRRP_SCOPES = {"site", "link", "host", "nowhere", "global"}
+LVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")
+LVS_METHODS = ("NAT", "DR", "TUN")
+
+# keepalived keywords we recognise but do not implement: parsed, and a
+# warning with the place says they are ignored (never silently dropped).
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "global_defs": {
+        k: "no effect in pykeepalived"
+        for k in (
+            "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc", "enable_snmp_rfcv2",
+            "enable_snmp_rfcv3", "snmp_socket", "enable_traps", "enable_dbus", "dbus_service_name",
+            "vrrp_iptables", "vrrp_ipsets", "vrrp_nftables", "nftables", "nftables_priority",
+            "nftables_ifindex", "nftables_counters", "vrrp_no_swap", "checker_no_swap",
+            "bfd_no_swap", "vrrp_rt_priority", "checker_rt_priority", "bfd_rt_priority",
+            "vrrp_cpu_affinity", "checker_cpu_affinity", "bfd_cpu_affinity", "vrrp_priority",
+            "checker_priority", "bfd_priority", "vrrp_rlimit_rttime", "checker_rlimit_rttime",
+            "bfd_rlimit_rttime", "lvs_timeouts", "lvs_sync_daemon", "lvs_flush",
+            "lvs_flush_on_stop", "network_namespace", "net_namespace", "net_namespace_ipvs",
+            "namespace_with_ipsets", "instance", "use_pid_dir", "linkbeat_use_polling",
+            "child_wait_time", "config_save_dir", "tmp_config_directory", "process_names",
+            "process_name", "vrrp_process_name", "checker_process_name", "bfd_process_name",
+            "vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
+            "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
+            "lvs_netlink_cmd_rcv_bufs", "lvs_netlink_cmd_rcv_bufs_force",
+            "lvs_netlink_monitor_rcv_bufs", "lvs_netlink_monitor_rcv_bufs_force",
+            "rs_init_notifies", "no_checker_emails", "vrrp_rx_bufs_policy",
+            "vrrp_rx_bufs_multiplier", "umask", "random_seed", "reload_check_config",
+            "reload_time_file", "reload_repeat", "reload_file", "data_use_instance",
+            "startup_script", "startup_script_timeout", "shutdown_script",
+            "shutdown_script_timeout", "vrrp_owner_ignore_max_auto_priority",
+            "max_auto_priority", "min_auto_priority_delay", "dynamic_interfaces",
+            "local_address_mutated", "vrrp_min_garp", "vrrp_track_process_block",
+            "checker_log_all_failures", "log_unknown_vrids", "vrrp_garp_extra_if",
+            "vrrp_ipvs_sync", "vrrp_fault_on_missing_interface", "fifo_write_vrrp_states_on_reload",
+            "vrrp_startup_delay_ignored", "smtp_alert_checker_hosts",
+        )
+    },
+    "vrrp_instance": {
+        k: "no effect in pykeepalived"
+        for k in (
+            "lvs_sync_daemon_interface", "mcast_src_ip_unicast", "track_bfd", "kernel_rx_buf_size",
+            "unicast_fault_no_peer", "unicast_ttl", "no_accept", "notify_priority_changes",
+            "vrrp_skip_check_adv_addr", "use_vmac_addr", "vmac_xmit_base_ipv6",
+            "old_unicast_checksum", "version_check", "promote_secondaries", "track_src_ip",
+        )
+    },
+    "virtual_server": {
+        k: "no effect in pykeepalived"
+        for k in ("lvs_flush_on_stop", "ip_family", "sh-port", "sh-fallback", "mh-port", "mh-fallback")
+    },
+}
+
+
+@dataclass
+class Grammar:
+    """All block specs of one configuration load; plugins extend it."""
+
+    blocks: dict[str, BlockSpec] = field(default_factory=dict)
+
+    def block(self, name: str) -> BlockSpec:
+        """The spec of block ``name`` ("top", "global_defs", "vrrp_instance",
+        "vrrp_sync_group", "virtual_server", "real_server", ...)."""
+        try:
+            return self.blocks[name]
+        except KeyError:
+            raise KeyError(f"no block '{name}'; known: {', '.join(sorted(self.blocks))}") from None
+
+    def add(self, block: str, kw: Kw) -> Kw:
+        return self.block(block).add(kw)
+
+    @property
+    def top(self) -> BlockSpec:
+        return self.blocks["top"]
+
+
+# -- item parsers -----------------------------------------------------------------
+
+_VIP_OPTIONS = {
+    "dev": 1, "brd": 1, "broadcast": 1, "scope": 1, "label": 1, "peer": 1,
+    "no_track": 0, "home": 0, "-nodad": 0, "nodad": 0, "noprefixroute": 0,
+    "autojoin": 0, "preferred_lft": 1, "track_group": 1,
+}
+
+
+def _options(node: Node, spec: dict[str, int]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    args = node.args
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word not in spec:
+            raise Invalid(f"unknown option '{word}'")
+        n = spec[word]
+        if len(args) - i - 1 < n:
+            raise Invalid(f"option '{word}' needs a value")
+        out[word] = args[i + 1 : i + 1 + n]
+        i += 1 + n
+    return out
+
+
+def parse_vip(node: Node, ctx: Context) -> m.VirtualAddress:
+    vip = m.VirtualAddress(ip_interface(node.keyword), node.place)
+    opts = _options(node, _VIP_OPTIONS)
+    if "dev" in opts:
+        vip.dev = opts["dev"][0]
+    for key in ("brd", "broadcast"):
+        if key in opts:
+            vip.brd = ip_address(opts[key][0])
+    if "scope" in opts:
+        scope = opts["scope"][0]
+        if scope not in VRRP_SCOPES and not scope.isdigit():
+            raise Invalid(f"scope '{scope}' is not one of {', '.join(sorted(VRRP_SCOPES))}")
+        vip.scope = scope
+    if "label" in opts:
+        vip.label = opts["label"][0]
+    if "peer" in opts:
+        vip.peer = ip_interface(opts["peer"][0])
+    if "preferred_lft" in opts:
+        vip.preferred_lft = parse_int(opts["preferred_lft"][0], 0)
+    if "track_group" in opts:
+        vip.track_group = opts["track_group"][0]
+    vip.no_track = "no_track" in opts
+    vip.home = "home" in opts
+    vip.nodad = "-nodad" in opts or "nodad" in opts
+    vip.noprefixroute = "noprefixroute" in opts
+    vip.autojoin = "autojoin" in opts
+    return vip
+
+
+_ROUTE_OPTIONS = {
+    "src": 1, "via": 1, "gw": 1, "or": 1, "dev": 1, "scope": 1, "table": 1, "metric": 1,
+    "no_track": 0, "blackhole": 0, "unreachable": 0, "prohibit": 0, "throw": 0, "proto": 1,
+    "type": 1, "onlink": 0, "mtu": 1, "advmss": 1, "realms": 1, "pref": 1, "tos": 1,
+    "dsfield": 1, "nexthop": 0, "weight": 1, "preference": 1, "initcwnd": 1, "initrwnd": 1,
+    "features": 1, "quickack": 1, "congctl": 1, "rtt": 1, "rttvar": 1, "rto_min": 1,
+    "ssthresh": 1, "cwnd": 1, "reordering": 1, "hoplimit": 1, "expires": 1, "fastopen_no_cookie": 1,
+    "ttl-propagate": 1, "encap": 1,
+}
+
+
+def parse_route(node: Node, ctx: Context) -> m.Route:
+    all_words = [node.keyword, *node.args]
+    route = m.Route(all_words, node.place)
+    args = list(all_words)
+    # "src ADDR" may come first; the destination is the first non-option word.
+    i = 0
+    while i < len(args):
+        word = args[i]
+        val = args[i + 1] if i + 1 < len(args) else None
+        if word in ("via", "gw") and val:
+            route.via = ip_address(val)
+        elif word == "src" and val:
+            route.src = ip_address(val)
+        elif word == "dev" and val:
+            route.dev = val
+        elif word == "table" and val:
+            route.table = val
+        elif word == "metric" and val:
+            route.metric = parse_int(val, 0)
+        elif word == "no_track":
+            route.no_track = True
+        elif word in _ROUTE_OPTIONS:
+            pass
+        elif route.dest is None:
+            route.dest = word
+            i += 1
+            continue
+        i += 1 + _ROUTE_OPTIONS.get(word, 0)
+    if route.dest is None:
+        raise Invalid("route has no destination")
+    return route
+
+
+def parse_rule(node: Node, ctx: Context) -> m.Rule:
+    all_words = [node.keyword, *node.args]
+    return m.Rule(all_words, node.place, no_track="no_track" in all_words)
+
+
+def parse_unicast_peer(node: Node, ctx: Context) -> m.UnicastPeer:
+    peer = m.UnicastPeer(ip_address(node.keyword), node.place)
+    opts = _options(node, {"min_ttl": 1, "max_ttl": 1})
+    if "min_ttl" in opts:
+        peer.min_ttl = parse_int(opts["min_ttl"][0], 0, 255)
+    if "max_ttl" in opts:
+        peer.max_ttl = parse_int(opts["max_ttl"][0], 0, 255)
+    return peer
+
+
+def parse_email(node: Node, ctx: Context) -> str:
+    return node.keyword
+
+
+def parse_group_member(node: Node, ctx: Context) -> str:
+    return node.keyword
+
+
+def parse_vsg_entry(node: Node, ctx: Context) -> m.VirtualServerGroupEntry:
+    entry = m.VirtualServerGroupEntry(node.place)
+    if node.keyword == "fwmark":
+        if not node.args:
+            raise Invalid("fwmark needs a number")
+        entry.fwmark = parse_int(node.args[0], 0, 2**32 - 1)
+        return entry
+    text = node.keyword
+    if "/" in text:
+        iface = ip_interface(text)
+        entry.first = iface.network.network_address
+        entry.prefix = iface.network.prefixlen
+    elif "-" in text.rsplit(".", 1)[-1] or ("-" in text and ":" in text):
+        addr, _, last = text.rpartition("-")
+        entry.first = ip_address(addr)
+        if entry.first.version == 4:
+            entry.last = ip_address(".".join([*str(entry.first).split(".")[:3], last]))
+        else:
+            head = str(entry.first).rsplit(":", 1)[0]
+            entry.last = ip_address(f"{head}:{last}")
+        if int(entry.last) < int(entry.first):
+            raise Invalid(f"range '{text}' ends before it starts")
+    else:
+        entry.first = ip_address(text)
+    if node.args:
+        entry.port = port(node.args[0])
+    return entry
+
+
+# -- keyword converters needing several words -----------------------------------
+
+
+def _script_user(node: Node, ctx: Context) -> tuple[str, str | None]:
+    return (node.args[0], node.args[1] if len(node.args) > 1 else None)
+
+
+def _named(spec: BlockSpec) -> Any:
+    def conv(node: Node, ctx: Context) -> Any:
+        return build_model(spec, node, ctx, name=node.args[0])
+
+    return conv
+
+
+def _host_port(node: Node, ctx: Context) -> tuple[str, int | None]:
+    host = node.args[0]
+    p = port(node.args[1]) if len(node.args) > 1 else None
+    return host, p
+
+
+def _smtp_server(node: Node, ctx: Context) -> tuple[str, int]:
+    host, p = _host_port(node, ctx)
+    return host, (p if p is not None else 25)
+
+
+def _lvs_method(node: Node, ctx: Context) -> str:
+    word = node.args[0].upper()
+    if word not in LVS_METHODS:
+        raise Invalid(f"'{node.args[0]}' is not one of {', '.join(LVS_METHODS)}")
+    return word
+
+
+def _lb_algo(node: Node, ctx: Context) -> str:
+    word = node.args[0].lower()
+    if word not in LVS_SCHEDULERS:
+        raise Invalid(f"'{node.args[0]}' is not a scheduler ({', '.join(LVS_SCHEDULERS)})")
+    return word
+
+
+def _server_addr(node: Node, ctx: Context) -> tuple[Any, int | None]:
+    return ip_address(node.args[0]), (port(node.args[1]) if len(node.args) > 1 else None)
+
+
+def _use_vmac(node: Node, ctx: Context) -> str | bool:
+    return node.args[0] if node.args else True
+
+
+def _version(node: Node, ctx: Context) -> int:
+    v = parse_int(node.args[0], 2, 3)
+    return v
+
+
+def _instance_state(node: Node, ctx: Context) -> str:
+    return choice("MASTER", "BACKUP")(node, ctx)  # type: ignore[no-any-return]
+
+
+def _track_interface(node: Node, ctx: Context) -> list[m.TrackRef]:
+    return _track_refs("interface", node, ctx)
+
+
+def _track_refs(kind: str, node: Node, ctx: Context) -> list[m.TrackRef]:
+    """``track_X { NAME [weight N [reverse]] ... }``."""
+    refs: list[m.TrackRef] = []
+    for child in node.children or []:
+        ref = m.TrackRef(kind, child.keyword, child.place)
+        args = child.args
+        i = 0
+        while i < len(args):
+            if args[i] == "weight" and i + 1 < len(args):
+                ref.weight = parse_int(args[i + 1], -254, 254)
+                i += 2
+            elif args[i] == "reverse":
+                ref.reverse = True
+                i += 1
+            elif args[i] == "noreverse":
+                i += 1
+            else:
+                raise Invalid(f"{child.keyword}: unexpected '{args[i]}' (expected weight N [reverse])")
+        refs.append(ref)
+    return refs
+
+
+def track_block_kw(name: str, kind: str, owner: str = "core") -> Kw:
+    """A ``track_*`` keyword of vrrp_instance / vrrp_sync_group."""
+
+    def conv(node: Node, ctx: Context) -> list[m.TrackRef]:
+        return _track_refs(kind, node, ctx)
+
+    return Kw(name, conv, needs_block=True, field="tracks", multiple=True, owner=owner)
+
+
+def _authentication() -> BlockSpec:
+    spec = BlockSpec("authentication", model=m.Authentication)
+    spec.add(Kw("auth_type", choice("PASS", "AH"), 1, 1))
+    spec.add(Kw("auth_pass", string, 1, 1))
+    return spec
+
+
+def _items(name: str, parse: Any, options: dict[str, int] | None = None) -> Kw:
+    spec = BlockSpec(name, items=ItemSpec(parse, options if options is not None else {}))
+
+    def conv(node: Node, ctx: Context) -> Any:
+        from .schema import parse_block
+
+        return parse_block(node.children or [], spec, ctx).get("items", [])
+
+    return Kw(name, conv, needs_block=True, block=spec)
+
+
+def _notify_kws(spec: BlockSpec, names: tuple[str, ...]) -> None:
+    for name in names:
+        spec.add(Kw(name, script, 1, 3))
+
+
+def core_grammar() -> Grammar:
+    g = Grammar()
+    top = BlockSpec("top level")
+    g.blocks["top"] = top
+
+    # global_defs ------------------------------------------------------------
+    gd = BlockSpec("global_defs", model=m.GlobalDefs)
+    g.blocks["global_defs"] = gd
+    gd.add(Kw("router_id", string, 1, 1))
+    gd.add(_items("notification_email", parse_email, None))
+    gd.add(Kw("notification_email_from", string, 1, 1))
+    gd.add(Kw("smtp_server", _smtp_server, 1, 2))
+    gd.add(Kw("smtp_helo_name", string, 1, 1))
+    gd.add(Kw("smtp_connect_timeout", number(0.001, 3600), 1, 1))
+    for k in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker", "smtp_starttls"):
+        gd.add(Kw(k, flag, 0, 1))
+    gd.add(Kw("smtp_username", string, 1, 1))
+    gd.add(Kw("smtp_password", string, 1, 1))
+    gd.add(Kw("enable_script_security", flag, 0, 1))
+    gd.add(Kw("script_user", _script_user, 1, 2))
+    gd.add(Kw("vrrp_version", _version, 1, 1))
+    gd.add(Kw("vrrp_mcast_group4", ip, 1, 1))
+    gd.add(Kw("vrrp_mcast_group6", ip, 1, 1))
+    gd.add(Kw("vrrp_garp_master_delay", number(0, 1000), 1, 1))
+    gd.add(Kw("vrrp_garp_master_repeat", integer(0, 1000), 1, 1))
+    gd.add(Kw("vrrp_garp_master_refresh", number(0, 1e6), 1, 1))
+    gd.add(Kw("vrrp_garp_master_refresh_repeat", integer(0, 1000), 1, 1))
+    gd.add(Kw("vrrp_garp_interval", number(0, 1), 1, 1))
+    gd.add(Kw("vrrp_gna_interval", number(0, 1), 1, 1))
+    gd.add(Kw("vrrp_garp_lower_prio_delay", number(0, 1000), 1, 1))
+    gd.add(Kw("vrrp_garp_lower_prio_repeat", integer(0, 1000), 1, 1))
+    for k in ("vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src",
+              "vrrp_skip_check_adv_addr", "vrrp_strict"):
+        gd.add(Kw(k, flag, 0, 1))
+    gd.add(Kw("vrrp_down_timer_adverts", integer(1, 100), 1, 1))
+    gd.add(Kw("vrrp_startup_delay", number(0, 3600), 1, 1))
+    gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
+    for k in ("vrrp_notify_fifo", "vrrp_notify_fifo_script", "notify_fifo", "notify_fifo_script",
+              "lvs_notify_fifo", "lvs_notify_fifo_script"):
+        gd.add(Kw(k, script, 1, 3))
+    _add_unsupported(gd, "global_defs")
+    top.add(Kw("global_defs", sub(gd), needs_block=True, block=gd))
+
+    # static addresses / routes / rules ---------------------------------------
+    top.add(_items("static_ipaddress", parse_vip, _VIP_OPTIONS))
+    top.add(_items("static_routes", parse_route, None))
+    top.add(_items("static_rules", parse_rule, None))
+
+    # vrrp_instance --------------------------------------------------------------
+    vi = BlockSpec("vrrp_instance", model=m.VrrpInstance)
+    g.blocks["vrrp_instance"] = vi
+    vi.add(Kw("state", _instance_state, 1, 1))
+    vi.add(Kw("interface", string, 1, 1))
+    vi.add(Kw("virtual_router_id", integer(1, 255), 1, 1))
+    vi.add(Kw("priority", integer(1, 255), 1, 1))
+    vi.add(Kw("advert_int", number(0.01, 255), 1, 1))
+    vi.add(Kw("version", _version, 1, 1))
+    vi.add(Kw("nopreempt", flag, 0, 1))
+    vi.add(Kw("preempt", flag, 0, 1))
+    vi.add(Kw("preempt_delay", number(0, 1000), 1, 1))
+    auth = _authentication()
+    vi.add(Kw("authentication", sub(auth), needs_block=True, block=auth))
+    vi.add(_items("virtual_ipaddress", parse_vip, _VIP_OPTIONS))
+    vi.add(_items("virtual_ipaddress_excluded", parse_vip, _VIP_OPTIONS))
+    vi.add(_items("virtual_routes", parse_route, None))
+    vi.add(_items("virtual_rules", parse_rule, None))
+    vi.add(Kw("unicast_src_ip", ip, 1, 1))
+    vi.add(_items("unicast_peer", parse_unicast_peer, {"min_ttl": 1, "max_ttl": 1}))
+    vi.add(Kw("mcast_src_ip", ip, 1, 1))
+    vi.add(Kw("check_unicast_src", flag, 0, 1))
+    vi.add(Kw("dont_track_primary", flag, 0, 1))
+    vi.add(Kw("track_interface", _track_interface, needs_block=True, field="tracks", multiple=True))
+    vi.add(Kw("use_vmac", _use_vmac, 0, 1))
+    vi.add(Kw("vmac_xmit_base", flag, 0, 1))
+    vi.add(Kw("native_ipv6", flag, 0, 1))
+    vi.add(Kw("smtp_alert", flag, 0, 1))
+    _notify_kws(vi, ("notify_master", "notify_backup", "notify_fault", "notify_stop",
+                     "notify_deleted", "notify_master_rx_lower_pri", "notify"))
+    vi.add(Kw("garp_master_delay", number(0, 1000), 1, 1))
+    vi.add(Kw("garp_master_repeat", integer(0, 1000), 1, 1))
+    vi.add(Kw("garp_master_refresh", number(0, 1e6), 1, 1))
+    vi.add(Kw("garp_master_refresh_repeat", integer(0, 1000), 1, 1))
+    vi.add(Kw("garp_lower_prio_delay", number(0, 1000), 1, 1))
+    vi.add(Kw("garp_lower_prio_repeat", integer(0, 1000), 1, 1))
+    for k in ("lower_prio_no_advert", "higher_prio_send_advert", "strict_mode",
+              "skip_check_adv_addr", "accept", "v3_checksum_as_v2"):
+        vi.add(Kw(k, flag, 0, 1))
+    vi.add(Kw("down_timer_adverts", integer(1, 100), 1, 1))
+    vi.add(Kw("debug", integer(0, 4), 0, 1))
+    _add_unsupported(vi, "vrrp_instance")
+    top.add(Kw("vrrp_instance", _named(vi), 1, 1, block=vi, needs_block=True,
+               field="vrrp_instances", multiple=True))
+
+    # vrrp_sync_group ---------------------------------------------------------
+    sg = BlockSpec("vrrp_sync_group", model=m.SyncGroup)
+    g.blocks["vrrp_sync_group"] = sg
+    grp = _items("group", parse_group_member, None)
+    sg.add(grp)
+    sg.add(Kw("track_interface", _track_interface, needs_block=True, field="tracks", multiple=True))
+    sg.add(Kw("smtp_alert", flag, 0, 1))
+    sg.add(Kw("global_tracking", flag, 0, 1))
+    sg.add(Kw("sync_group_tracking_weight", flag, 0, 1))
+    _notify_kws(sg, ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"))
+    top.add(Kw("vrrp_sync_group", _named(sg), 1, 1, block=sg, needs_block=True,
+               field="vrrp_sync_groups", multiple=True))
+
+    # LVS ------------------------------------------------------------------------
+    rs = BlockSpec("real_server", model=m.RealServer)
+    g.blocks["real_server"] = rs
+    rs.add(Kw("weight", integer(0, 65535), 1, 1))
+    rs.add(Kw("inhibit_on_failure", flag, 0, 1))
+    rs.add(Kw("notify_up", script, 1, 3))
+    rs.add(Kw("notify_down", script, 1, 3))
+    rs.add(Kw("smtp_alert", flag, 0, 1))
+    rs.add(Kw("lvs_method", _lvs_method, 1, 1))
+    rs.add(Kw("uthreshold", integer(0, 2**31), 1, 1))
+    rs.add(Kw("lthreshold", integer(0, 2**31), 1, 1))
+    _common_check_kws(rs)
+
+    vs = BlockSpec("virtual_server", model=m.VirtualServer)
+    g.blocks["virtual_server"] = vs
+    vs.add(Kw("delay_loop", number(0.001, 86400), 1, 1))
+    vs.add(Kw("lb_algo", _lb_algo, 1, 1, aliases=("lvs_sched",)))
+    vs.add(Kw("lb_kind", _lvs_method, 1, 1, aliases=("lvs_method",)))
+    vs.add(Kw("persistence_timeout", integer(1, 2**31), 0, 1))
+    vs.add(Kw("persistence_granularity", string, 1, 1))
+    vs.add(Kw("protocol", choice("TCP", "UDP", "SCTP"), 1, 1))
+    vs.add(Kw("ops", flag, 0, 1))
+    vs.add(Kw("ha_suspend", flag, 0, 1))
+    vs.add(Kw("omega", flag, 0, 1))
+    vs.add(Kw("quorum", integer(1, 2**31), 1, 1))
+    vs.add(Kw("hysteresis", integer(0, 2**31), 1, 1))
+    vs.add(Kw("quorum_up", script, 1, 3))
+    vs.add(Kw("quorum_down", script, 1, 3))
+    vs.add(Kw("sorry_server", _sorry_server, 1, 2))
+    vs.add(Kw("sorry_server_inhibit", flag, 0, 1))
+    vs.add(Kw("sorry_server_lvs_method", _lvs_method, 1, 1))
+    vs.add(Kw("inhibit_on_failure", flag, 0, 1))
+    vs.add(Kw("smtp_alert", flag, 0, 1))
+    vs.add(Kw("lb_flags", words, 1, None, field="sched_flags"))
+    for fl in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
+        vs.add(Kw(fl, lambda n, c, fl=fl: fl, 0, 0, field="sched_flags", multiple=True))
+    _common_check_kws(vs)
+    vs.add(Kw("real_server", _real_server(rs), 1, 2, block=rs, needs_block=None,
+              field="real_servers", multiple=True))
+    _add_unsupported(vs, "virtual_server")
+    top.add(Kw("virtual_server", _virtual_server(vs), 1, 2, block=vs, needs_block=True,
+               field="virtual_servers", multiple=True))
+
+    vsg = BlockSpec("virtual_server_group", items=ItemSpec(parse_vsg_entry, None))
+    g.blocks["virtual_server_group"] = vsg
+
+    def _vsg(node: Node, ctx: Context) -> m.VirtualServerGroup:
+        from .schema import parse_block
+
+        entries = parse_block(node.children or [], vsg, ctx).get("items", [])
+        return m.VirtualServerGroup(node.args[0], node.place, entries)
+
+    top.add(Kw("virtual_server_group", _vsg, 1, 1, block=vsg, needs_block=True,
+               field="virtual_server_groups", multiple=True))
+    return g
+
+
+def _common_check_kws(spec: BlockSpec) -> None:
+    """Keywords real_server and virtual_server share with checkers (defaults)."""
+    spec.add(Kw("delay_loop", number(0.001, 86400), 1, 1)) if spec.lookup("delay_loop") is None else None
+    spec.add(Kw("alpha", flag, 0, 1))
+    spec.add(Kw("retry", integer(0, 2**31), 1, 1, aliases=("nb_get_retry",)))
+    spec.add(Kw("delay_before_retry", number(0, 86400), 1, 1))
+    spec.add(Kw("warmup", number(0, 86400), 1, 1))
+    spec.add(Kw("connect_timeout", number(0.001, 86400), 1, 1))
+    spec.add(Kw("virtualhost", string, 1, 1))
+
+
+def _sorry_server(node: Node, ctx: Context) -> m.SorryServer:
+    addr, p = _server_addr(node, ctx)
+    return m.SorryServer(addr, p, node.place)
+
+
+def _real_server(spec: BlockSpec) -> Any:
+    def conv(node: Node, ctx: Context) -> m.RealServer:
+        addr, p = _server_addr(node, ctx)
+        return build_model(spec, node, ctx, address=addr, port=p)  # type: ignore[no-any-return]
+
+    return conv
+
+
+def _virtual_server(spec: BlockSpec) -> Any:
+    def conv(node: Node, ctx: Context) -> m.VirtualServer:
+        a = node.args
+        extra: dict[str, Any] = {}
+        if a[0] == "fwmark":
+            if len(a) < 2:
+                raise Invalid("fwmark needs a number")
+            extra["fwmark"] = parse_int(a[1], 1, 2**32 - 1)
+        elif a[0] == "group":
+            if len(a) < 2:
+                raise Invalid("group needs a name")
+            extra["group"] = a[1]
+        else:
+            extra["address"] = ip_address(a[0])
+            if len(a) < 2:
+                raise Invalid("needs IP PORT, fwmark N or group NAME")
+            extra["port"] = port(a[1])
+        return build_model(spec, node, ctx, **extra)  # type: ignore[no-any-return]
+
+    return conv
+
+
+def _add_unsupported(spec: BlockSpec, name: str) -> None:
+    for k, why in UNSUPPORTED.get(name, {}).items():
+        if spec.lookup(k) is None:
+            spec.add(Kw(k, words, 0, None, needs_block=None, unsupported=why))

@@ -1,0 +1,133 @@
+"""Rules that depend on several values, decided once after parsing.
+
+Each rule follows keepalived's behaviour (keepalived.conf(5) and what
+``keepalived -t`` reports); where keepalived drops an instance the error
+carries its place.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import model as m
+from .errors import Diagnostics
+
+
+def apply(cfg: m.Config, diag: Diagnostics) -> None:
+    gd = cfg.global_defs
+    seen_vrids: dict[tuple[str | None, int, int, int], m.VrrpInstance] = {}
+    names: set[str] = set()
+    for vi in cfg.vrrp_instances:
+        _instance(vi, gd, diag)
+        if vi.name in names:
+            diag.error(vi.place, f"({vi.name}) vrrp_instance declared twice")
+        names.add(vi.name)
+        if vi.virtual_router_id is not None and vi.interface is not None and not vi.unicast_peer:
+            key = (vi.interface, vi.family, vi.virtual_router_id, vi.version or 2)
+            other = seen_vrids.get(key)
+            if other is not None:
+                diag.error(
+                    vi.place,
+                    f"({vi.name}) virtual_router_id {vi.virtual_router_id} on {vi.interface} "
+                    f"is already used by {other.name} at {other.place}",
+                )
+            seen_vrids[key] = vi
+    for sg in cfg.vrrp_sync_groups:
+        for member in sg.group:
+            if member not in names:
+                diag.error(sg.place, f"vrrp_sync_group {sg.name}: unknown vrrp_instance '{member}'")
+        if not sg.group:
+            diag.warning(sg.place, f"vrrp_sync_group {sg.name} has no members")
+    groups = {g.name for g in cfg.virtual_server_groups}
+    for vs in cfg.virtual_servers:
+        if vs.group is not None and vs.group not in groups:
+            diag.error(vs.place, f"virtual_server group '{vs.group}' is not defined")
+        if not vs.real_servers and vs.sorry_server is None:
+            diag.warning(vs.place, f"virtual server {vs.label} has no real servers")
+
+
+def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
+    tag = f"({vi.name})"
+    if vi.virtual_router_id is None:
+        diag.error(vi.place, f"{tag} the virtual router id must be set")
+    if vi.interface is None and not vi.unicast_peer:
+        diag.error(vi.place, f"{tag} interface must be set")
+    if vi.version is None:
+        vi.version = gd.vrrp_version
+    if vi.nopreempt:
+        vi.preempt = False
+    if vi.state == "MASTER" and not vi.preempt:
+        # keepalived.conf(5): "For this to work, the initial state must not be MASTER."
+        diag.warning(vi.place, f"{tag} warning - nopreempt will not work with initial state MASTER")
+        vi.preempt = True
+    if vi.state == "MASTER" and vi.preempt_delay:
+        diag.warning(vi.place, f"{tag} warning - preempt_delay will not work with initial state MASTER")
+        vi.preempt_delay = 0.0
+    if vi.version == 2:
+        if vi.advert_int < 1 or vi.advert_int != math.floor(vi.advert_int):
+            rounded = max(1.0, float(round(vi.advert_int)))
+            diag.warning(
+                vi.place,
+                f"{tag} VRRPv2 advert_int must be whole seconds; {vi.advert_int:g} becomes {rounded:g}",
+            )
+            vi.advert_int = rounded
+    else:
+        if vi.advert_int > 40.95:
+            diag.warning(vi.place, f"{tag} VRRPv3 advert_int {vi.advert_int:g} is more than 40.95; using 40.95")
+            vi.advert_int = 40.95
+        vi.advert_int = round(vi.advert_int * 100) / 100
+        if vi.authentication is not None:
+            diag.warning(vi.place, f"{tag} authentication is not supported with VRRPv3; ignored")
+            vi.authentication = None
+    if vi.authentication is not None:
+        auth = vi.authentication
+        if len(auth.auth_pass) > 8:
+            diag.warning(auth.place, f"{tag} auth_pass is longer than 8 characters; only the first 8 are used")
+            auth.auth_pass = auth.auth_pass[:8]
+        if auth.auth_type == "NONE":
+            diag.error(auth.place, f"{tag} authentication block without auth_type")
+    if vi.priority == 255 and vi.state != "MASTER":
+        diag.warning(vi.place, f"{tag} priority 255 means address owner; setting initial state MASTER")
+        vi.state = "MASTER"
+    if vi.priority == 255:
+        for ref in vi.tracks:
+            if ref.weight not in (None, 0):
+                diag.warning(
+                    ref.place,
+                    f"{tag} address owner (priority 255) cannot use tracking weights; "
+                    f"{ref.kind} {ref.name} weight {ref.weight} treated as 0",
+                )
+                ref.weight = 0
+    if not vi.virtual_ipaddress:
+        diag.warning(vi.place, f"{tag} no virtual_ipaddress configured")
+    families = {v.address.version for v in vi.virtual_ipaddress}
+    if len(families) > 1:
+        diag.error(vi.place, f"{tag} virtual_ipaddress mixes IPv4 and IPv6; use virtual_ipaddress_excluded")
+    if vi.family == 6 and vi.version == 2:
+        diag.warning(vi.place, f"{tag} VRRPv2 does not support IPv6; using version 3")
+        vi.version = 3
+    for peer in vi.unicast_peer:
+        if peer.address.version != vi.family:
+            diag.error(peer.place, f"{tag} unicast_peer {peer.address} is not of the instance's address family")
+    for attr, glob in (
+        ("garp_master_delay", gd.vrrp_garp_master_delay),
+        ("garp_master_repeat", gd.vrrp_garp_master_repeat),
+        ("garp_master_refresh", gd.vrrp_garp_master_refresh),
+        ("garp_master_refresh_repeat", gd.vrrp_garp_master_refresh_repeat),
+        ("lower_prio_no_advert", gd.vrrp_lower_prio_no_advert),
+        ("higher_prio_send_advert", gd.vrrp_higher_prio_send_advert),
+        ("down_timer_adverts", gd.vrrp_down_timer_adverts),
+        ("check_unicast_src", gd.vrrp_check_unicast_src),
+        ("skip_check_adv_addr", gd.vrrp_skip_check_adv_addr),
+        ("strict_mode", gd.vrrp_strict),
+    ):
+        if getattr(vi, attr) is None:
+            setattr(vi, attr, glob)
+    if vi.garp_lower_prio_repeat is None:
+        vi.garp_lower_prio_repeat = gd.vrrp_garp_lower_prio_repeat
+    if vi.garp_lower_prio_delay is None:
+        vi.garp_lower_prio_delay = gd.vrrp_garp_lower_prio_delay
+    if vi.smtp_alert is None:
+        vi.smtp_alert = gd.smtp_alert_vrrp if gd.smtp_alert_vrrp is not None else gd.smtp_alert
+    if vi.strict_mode and vi.authentication is not None:
+        diag.error(vi.place, f"{tag} authentication is not allowed with strict mode")

@@ -1,0 +1,139 @@
+"""Build a tree of :class:`Node` from preprocessed lines.
+
+keepalived's own parser is line based: one keyword and its arguments per
+line.  Configs pasted through web pages often arrive flattened onto one line
+(``global_defs { router_id X } vrrp_instance VI_1 { state MASTER ... }``),
+which keepalived misreads.  We split such statements where the grammar says
+a keyword has fewer arguments than the words on the line and a later word
+is itself a keyword of the same block; a config written one statement per
+line is never split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import Diagnostics, Place
+from .lexer import Line, Word
+
+if TYPE_CHECKING:
+    from .schema import BlockSpec
+
+
+@dataclass
+class Node:
+    keyword: str
+    args: list[str]
+    place: Place
+    children: list[Node] | None = None
+    #: True when the statement was written as a quoted word (never a keyword).
+    quoted: bool = False
+
+    def to_text(self, indent: int = 0) -> str:
+        pad = "    " * indent
+        head = " ".join([self.keyword, *self.args])
+        if self.children is None:
+            return pad + head
+        inner = "\n".join(c.to_text(indent + 1) for c in self.children)
+        return f"{pad}{head} {{\n{inner}\n{pad}}}" if inner else f"{pad}{head} {{\n{pad}}}"
+
+
+@dataclass
+class _Tok:
+    word: Word
+    place: Place
+    eol: bool  # last word of its physical line
+
+
+@dataclass
+class _Stream:
+    toks: list[_Tok]
+    pos: int = 0
+    diag: Diagnostics = field(default_factory=Diagnostics)
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+
+def build_tree(lines: Sequence[Line], root: BlockSpec | None, diag: Diagnostics) -> list[Node]:
+    toks: list[_Tok] = []
+    for line in lines:
+        for i, w in enumerate(line.words):
+            toks.append(_Tok(w, line.place, i == len(line.words) - 1))
+    stream = _Stream(toks, 0, diag)
+    nodes = _parse_body(stream, root, top=True)
+    return nodes
+
+
+def _parse_body(s: _Stream, spec: BlockSpec | None, top: bool = False) -> list[Node]:
+    nodes: list[Node] = []
+    while True:
+        tok = s.peek()
+        if tok is None:
+            return nodes
+        if tok.word.is_close:
+            if top:
+                s.diag.error(tok.place, "unexpected '}' with no open block")
+                s.pos += 1
+                continue
+            return nodes
+        if tok.word.is_open:
+            s.diag.error(tok.place, "'{' without a keyword before it")
+            s.pos += 1
+            _parse_body(s, None)
+            _expect_close(s, tok.place)
+            continue
+        statement = _collect(s)
+        for words, place, last in _split(statement, spec):
+            node = Node(words[0].text, [w.text for w in words[1:]], place, quoted=words[0].quoted)
+            nodes.append(node)
+            if last:
+                nxt = s.peek()
+                if nxt is not None and nxt.word.is_open:
+                    s.pos += 1
+                    child = spec.child_spec(node.keyword) if spec is not None else None
+                    node.children = _parse_body(s, child)
+                    _expect_close(s, nxt.place)
+
+
+def _expect_close(s: _Stream, opened: Place) -> None:
+    tok = s.peek()
+    if tok is None:
+        s.diag.error(opened, "block opened here is never closed (missing '}')")
+        return
+    s.pos += 1
+
+
+def _collect(s: _Stream) -> list[_Tok]:
+    """Words of one statement: up to the end of the line, '{' or '}'."""
+    out: list[_Tok] = []
+    while True:
+        tok = s.peek()
+        if tok is None or tok.word.is_open or tok.word.is_close:
+            return out
+        out.append(tok)
+        s.pos += 1
+        if tok.eol:
+            # A '{' on the next line still opens this statement's block.
+            return out
+
+
+def _split(
+    toks: list[_Tok], spec: BlockSpec | None
+) -> list[tuple[list[Word], Place, bool]]:
+    """Split a statement that holds several flattened ones."""
+    words = [t.word for t in toks]
+    places = [t.place for t in toks]
+    if spec is None:
+        return [(words, places[0], True)]
+    out: list[tuple[list[Word], Place, bool]] = []
+    i = 0
+    while i < len(words):
+        n = spec.statement_length(words, i)
+        out.append((words[i : i + n], places[i], False))
+        i += n
+    last_words, last_place, _ = out[-1]
+    out[-1] = (last_words, last_place, True)
+    return out

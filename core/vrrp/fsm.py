@@ -1,0 +1,708 @@
+"""Pure VRRP state machine (RFC 5798 / RFC 3768 with keepalived's behaviour).
+
+This module has no sockets, no asyncio and no clock.  The caller passes the
+current monotonic time (float seconds) into every method, and each method
+returns a list of *actions* for the I/O layer to carry out, in order.
+
+Timing
+------
+``Skew_Time = (256 - priority) * Master_Adver_Interval / 256`` for VRRPv3 and
+``(256 - priority) / 256`` seconds for VRRPv2.  ``Master_Down_Interval =
+down_timer_adverts * Master_Adver_Interval + Skew_Time``.  As in keepalived,
+an address owner (configured priority 255) always uses 255 for its skew.
+
+Action ordering
+---------------
+Actions are listed in the order keepalived performs them, so that the I/O
+layer can execute them one after another:
+
+* becoming MASTER: ``SendAdvert`` (so that an old master drops the VIPs
+  before our gratuitous ARPs go out), ``Log("Entering MASTER STATE")``,
+  ``AddVips``, ``SendGratuitous``, ``Transition``;
+* leaving MASTER: ``Log("Entering ... STATE")``, (``SendAdvert(0)`` when going
+  to FAULT or stopping), ``RemoveVips``, ``Transition``.
+
+The ``Transition`` action comes where keepalived runs its notifications
+(after the addresses have been added / removed).
+
+Sync groups
+-----------
+When ``FsmParams.in_sync_group`` is set, the machine never promotes itself
+when its master-down timer expires: it records ``wants_master`` (keepalived's
+*wantstate*), re-arms the master-down timer and returns ``WantMaster``.  A
+sync-group coordinator then decides, like keepalived's
+``vrrp_sync_can_goto_master()``, whether every member wants to be master (or
+the group already is) and calls :meth:`VrrpMachine.force_master` on the
+members; when one member leaves MASTER it calls
+:meth:`VrrpMachine.force_backup` on the others; when one member enters FAULT
+it calls :meth:`VrrpMachine.set_group_fault` on the others.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "LOG_DETAIL",
+    "LOG_INFO",
+    "PRIO_OWNER",
+    "PRIO_STOP",
+    "Action",
+    "AddVips",
+    "FsmParams",
+    "InvalidTransition",
+    "Log",
+    "PriorityChanged",
+    "ReceivedLowerPriority",
+    "RemoveVips",
+    "RxAdvert",
+    "SendAdvert",
+    "SendGratuitous",
+    "State",
+    "Transition",
+    "VrrpMachine",
+    "VrrpStateError",
+    "WantMaster",
+    "format_ip",
+    "master_down_interval",
+    "skew_time",
+]
+
+PRIO_OWNER: Final = 255
+PRIO_STOP: Final = 0
+
+#: Level of lines keepalived always logs.
+LOG_INFO: Final = logging.INFO
+#: Level of lines keepalived only logs with ``-D`` / ``--log-detail``.
+LOG_DETAIL: Final = logging.DEBUG
+
+
+class State(enum.Enum):
+    INIT = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+    STOP = "STOP"
+
+
+#: Every transition the machine may make.  Anything else is a programming
+#: error and raises :class:`InvalidTransition`.
+ALLOWED_TRANSITIONS: Final[Mapping[State, frozenset[State]]] = {
+    State.INIT: frozenset({State.BACKUP, State.MASTER, State.FAULT, State.STOP}),
+    State.BACKUP: frozenset({State.MASTER, State.FAULT, State.STOP}),
+    State.MASTER: frozenset({State.BACKUP, State.FAULT, State.STOP}),
+    State.FAULT: frozenset({State.BACKUP, State.STOP}),
+    State.STOP: frozenset(),
+}
+
+
+class VrrpStateError(RuntimeError):
+    """The machine was driven in a way that is a programming error."""
+
+
+class InvalidTransition(VrrpStateError):
+    """A transition not present in :data:`ALLOWED_TRANSITIONS` was attempted."""
+
+    def __init__(self, name: str, old: State, new: State) -> None:
+        super().__init__(f"({name}) invalid VRRP transition {old.value} -> {new.value}")
+        self.old = old
+        self.new = new
+
+
+# --------------------------------------------------------------------------
+# Parameters and inputs
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FsmParams:
+    """Static configuration of one VRRP instance, as the FSM needs it."""
+
+    name: str
+    vrid: int
+    version: int
+    priority: int
+    advert_int: float
+    initial_state: State
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    down_timer_adverts: int = 3
+    primary_ip: bytes = b""
+    #: keepalived ``lower_prio_no_advert``: as MASTER, do not answer a
+    #: lower-priority advert with an advert of our own.
+    lower_prio_no_advert: bool = False
+    #: keepalived ``higher_prio_send_advert``: as MASTER, send one advert
+    #: before yielding to a higher-priority advert.
+    higher_prio_send_advert: bool = False
+    #: keepalived ``garp_lower_prio_repeat``: if > 0, a lower-priority advert
+    #: received as MASTER triggers ``SendGratuitous(lower_prio=True)``.  The
+    #: I/O layer applies the repeat count and ``garp_lower_prio_delay``.
+    garp_lower_prio_repeat: int = 0
+    #: Member of a ``vrrp_sync_group``: see the module docstring.
+    in_sync_group: bool = False
+
+    def __post_init__(self) -> None:
+        if self.version not in (2, 3):
+            raise ValueError(f"({self.name}) VRRP version must be 2 or 3, not {self.version}")
+        if not 1 <= self.vrid <= 255:
+            raise ValueError(f"({self.name}) vrid must be 1..255, not {self.vrid}")
+        if not 1 <= self.priority <= PRIO_OWNER:
+            raise ValueError(f"({self.name}) priority must be 1..255, not {self.priority}")
+        if not self.advert_int > 0:
+            raise ValueError(f"({self.name}) advert_int must be > 0, not {self.advert_int}")
+        if self.initial_state not in (State.BACKUP, State.MASTER):
+            raise ValueError(
+                f"({self.name}) initial_state must be BACKUP or MASTER, not {self.initial_state}"
+            )
+        if self.preempt_delay < 0:
+            raise ValueError(f"({self.name}) preempt_delay must be >= 0")
+        if self.down_timer_adverts < 1:
+            raise ValueError(f"({self.name}) down_timer_adverts must be >= 1")
+        if self.garp_lower_prio_repeat < 0:
+            raise ValueError(f"({self.name}) garp_lower_prio_repeat must be >= 0")
+
+
+@dataclass(frozen=True)
+class RxAdvert:
+    """A received advertisement that passed the packet checks."""
+
+    priority: int
+    src_ip: bytes
+    #: Advert interval carried in the packet, in seconds.
+    advert_int: float
+
+
+# --------------------------------------------------------------------------
+# Actions
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendAdvert:
+    """Send one advertisement now with this priority (0 = resign)."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    old: State
+    new: State
+    reason: str
+
+
+@dataclass(frozen=True)
+class AddVips:
+    """Take the VIPs / eVIPs, virtual routes and rules."""
+
+
+@dataclass(frozen=True)
+class RemoveVips:
+    """Release the VIPs / eVIPs, virtual routes and rules."""
+
+
+@dataclass(frozen=True)
+class SendGratuitous:
+    """Send the GARP / unsolicited NA burst.
+
+    ``lower_prio`` False: after becoming master (``garp_master_delay`` /
+    ``garp_master_repeat``); True: after a lower-priority advert was received
+    as master (``garp_lower_prio_delay`` / ``garp_lower_prio_repeat``).
+    """
+
+    lower_prio: bool = False
+
+
+@dataclass(frozen=True)
+class Log:
+    level: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ReceivedLowerPriority:
+    """MASTER received a lower-priority advert (``notify_master_rx_lower_pri``)."""
+
+    src: bytes
+    priority: int
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    """Effective priority changed (``notify_priority_changes``)."""
+
+    old: int
+    new: int
+
+
+@dataclass(frozen=True)
+class WantMaster:
+    """Sync-group member's master-down timer expired; it waits for the group."""
+
+
+Action = (
+    SendAdvert
+    | Transition
+    | AddVips
+    | RemoveVips
+    | SendGratuitous
+    | Log
+    | ReceivedLowerPriority
+    | PriorityChanged
+    | WantMaster
+)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def skew_time(priority: int, master_adver_int: float, version: int) -> float:
+    """RFC Skew_Time in seconds for ``priority``."""
+    if version == 2:
+        return (256 - priority) / 256
+    return (256 - priority) * master_adver_int / 256
+
+
+def master_down_interval(
+    priority: int, master_adver_int: float, version: int, down_timer_adverts: int = 3
+) -> float:
+    """RFC Master_Down_Interval in seconds."""
+    return down_timer_adverts * master_adver_int + skew_time(priority, master_adver_int, version)
+
+
+def format_ip(packed: bytes) -> str:
+    """Render a packed IPv4/IPv6 address for log lines."""
+    if len(packed) in (4, 16):
+        return str(ipaddress.ip_address(packed))
+    return packed.hex() if packed else "?"
+
+
+def _addr_cmp(remote: bytes, ours: bytes) -> int:
+    """Compare addresses numerically like keepalived (0 if not comparable)."""
+    if not ours or len(remote) != len(ours):
+        return 0
+    return (remote > ours) - (remote < ours)
+
+
+# --------------------------------------------------------------------------
+# The machine
+# --------------------------------------------------------------------------
+
+
+class VrrpMachine:
+    """One VRRP instance's state machine."""
+
+    def __init__(self, params: FsmParams) -> None:
+        self.params = params
+        self.state: State = State.INIT
+        self.base_priority: int = params.priority
+        self.effective_priority: int = params.priority
+        #: Master_Adver_Interval; learnt from the master's adverts in VRRPv3.
+        self.master_adver_int: float = params.advert_int
+        # keepalived ignores nopreempt and preempt_delay with state MASTER.
+        initial_master = params.initial_state is State.MASTER
+        self.preempt: bool = params.preempt or initial_master
+        self.preempt_delay: float = (
+            params.preempt_delay if self.preempt and not initial_master else 0.0
+        )
+        #: keepalived's ``wantstate == MASTER``: what the instance would be
+        #: disregarding its sync group.
+        self.wants_master: bool = initial_master
+        #: Source address / priority of the master we last accepted.
+        self.master_src: bytes | None = None
+        self.master_priority: int | None = None
+        #: Absolute time after which a lower-priority master may be
+        #: preempted (``None`` = preempt delay not running).
+        self.preempt_time: float | None = None
+        self._own_fault = False
+        self._group_fault = False
+        self._deadline: float | None = None
+        self._owner_conflict_logged = False
+
+    # ----------------------------------------------------------- properties
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def is_owner(self) -> bool:
+        return self.base_priority == PRIO_OWNER
+
+    @property
+    def faulted(self) -> bool:
+        return self._own_fault or self._group_fault
+
+    @property
+    def own_fault(self) -> bool:
+        return self._own_fault
+
+    @property
+    def group_fault(self) -> bool:
+        return self._group_fault
+
+    @property
+    def skew_time(self) -> float:
+        prio = PRIO_OWNER if self.is_owner else self.effective_priority
+        return skew_time(prio, self.master_adver_int, self.params.version)
+
+    @property
+    def master_down_interval(self) -> float:
+        return self.params.down_timer_adverts * self.master_adver_int + self.skew_time
+
+    @property
+    def next_deadline(self) -> float | None:
+        """Absolute time at which :meth:`timer_expired` must be called.
+
+        MASTER: next advert; BACKUP: master-down timer; otherwise ``None``.
+        """
+        return self._deadline
+
+    # ------------------------------------------------------------ internals
+
+    def _log(self, message: str, level: int = LOG_INFO) -> Log:
+        return Log(level, f"({self.name}) {message}")
+
+    def _transition(self, new: State, reason: str) -> Transition:
+        old = self.state
+        if new not in ALLOWED_TRANSITIONS[old]:
+            raise InvalidTransition(self.name, old, new)
+        self.state = new
+        if new not in (State.MASTER, State.BACKUP):
+            self._deadline = None
+        return Transition(old, new, reason)
+
+    def _learn_adver_int(self, adv: RxAdvert) -> list[Action]:
+        if self.params.version != 3 or adv.advert_int <= 0:
+            return []
+        if adv.advert_int == self.master_adver_int:
+            return []
+        old = self.master_adver_int
+        self.master_adver_int = adv.advert_int
+        return [
+            self._log(
+                f"advertisement interval updated from {round(old * 1000)}ms to "
+                f"{round(adv.advert_int * 1000)}ms by master",
+                LOG_DETAIL,
+            )
+        ]
+
+    def _goto_master(self, now: float, reason: str) -> list[Action]:
+        actions: list[Action] = [SendAdvert(self.effective_priority)]
+        if self.master_adver_int != self.params.advert_int:
+            actions.append(
+                self._log(
+                    f"changing advert interval from {round(self.master_adver_int * 1000)}ms "
+                    f"to locally configured {round(self.params.advert_int * 1000)}ms",
+                    LOG_DETAIL,
+                )
+            )
+            self.master_adver_int = self.params.advert_int
+        actions.append(self._log("Entering MASTER STATE"))
+        transition = self._transition(State.MASTER, reason)
+        actions += [AddVips(), SendGratuitous(), transition]
+        self.wants_master = True
+        self.master_src = self.params.primary_ip or None
+        self.master_priority = self.effective_priority
+        self._owner_conflict_logged = False
+        self._deadline = now + self.params.advert_int
+        return actions
+
+    def _leave_master(self, now: float, new: State, reason: str) -> list[Action]:
+        actions: list[Action] = []
+        if new is State.BACKUP:
+            actions.append(self._log("Entering BACKUP STATE"))
+            self.preempt_time = None
+        elif new is State.FAULT:
+            actions += [
+                self._log("Entering FAULT STATE"),
+                SendAdvert(PRIO_STOP),
+                self._log("sent 0 priority", LOG_DETAIL),
+            ]
+        else:  # pragma: no cover - guarded by callers
+            raise InvalidTransition(self.name, self.state, new)
+        actions.append(RemoveVips())
+        actions.append(self._transition(new, reason))
+        if new is State.BACKUP:
+            self._deadline = now + self.master_down_interval
+        return actions
+
+    def _enter_fault(self, now: float, reason: str) -> list[Action]:
+        self.wants_master = False
+        if self.state is State.MASTER:
+            return self._leave_master(now, State.FAULT, reason)
+        return [self._log("Entering FAULT STATE"), self._transition(State.FAULT, reason)]
+
+    def _leave_fault(self, now: float, reason: str) -> list[Action]:
+        # keepalived's try_up_instance()/vrrp_state_leave_fault(): wantstate is
+        # FAULT by then, so we always come back as BACKUP with a full
+        # Master_Down_Interval based on our own advert interval.
+        self.preempt_time = None
+        self.master_adver_int = self.params.advert_int
+        self.wants_master = False
+        actions: list[Action] = [
+            self._log("Entering BACKUP STATE"),
+            self._transition(State.BACKUP, reason),
+        ]
+        self._deadline = now + self.master_down_interval
+        return actions
+
+    def _update_fault(self, now: float, reason: str) -> list[Action]:
+        if self.state in (State.INIT, State.STOP):
+            return []
+        if self.faulted and self.state is not State.FAULT:
+            return self._enter_fault(now, reason)
+        if not self.faulted and self.state is State.FAULT:
+            return self._leave_fault(now, reason)
+        return []
+
+    # ----------------------------------------------------------- lifecycle
+
+    def start(self, now: float) -> list[Action]:
+        """Leave INIT: go BACKUP, MASTER (address owner) or FAULT."""
+        if self.state is not State.INIT:
+            raise VrrpStateError(f"({self.name}) start() called in state {self.state.value}")
+        if self.faulted:
+            return [self._log("Entering FAULT STATE (init)"), self._transition(State.FAULT, "init")]
+        initial_master = self.params.initial_state is State.MASTER
+        if initial_master and self.is_owner and not self.params.in_sync_group:
+            # keepalived times out of BACKUP after 1us without logging it.
+            return self._goto_master(now, "address owner")
+        actions: list[Action] = [
+            self._log("Entering BACKUP STATE (init)"),
+            self._transition(State.BACKUP, "init"),
+        ]
+        if initial_master and self.is_owner:
+            delay = 0.0  # sync-group owner: ask the group straight away
+        elif initial_master:
+            # Allow one advert interval to hear any other master.
+            delay = self.master_adver_int + skew_time(
+                PRIO_OWNER, self.master_adver_int, self.params.version
+            )
+        else:
+            delay = self.master_down_interval
+        self._deadline = now + delay
+        return actions
+
+    def stop(self, now: float) -> list[Action]:
+        """Shut down: resign if MASTER (priority 0 advert), release VIPs -> STOP."""
+        if self.state is State.STOP:
+            return []
+        actions: list[Action] = []
+        if self.state is State.MASTER:
+            actions += [
+                SendAdvert(PRIO_STOP),
+                self._log("sent 0 priority", LOG_DETAIL),
+                RemoveVips(),
+            ]
+        actions.append(self._log("Entering STOP STATE"))
+        actions.append(self._transition(State.STOP, "shutdown"))
+        self.wants_master = False
+        return actions
+
+    # -------------------------------------------------------------- events
+
+    def timer_expired(self, now: float) -> list[Action]:
+        """Handle the timer; a call before :attr:`next_deadline` does nothing."""
+        if self._deadline is None or now < self._deadline:
+            return []
+        if self.state is State.MASTER:
+            self._deadline = now + self.params.advert_int
+            return [SendAdvert(self.effective_priority)]
+        if self.state is not State.BACKUP:  # pragma: no cover - deadline is None
+            return []
+        actions: list[Action] = [self._log("Receive advertisement timeout", LOG_DETAIL)]
+        if self.params.in_sync_group:
+            self.wants_master = True
+            self._deadline = now + self.master_down_interval
+            actions.append(WantMaster())
+            return actions
+        return actions + self._goto_master(now, "master down timer expired")
+
+    def advert_received(self, now: float, adv: RxAdvert) -> list[Action]:
+        """Process an advert that passed the packet checks."""
+        if not 0 <= adv.priority <= PRIO_OWNER:
+            raise ValueError(f"({self.name}) advert priority out of range: {adv.priority}")
+        if self.state is State.BACKUP:
+            return self._backup_rx(now, adv)
+        if self.state is State.MASTER:
+            return self._master_rx(now, adv)
+        return []  # keepalived ignores adverts in INIT and FAULT
+
+    def _backup_rx(self, now: float, adv: RxAdvert) -> list[Action]:
+        actions: list[Action] = []
+        src = format_ip(adv.src_ip)
+        if adv.src_ip != self.master_src:
+            if self.master_src is None:
+                actions.append(self._log(f"master set to {src}", LOG_DETAIL))
+            else:
+                actions.append(
+                    self._log(
+                        f"master changed from {format_ip(self.master_src)} to {src}", LOG_DETAIL
+                    )
+                )
+        eff = self.effective_priority
+        if adv.priority == PRIO_STOP:
+            actions.append(self._log("Backup received priority 0 advertisement", LOG_DETAIL))
+            self._deadline = now + self.skew_time
+            return actions
+        if (
+            not self.preempt
+            or adv.priority >= eff
+            or (self.preempt_delay > 0 and (self.preempt_time is None or self.preempt_time > now))
+        ):
+            # Accept the advert.
+            actions += self._learn_adver_int(adv)
+            self._deadline = now + self.master_down_interval
+            self.master_src = adv.src_ip
+            self.master_priority = adv.priority
+            if self.preempt_delay > 0:
+                if adv.priority >= eff:
+                    if self.preempt_time is not None:
+                        actions.append(self._log("stop preempt delay", LOG_DETAIL))
+                        self.preempt_time = None
+                elif self.preempt_time is None:
+                    actions.append(
+                        self._log(f"start preempt delay ({self.preempt_delay:.6f})", LOG_DETAIL)
+                    )
+                    self.preempt_time = now + self.preempt_delay
+            self.wants_master = False
+            return actions
+        # Preempting: discard, so that the master-down timer runs out.
+        actions.append(
+            self._log(f"received lower priority ({adv.priority}) advert from {src} - discarding")
+        )
+        self.master_src = adv.src_ip
+        return actions
+
+    def _master_rx(self, now: float, adv: RxAdvert) -> list[Action]:
+        actions: list[Action] = []
+        eff = self.effective_priority
+        src = format_ip(adv.src_ip)
+        addr_cmp = _addr_cmp(adv.src_ip, self.params.primary_ip)
+        higher = adv.priority > eff or (adv.priority == eff and addr_cmp > 0)
+        lower = adv.priority < eff or (adv.priority == eff and addr_cmp < 0)
+        sent = False
+
+        if adv.priority == PRIO_STOP or (self.params.higher_prio_send_advert and higher):
+            actions.append(SendAdvert(eff))
+            sent = True
+            if adv.priority == PRIO_STOP:
+                actions.append(self._log("Master received priority 0 message", LOG_DETAIL))
+                self._deadline = now + self.params.advert_int
+                return actions
+
+        if adv.priority == eff:
+            if addr_cmp == 0:
+                actions.append(
+                    self._log(
+                        "WARNING - equal priority advert received from remote host "
+                        "with our IP address."
+                    )
+                )
+            elif eff == PRIO_OWNER and (addr_cmp > 0 or not self._owner_conflict_logged):
+                self._owner_conflict_logged = True
+                actions.append(
+                    self._log(
+                        f"CONFIGURATION ERROR: local instance and {src} are both "
+                        "configured as address owner, please resolve"
+                    )
+                )
+
+        if lower:
+            suffix = "" if self.params.lower_prio_no_advert else ", forcing new election"
+            actions.append(
+                self._log(
+                    f"Received advert from {src} with lower priority {adv.priority}, "
+                    f"ours {eff}{suffix}"
+                )
+            )
+            if not self.params.lower_prio_no_advert:
+                actions.append(SendAdvert(eff))
+                sent = True
+            if self.params.garp_lower_prio_repeat > 0:
+                actions.append(SendGratuitous(lower_prio=True))
+            actions.append(ReceivedLowerPriority(adv.src_ip, adv.priority))
+            if sent:
+                self._deadline = now + self.params.advert_int
+            return actions
+
+        if higher:
+            if adv.priority > eff and not self.is_owner:
+                actions.append(
+                    self._log(
+                        f"Master received advert from {src} with higher priority "
+                        f"{adv.priority}, ours {eff}"
+                    )
+                )
+            else:
+                actions.append(
+                    self._log(
+                        f"Master received advert from {src} with same priority "
+                        f"{adv.priority} but higher IP address than ours"
+                    )
+                )
+            actions += self._learn_adver_int(adv)
+            self.master_src = adv.src_ip
+            self.master_priority = adv.priority
+            self.wants_master = False
+            return actions + self._leave_master(now, State.BACKUP, "higher priority advert")
+
+        # Equal priority from our own address: nothing to do.
+        if sent:  # pragma: no cover - only with higher_prio_send_advert, handled above
+            self._deadline = now + self.params.advert_int
+        return actions
+
+    # ----------------------------------------------------------- trackers
+
+    def set_priority(self, now: float, effective: int) -> list[Action]:
+        """Trackers changed the effective priority (address owners ignore it)."""
+        if self.is_owner or self.state is State.STOP:
+            return []
+        new = min(max(effective, 1), PRIO_OWNER - 1)
+        old = self.effective_priority
+        if new == old:
+            return []
+        old_skew = self.skew_time
+        self.effective_priority = new
+        if self.state is State.BACKUP and self._deadline is not None:
+            # keepalived moves the running master-down timer by the change
+            # in Master_Down_Interval, i.e. by the change in skew.
+            self._deadline += self.skew_time - old_skew
+        return [
+            self._log(f"Changing effective priority from {old} to {new}"),
+            PriorityChanged(old, new),
+        ]
+
+    def set_fault(self, now: float, faulted: bool) -> list[Action]:
+        """Own fault (interface down, tracker with weight 0) set or cleared."""
+        self._own_fault = faulted
+        return self._update_fault(now, "fault" if faulted else "fault cleared")
+
+    # ---------------------------------------------------------- sync group
+
+    def set_group_fault(self, now: float, faulted: bool) -> list[Action]:
+        """Another sync-group member is (no longer) in FAULT."""
+        self._group_fault = faulted
+        return self._update_fault(now, "sync group fault" if faulted else "sync group fault cleared")
+
+    def force_master(self, now: float, reason: str) -> list[Action]:
+        """Sync group pushes this BACKUP member to MASTER (no-op otherwise)."""
+        if self.state is not State.BACKUP:
+            return []
+        return self._goto_master(now, f"sync group: {reason}")
+
+    def force_backup(self, now: float, reason: str) -> list[Action]:
+        """Sync group pulls this MASTER member back to BACKUP (no-op otherwise)."""
+        if self.state is not State.MASTER:
+            return []
+        self.wants_master = False
+        return self._leave_master(now, State.BACKUP, f"sync group: {reason}")
