@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 
 
 class Severity(enum.IntEnum):
+    #: Informational: an ignored or unsupported keyword; ``-t`` still passes.
+    NOTICE = 0
+    #: keepalived reports it and carries on; ``-t`` fails, as keepalived's does.
     WARNING = 1
+    #: The configuration cannot be applied as written.
     ERROR = 2
 
 
@@ -39,7 +43,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        kind = "error" if self.severity is Severity.ERROR else "warning"
+        kind = self.severity.name.lower()
         return f"{self.place}: {kind}: {self.message}"
 
 
@@ -55,9 +59,17 @@ class Diagnostics:
     def warning(self, place: Place, message: str) -> None:
         self.items.append(Diagnostic(place, Severity.WARNING, message))
 
+    def notice(self, place: Place, message: str) -> None:
+        self.items.append(Diagnostic(place, Severity.NOTICE, message))
+
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity is Severity.ERROR]
+
+    @property
+    def failing(self) -> list[Diagnostic]:
+        """What makes ``-t`` fail: errors and warnings, not notices."""
+        return [d for d in self.items if d.severity >= Severity.WARNING]
 
     @property
     def warnings(self) -> list[Diagnostic]:

@@ -174,7 +174,10 @@ def parse_block(nodes: list[Node] | None, spec: BlockSpec, ctx: Context) -> dict
             ctx.warn(node.place, f"unknown keyword '{node.keyword}' in {spec.name}{hint}")
             continue
         if kw.unsupported is not None:
-            ctx.warn(node.place, f"'{node.keyword}' is not supported by pykeepalived ({kw.unsupported}); ignored")
+            ctx.diag.notice(
+                node.place,
+                f"'{node.keyword}' is not supported by pykeepalived ({kw.unsupported}); ignored",
+            )
             continue
         if len(node.args) < kw.min_args:
             ctx.diag.error(

@@ -37,13 +37,13 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
             if member not in names:
                 diag.error(sg.place, f"vrrp_sync_group {sg.name}: unknown vrrp_instance '{member}'")
         if not sg.group:
-            diag.warning(sg.place, f"vrrp_sync_group {sg.name} has no members")
+            diag.notice(sg.place, f"vrrp_sync_group {sg.name} has no members")
     groups = {g.name for g in cfg.virtual_server_groups}
     for vs in cfg.virtual_servers:
         if vs.group is not None and vs.group not in groups:
             diag.error(vs.place, f"virtual_server group '{vs.group}' is not defined")
         if not vs.real_servers and vs.sorry_server is None:
-            diag.warning(vs.place, f"virtual server {vs.label} has no real servers")
+            diag.notice(vs.place, f"virtual server {vs.label} has no real servers")
 
 
 def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
@@ -58,10 +58,10 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         vi.preempt = False
     if vi.state == "MASTER" and not vi.preempt:
         # keepalived.conf(5): "For this to work, the initial state must not be MASTER."
-        diag.warning(vi.place, f"{tag} warning - nopreempt will not work with initial state MASTER")
+        diag.notice(vi.place, f"{tag} warning - nopreempt will not work with initial state MASTER")
         vi.preempt = True
     if vi.state == "MASTER" and vi.preempt_delay:
-        diag.warning(vi.place, f"{tag} warning - preempt_delay will not work with initial state MASTER")
+        diag.notice(vi.place, f"{tag} warning - preempt_delay will not work with initial state MASTER")
         vi.preempt_delay = 0.0
     if vi.version == 2:
         if vi.advert_int < 1 or vi.advert_int != math.floor(vi.advert_int):
@@ -82,24 +82,24 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
     if vi.authentication is not None:
         auth = vi.authentication
         if len(auth.auth_pass) > 8:
-            diag.warning(auth.place, f"{tag} auth_pass is longer than 8 characters; only the first 8 are used")
+            diag.notice(auth.place, f"{tag} auth_pass is longer than 8 characters; only the first 8 are used")
             auth.auth_pass = auth.auth_pass[:8]
         if auth.auth_type == "NONE":
             diag.error(auth.place, f"{tag} authentication block without auth_type")
     if vi.priority == 255 and vi.state != "MASTER":
-        diag.warning(vi.place, f"{tag} priority 255 means address owner; setting initial state MASTER")
+        diag.notice(vi.place, f"{tag} priority 255 means address owner; setting initial state MASTER")
         vi.state = "MASTER"
     if vi.priority == 255:
         for ref in vi.tracks:
             if ref.weight not in (None, 0):
-                diag.warning(
+                diag.notice(
                     ref.place,
                     f"{tag} address owner (priority 255) cannot use tracking weights; "
                     f"{ref.kind} {ref.name} weight {ref.weight} treated as 0",
                 )
                 ref.weight = 0
     if not vi.virtual_ipaddress:
-        diag.warning(vi.place, f"{tag} no virtual_ipaddress configured")
+        diag.notice(vi.place, f"{tag} no virtual_ipaddress configured")
     families = {v.address.version for v in vi.virtual_ipaddress}
     if len(families) > 1:
         diag.error(vi.place, f"{tag} virtual_ipaddress mixes IPv4 and IPv6; use virtual_ipaddress_excluded")

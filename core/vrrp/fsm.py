@@ -656,9 +656,7 @@ class VrrpMachine:
             self.wants_master = False
             return actions + self._leave_master(now, State.BACKUP, "higher priority advert")
 
-        # Equal priority from our own address: nothing to do.
-        if sent:  # pragma: no cover - only with higher_prio_send_advert, handled above
-            self._deadline = now + self.params.advert_int
+        # Equal priority from our own address: nothing more to do.
         return actions
 
     # ----------------------------------------------------------- trackers
@@ -692,7 +690,9 @@ class VrrpMachine:
     def set_group_fault(self, now: float, faulted: bool) -> list[Action]:
         """Another sync-group member is (no longer) in FAULT."""
         self._group_fault = faulted
-        return self._update_fault(now, "sync group fault" if faulted else "sync group fault cleared")
+        return self._update_fault(
+            now, "sync group fault" if faulted else "sync group fault cleared"
+        )
 
     def force_master(self, now: float, reason: str) -> list[Action]:
         """Sync group pushes this BACKUP member to MASTER (no-op otherwise)."""

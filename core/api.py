@@ -1,0 +1,199 @@
+"""What plugin classes implement: checkers, trackers, notifiers, actions.
+
+The async rule (pluggy has none): hook functions are plain functions.
+Those that are allowed to do I/O may return an awaitable; the core awaits
+each plugin's result on its own, under a timeout, and an exception or
+timeout is logged with the plugin's name and never reaches another plugin,
+the adverts or the state machine.  Plugin *classes* below expose ``async``
+methods that the core calls in the same isolated way.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .config.model import CheckerConf, Config, RealServer, VirtualServer
+
+
+# -- real-server checkers -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    """Where a checker connects; keepalived's connect_ip/connect_port override."""
+
+    address: str
+    port: int | None
+    protocol: str = "TCP"
+    virtual_server: str = ""  # label of the VS, for log lines
+    bind_address: str | None = None
+    bind_port: int | None = None
+    bind_interface: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    message: str = ""
+    #: MISC_CHECK misc_dynamic: a new weight for the real server.
+    weight: int | None = None
+
+
+class Checker(ABC):
+    """A health check of one real server (``TCP_CHECK { ... }`` and friends).
+
+    The core owns the schedule: it calls :meth:`check` every delay_loop,
+    under ``timeout`` seconds, retries ``retry`` times ``delay_before_retry``
+    apart, and decides up/down.  ``check`` makes one attempt.
+    """
+
+    #: Keyword in real_server that configures this checker (``TCP_CHECK``).
+    keyword: ClassVar[str]
+
+    def __init__(self, conf: CheckerConf, target: CheckTarget) -> None:
+        self.conf = conf
+        self.target = target
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt may take (connect_timeout, misc_timeout, ...)."""
+        value = getattr(self.conf.options, "connect_timeout", None)
+        return float(value) if value is not None else 5.0
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Checks with equal identities run once and feed every real server."""
+        return (self.keyword, self.target, repr(self.conf.options))
+
+    @abstractmethod
+    async def check(self) -> CheckResult:
+        """One attempt. Raise or return ok=False on failure; never block."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (sessions, sockets) on unconfigure."""
+
+
+# -- VRRP trackers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackStatus:
+    """What a tracker reports.  ``value`` is used by value trackers (track_file)."""
+
+    up: bool
+    value: int = 0
+    reason: str = ""
+
+
+class Tracker(ABC):
+    """Something VRRP instances track: a script, a process, an interface, a file.
+
+    One tracker object exists per configured tracked object (one per
+    ``vrrp_script NAME``); instances refer to it by ``(family, name)``.
+    The core starts :meth:`run` as a task and reads :attr:`status`;
+    the tracker calls :meth:`report` whenever its status changes.
+    """
+
+    #: Tracker family: "script", "process", "interface", "file", ...
+    family: ClassVar[str]
+    #: Value trackers contribute value * weight instead of a up/down weight.
+    value_based: ClassVar[bool] = False
+
+    def __init__(self, name: str, conf: Any, on_change: Callable[[Tracker], None]) -> None:
+        self.name = name
+        self.conf = conf
+        self._on_change = on_change
+        self.status = TrackStatus(up=self.initial_up(), reason="initial")
+
+    def initial_up(self) -> bool:
+        return True
+
+    @property
+    def weight(self) -> int:
+        """The tracker's own weight (a track_* reference may override it)."""
+        return int(getattr(self.conf, "weight", 0) or 0)
+
+    @property
+    def reverse(self) -> bool:
+        return bool(getattr(self.conf, "reverse", False))
+
+    def report(self, status: TrackStatus) -> None:
+        changed = status.up != self.status.up or status.value != self.status.value
+        self.status = status
+        if changed:
+            self._on_change(self)
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Watch forever; cancelled on shutdown or reload."""
+
+
+# -- events, notifiers and actions --------------------------------------------------
+
+
+class EventKind(enum.Enum):
+    INSTANCE = "INSTANCE"
+    GROUP = "GROUP"
+    REAL_SERVER = "RS"
+    VIRTUAL_SERVER = "VS"
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """One state change, delivered to notifiers and actions in order.
+
+    ``state`` is keepalived's word: MASTER, BACKUP, FAULT, STOP, DELETED,
+    MASTER_RX_LOWER_PRI for VRRP; UP/DOWN for real servers and virtual
+    server quorum.
+    """
+
+    kind: EventKind
+    name: str
+    state: str
+    priority: int = 0
+    previous: str | None = None
+    seq: int = 0
+    timestamp: float = field(default_factory=time.time)
+    router_id: str = ""
+    #: The configuration object the event is about (VrrpInstance, SyncGroup, ...).
+    subject: Any = None
+    #: For real servers: the virtual server the event is about.
+    virtual_server: VirtualServer | None = None
+    real_server: RealServer | None = None
+    detail: str = ""
+
+
+class Notifier(ABC):
+    """Receives every state event (notify scripts, FIFO, SMTP, ...).
+
+    Built once per configuration with the whole :class:`Config`; events of
+    one subject arrive in order.  ``notify`` must not block the event loop;
+    the core runs it under a timeout.
+    """
+
+    name: ClassVar[str]
+    #: Seconds the core waits for one notify() before logging a timeout.
+    timeout: ClassVar[float] = 30.0
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def wants(self, event: StateEvent) -> bool:
+        """Cheap filter; notifiers not configured for an event return False."""
+        return True
+
+    @abstractmethod
+    async def notify(self, event: StateEvent) -> None: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release resources on unconfigure."""
+
+
+class Action(Notifier):
+    """A notifier that changes the host (reload a service, rebind to a VIP)."""

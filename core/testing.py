@@ -1,0 +1,116 @@
+"""pytest plugin of pykeepalived (entry point ``pytest11: pykeepalived``).
+
+Loaded by pytest for every session, so module import stays light: the lab
+library (:mod:`pykeepalived.core.lab`) is imported only when a fixture or a
+``netns`` test needs it.
+
+Provides:
+
+* marker ``netns`` -- the test needs root and network namespaces; it is
+  skipped, with a reason naming the missing capability, when
+  :func:`~pykeepalived.core.lab.requires_netns` reports one;
+* fixture ``lab`` -- factory ``lab(n_hosts=2) -> Lab`` (see
+  :class:`~pykeepalived.core.lab.Lab`); every lab it made is torn down after
+  the test, whatever the outcome.  Using it also implies the ``netns`` skip;
+* fixture ``free_port`` -- a currently free TCP port on 127.0.0.1;
+* fixture ``pykeepalived_plugin`` -- list to register plugin objects for the
+  duration of one test (see its docstring);
+* at session start, leftover lab namespaces of crashed runs are removed
+  (:func:`~pykeepalived.core.lab.cleanup_stale`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pykeepalived.core.lab import Lab
+
+__all__ = ["LabFactory"]
+
+LabFactory = Callable[..., "Lab"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "netns: needs root and network namespaces")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Cheap when nothing is stale: a directory listing, no subprocess.
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.path.isdir("/run/netns"):
+        return
+    if not any(name.startswith("pka-") for name in os.listdir("/run/netns")):
+        return
+    from pykeepalived.core.lab import cleanup_stale
+
+    cleanup_stale()
+
+
+def _skip_without_netns() -> None:
+    from pykeepalived.core.lab import requires_netns
+
+    reason = requires_netns()
+    if reason is not None:
+        pytest.skip(f"netns unavailable: {reason}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("netns") is not None:
+        _skip_without_netns()
+
+
+@pytest.fixture
+def lab() -> Iterator[LabFactory]:
+    """Factory for network-namespace labs: ``lab(n_hosts=2) -> Lab``.
+
+    Returns a started :class:`~pykeepalived.core.lab.Lab`; may be called
+    several times per test.  All labs are closed (processes killed,
+    namespaces deleted) at teardown, also when the test failed.  Skips the
+    test when namespaces are unavailable.
+    """
+    _skip_without_netns()
+    from pykeepalived.core.lab import Lab
+
+    made: list[Lab] = []
+
+    def factory(n_hosts: int = 2, *, prefix: str = "pka-") -> Lab:
+        new = Lab(n_hosts, prefix=prefix)
+        made.append(new)
+        return new.start()
+
+    try:
+        yield factory
+    finally:
+        for item in reversed(made):
+            item.close()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now (root namespace)."""
+    from pykeepalived.core.lab import free_port as _free_port
+
+    return _free_port()
+
+
+@pytest.fixture
+def pykeepalived_plugin() -> Iterator[list[object]]:
+    """Temporarily register plugin objects for one test.
+
+    Append plugin objects (classes/modules/instances carrying
+    ``@pykeepalived.hookimpl`` functions) to the yielded list; they are meant
+    to be registered with the pykeepalived plugin manager for the duration of
+    the test and unregistered afterwards, so tests can inject fake checkers,
+    notifiers or actions without installing an entry point.
+
+    Stub: the plugin manager is not wired up yet -- its author will replace
+    the body so that the appended objects actually get (un)registered.  The
+    fixture's contract (yield a list, append plugin objects) stays the same.
+    """
+    plugins: list[object] = []
+    yield plugins
+    plugins.clear()

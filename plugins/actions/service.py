@@ -1,0 +1,1 @@
+"""service_action: being written (see the open issue); registers nothing yet."""

@@ -1,0 +1,1 @@
+"""http_get: being written (see the open issue); registers nothing yet."""

@@ -1,0 +1,1 @@
+"""misc_check: being written (see the open issue); registers nothing yet."""

@@ -1,0 +1,1 @@
+"""smtp_check: being written (see the open issue); registers nothing yet."""

@@ -1,0 +1,1 @@
+"""track_interface: being written (see the open issue); registers nothing yet."""

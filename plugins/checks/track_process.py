@@ -1,0 +1,1 @@
+"""track_process: being written (see the open issue); registers nothing yet."""

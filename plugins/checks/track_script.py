@@ -1,0 +1,1 @@
+"""track_script: being written (see the open issue); registers nothing yet."""

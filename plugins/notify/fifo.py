@@ -1,0 +1,1 @@
+"""notify_fifo: being written (see the open issue); registers nothing yet."""

@@ -1,0 +1,1 @@
+"""smtp_alert: being written (see the open issue); registers nothing yet."""
