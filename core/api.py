@@ -179,7 +179,9 @@ class Notifier(ABC):
 
     name: ClassVar[str]
     #: Seconds the core waits for one notify() before logging a timeout.
-    timeout: ClassVar[float] = 30.0
+    #: A plain attribute: an instance may set its own from its configuration
+    #: (e.g. script_timeout), so it is not a ClassVar.
+    timeout: float = 30.0
 
     def __init__(self, config: Config) -> None:
         self.config = config
