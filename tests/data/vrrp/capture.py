@@ -239,8 +239,30 @@ def capture(index: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
             run("ip", "netns", "add", ns_b)
             for ns in (ns_a, ns_b):
                 for key in ("all", "default"):
-                    run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0")
-            run("ip", "-n", ns_a, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", ns_b)
+                    run(
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "sysctl",
+                        "-qw",
+                        f"net.ipv6.conf.{key}.accept_dad=0",
+                    )
+            run(
+                "ip",
+                "-n",
+                ns_a,
+                "link",
+                "add",
+                "veth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "veth1",
+                "netns",
+                ns_b,
+            )
             run("ip", "-n", ns_a, "addr", "add", f"{V4_LOCAL}/24", "dev", "veth0")
             run("ip", "-n", ns_a, "addr", "add", f"{V6_LOCAL}/64", "dev", "veth0", "nodad")
             run("ip", "-n", ns_b, "addr", "add", f"{V4_PEER}/24", "dev", "veth1")
@@ -248,11 +270,37 @@ def capture(index: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
             for ns, dev in ((ns_a, "veth0"), (ns_b, "veth1")):
                 run("ip", "-n", ns, "link", "set", "lo", "up")
                 run("ip", "-n", ns, "link", "set", dev, "up")
-            run("ip", "-n", ns_a, "neigh", "add", V4_PEER_ABSENT, "lladdr", "02:00:00:00:00:03", "dev", "veth0", "nud", "permanent")
+            run(
+                "ip",
+                "-n",
+                ns_a,
+                "neigh",
+                "add",
+                V4_PEER_ABSENT,
+                "lladdr",
+                "02:00:00:00:00:03",
+                "dev",
+                "veth0",
+                "nud",
+                "permanent",
+            )
             time.sleep(1.0)  # link-local addresses
 
             tshark = subprocess.Popen(
-                ["ip", "netns", "exec", ns_a, "tshark", "-q", "-i", "veth0", "-F", "pcap", "-w", str(pcap)],
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns_a,
+                    "tshark",
+                    "-q",
+                    "-i",
+                    "veth0",
+                    "-F",
+                    "pcap",
+                    "-w",
+                    str(pcap),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -292,7 +340,9 @@ def capture(index: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError(f"{name}: no VRRP packets captured")
             return {
                 "name": name,
-                "keepalived_version": run("keepalived", "--version", check=False).stderr.splitlines()[0],
+                "keepalived_version": run(
+                    "keepalived", "--version", check=False
+                ).stderr.splitlines()[0],
                 "keepalived_conf": conf,
                 "params": params,
                 "local_v4": V4_LOCAL,
