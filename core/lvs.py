@@ -21,12 +21,24 @@ Desired-table contract (stable; the IPVS backend is written against it):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import inspect
+import ipaddress
+import itertools
 import logging
+import random
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .api import Checker, CheckResult, EventKind, StateEvent
+from .checking import CheckScheduler, resolve
+from .config.model import Config, RealServer, VirtualServer, VirtualServerGroup
 from .config.schema import IPAddress
+
+log = logging.getLogger("pykeepalived.lvs")
 
 
 class Forward(enum.StrEnum):
@@ -111,11 +123,527 @@ class NullBackend:
 
     def apply(self, services: list[IpvsService]) -> None:
         if not self._told:
-            logging.getLogger("pykeepalived.lvs").warning(
-                "IPVS is not available in this kernel; checking only"
-            )
+            log.warning("IPVS is not available in this kernel; checking only")
             self._told = True
         self.services = list(services)
 
 
-__all__ = ["Forward", "IpvsBackend", "IpvsDest", "IpvsService", "NullBackend"]
+# -- state ------------------------------------------------------------------------------
+
+#: IPVS weights are 0..65535 (keepalived's real_weight clamps to this range).
+IPVS_WEIGHT_MAX = 65535
+#: Expanding a virtual_server_group range or prefix stops here.
+MAX_GROUP_ADDRESSES = 65536
+
+Emit = Callable[[StateEvent], None]
+CheckKey = tuple[int, int, int]  # (virtual server, real server, checker) indexes
+
+
+def fmt_server(address: IPAddress | None, protocol: str, port: int | None) -> str:
+    """keepalived's FMT_RS: ``[192.0.2.21]:tcp:80``."""
+    return f"[{address}]:{protocol.lower()}:{port if port is not None else 0}"
+
+
+@dataclass(eq=False)
+class RealServerState:
+    conf: RealServer
+    label: str
+    port: int
+    forward: Forward
+    inhibit: bool
+    #: Checker index -> up; a real server is alive when none is down.
+    checkers: dict[int, bool] = field(default_factory=dict)
+    #: Checker index -> weight change asked for (MISC_CHECK misc_dynamic, FILE_CHECK).
+    deltas: dict[int, int] = field(default_factory=dict)
+    alpha: dict[int, bool] = field(default_factory=dict)
+    alive: bool = True
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for up in self.checkers.values() if not up)
+
+    @property
+    def weight(self) -> int:
+        return max(0, min(IPVS_WEIGHT_MAX, self.conf.weight + sum(self.deltas.values())))
+
+
+@dataclass(eq=False)
+class VirtualServerState:
+    conf: VirtualServer
+    label: str
+    services: list[IpvsService]
+    reals: list[RealServerState]
+    quorum: int
+    hysteresis: int
+    quorum_up: bool = True
+    sorry_active: bool = False
+    suspended: bool = False
+
+    def weight_sum(self) -> int:
+        return sum(r.weight for r in self.reals if r.alive)
+
+
+class VirtualServerManager:
+    """Virtual servers of one configuration: health, weights, quorum, IPVS.
+
+    Built from a :class:`Config` and the registry's checker classes; the
+    daemon calls :meth:`start`, :meth:`stop` and :meth:`set_vrrp_master`.
+    State changes are emitted, in order, as :class:`StateEvent` through
+    ``emit``; the desired table goes to ``backend.apply`` after each change
+    (coalesced: a burst of changes is one push).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        checkers: Mapping[str, type[Checker]],
+        *,
+        backend: IpvsBackend | None = None,
+        emit: Emit | None = None,
+        rng: random.Random | None = None,
+        apply_timeout: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.backend: IpvsBackend = backend if backend is not None else NullBackend()
+        self._emit = emit or (lambda event: None)
+        self._seq = itertools.count(1)
+        self.scheduler = CheckScheduler(self._checker_changed, rng=rng)
+        self.apply_timeout = apply_timeout
+        self.virtual_servers: list[VirtualServerState] = []
+        self._dirty = asyncio.Event()
+        self._pushed = 0
+        self._wanted = 0
+        self._pusher: asyncio.Task[None] | None = None
+        self._master = False
+        groups = {g.name: g for g in config.virtual_server_groups}
+        for vs in config.virtual_servers:
+            state = self._build_vs(vs, groups)
+            if state is None:
+                continue
+            self.virtual_servers.append(state)
+            self._build_checks(len(self.virtual_servers) - 1, state, checkers)
+
+    # -- building ----------------------------------------------------------------------
+
+    def _build_vs(
+        self, vs: VirtualServer, groups: Mapping[str, VirtualServerGroup]
+    ) -> VirtualServerState | None:
+        label = vs.label
+        reals: list[RealServerState] = []
+        seen: set[tuple[IPAddress, int]] = set()
+        for rs in vs.real_servers:
+            port = rs.port if rs.port is not None else (vs.port or 0)
+            if vs.fwmark is not None or (vs.group is not None and rs.port is None):
+                port = rs.port or 0
+            if (rs.address, port) in seen:
+                log.warning(
+                    "VS %s: real server %s is duplicated - removing second rs",
+                    label,
+                    fmt_server(rs.address, vs.protocol, port),
+                )
+                continue
+            seen.add((rs.address, port))
+            inhibit = (
+                rs.inhibit_on_failure
+                if rs.inhibit_on_failure is not None
+                else vs.inhibit_on_failure
+            )
+            reals.append(
+                RealServerState(
+                    rs,
+                    fmt_server(rs.address, vs.protocol, port),
+                    port,
+                    Forward(rs.lvs_method or vs.lb_kind),
+                    bool(inhibit),
+                )
+            )
+        services = list(self._expand(vs, groups, reals))
+        if vs.group is not None and not services:
+            log.warning(
+                "Virtual server group %s specified but not configured - ignoring virtual server %s",
+                vs.group,
+                label,
+            )
+            return None
+        quorum, hysteresis = vs.quorum, vs.hysteresis
+        total = sum(r.conf.weight for r in reals)
+        if total and quorum > total:
+            log.warning(
+                "Warning - quorum %d for %s exceeds total weight of real servers %d, reducing quorum to %d",
+                quorum,
+                label,
+                total,
+                total,
+            )
+            quorum = total
+        if hysteresis >= quorum:
+            log.warning(
+                "Virtual server %s: hysteresis %d >= quorum %d; setting hysteresis to %d",
+                label,
+                hysteresis,
+                quorum,
+                quorum - 1,
+            )
+            hysteresis = quorum - 1
+        return VirtualServerState(
+            vs, label, services, reals, quorum, hysteresis, suspended=vs.ha_suspend
+        )
+
+    def _expand(
+        self,
+        vs: VirtualServer,
+        groups: Mapping[str, VirtualServerGroup],
+        reals: list[RealServerState],
+    ) -> Iterator[IpvsService]:
+        """The kernel services of one virtual server (a group becomes many)."""
+        rs_family = reals[0].conf.address.version if reals else 4
+
+        def service(address: IPAddress | None, port: int | None, fwmark: int | None) -> IpvsService:
+            family = address.version if address is not None else rs_family
+            return IpvsService(
+                protocol=vs.protocol,
+                address=address,
+                port=port if fwmark is None else None,
+                fwmark=fwmark,
+                scheduler=vs.lb_algo,
+                flags=list(vs.sched_flags),
+                persistence_timeout=vs.persistence_timeout,
+                persistence_granularity=vs.persistence_granularity,
+                ops=vs.ops,
+                family=family,
+            )
+
+        if vs.group is None:
+            yield service(vs.address, vs.port, vs.fwmark)
+            return
+        group = groups.get(vs.group)
+        if group is None:
+            return
+        for entry in group.entries:
+            if entry.fwmark is not None:
+                yield service(None, None, entry.fwmark)
+                continue
+            if entry.first is None:
+                continue
+            if entry.prefix is not None:
+                net = ipaddress.ip_network(f"{entry.first}/{entry.prefix}", strict=False)
+                addresses: Iterator[IPAddress] = iter(net)
+            else:
+                last = entry.last if entry.last is not None else entry.first
+                addresses = (
+                    ipaddress.ip_address(n) for n in range(int(entry.first), int(last) + 1)
+                )
+            for address in itertools.islice(addresses, MAX_GROUP_ADDRESSES):
+                yield service(address, entry.port if entry.port is not None else vs.port, None)
+
+    def _build_checks(
+        self, vi: int, state: VirtualServerState, classes: Mapping[str, type[Checker]]
+    ) -> None:
+        for ri, real in enumerate(state.reals):
+            for ci, conf in enumerate(real.conf.checkers):
+                cls = classes.get(conf.kind)
+                if cls is None:
+                    log.error(
+                        "%s: no checker plugin provides %s - ignoring it", conf.place, conf.kind
+                    )
+                    continue
+                resolved, target = resolve(conf, real.conf, state.conf, cls)
+                try:
+                    checker = cls(resolved, target)
+                except Exception as exc:  # a plugin's constructor: report, carry on
+                    log.error(
+                        "%s: %s cannot be set up: %s - ignoring it", conf.place, conf.kind, exc
+                    )
+                    continue
+                alpha = bool(getattr(resolved.options, "alpha", False))
+                real.checkers[ci] = not alpha
+                real.alpha[ci] = alpha
+                self.scheduler.add((vi, ri, ci), checker)
+            # keepalived (init_service_rs): in alpha mode a real server is not
+            # added to the pool until its checks succeed.
+            real.alive = real.failed == 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for vs in self.virtual_servers:
+            vs.quorum_up = vs.weight_sum() >= vs.quorum + vs.hysteresis
+            if not vs.quorum_up and vs.conf.sorry_server is not None:
+                threshold = vs.quorum - vs.hysteresis
+                log.info(
+                    "Starting with quorum down %d-%d=%d > %d for VS %s",
+                    vs.quorum,
+                    vs.hysteresis,
+                    threshold,
+                    vs.weight_sum(),
+                    vs.label,
+                )
+                self._sorry(vs, True)
+                self._vs_event(vs, "DOWN", None, "Starting with quorum down")
+        self._sync_suspension()
+        self._pusher = asyncio.get_running_loop().create_task(
+            self._push_loop(), name="lvs ipvs push"
+        )
+        self._changed()
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        if self._pusher is not None:
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
+            self._pusher = None
+        for vs in self.virtual_servers:
+            for real in vs.reals:
+                log.info("Shutting down service %s from VS %s", real.label, vs.label)
+        await self._apply([])
+
+    def set_vrrp_master(self, master: bool) -> None:
+        """ha_suspend: checks of those virtual servers run only while MASTER."""
+        self._master = master
+        self._sync_suspension()
+
+    def _sync_suspension(self) -> None:
+        for vi, vs in enumerate(self.virtual_servers):
+            if not vs.conf.ha_suspend:
+                continue
+            vs.suspended = not self._master
+            keys: list[Hashable] = [
+                (vi, ri, ci) for ri, r in enumerate(vs.reals) for ci in r.checkers
+            ]
+            if vs.suspended:
+                self.scheduler.suspend(keys)
+            else:
+                self.scheduler.resume(keys)
+
+    # -- the desired table ------------------------------------------------------------------
+
+    def table(self) -> list[IpvsService]:
+        out: list[IpvsService] = []
+        for vs in self.virtual_servers:
+            dests = self._dests(vs)
+            for svc in vs.services:
+                out.append(_with_dests(svc, dests))
+        return out
+
+    def _dests(self, vs: VirtualServerState) -> list[IpvsDest]:
+        dests: dict[tuple[IPAddress, int], IpvsDest] = {}
+        for real in vs.reals:
+            if real.alive and not vs.sorry_active:
+                weight = real.weight
+            elif real.inhibit:
+                weight = 0
+            else:
+                continue
+            dest = IpvsDest(
+                real.conf.address,
+                real.port,
+                weight,
+                real.forward,
+                real.conf.uthreshold or 0,
+                real.conf.lthreshold or 0,
+            )
+            dests.setdefault(dest.key, dest)
+        sorry = vs.conf.sorry_server
+        if sorry is not None and (vs.sorry_active or vs.conf.sorry_server_inhibit):
+            port = sorry.port if sorry.port is not None else (vs.conf.port or 0)
+            forward = Forward(vs.conf.sorry_server_lvs_method or vs.conf.lb_kind)
+            dest = IpvsDest(sorry.address, port, 1 if vs.sorry_active else 0, forward)
+            if vs.sorry_active:
+                dests[dest.key] = dest
+            else:
+                dests.setdefault(dest.key, dest)
+        return list(dests.values())
+
+    def _changed(self) -> None:
+        self._wanted += 1
+        self._dirty.set()
+
+    async def settled(self) -> None:
+        """Wait until the table pushed to the backend reflects every change so far."""
+        while self._pushed < self._wanted:
+            await asyncio.sleep(0.005)
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            wanted = self._wanted
+            await self._apply(self.table())
+            self._pushed = wanted
+
+    async def _apply(self, services: list[IpvsService]) -> None:
+        try:
+            result = self.backend.apply(services)
+            if inspect.isawaitable(result):
+                await asyncio.wait_for(result, self.apply_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the kernel said no: log, keep checking
+            log.error("IPVS update failed: %s: %s", type(exc).__name__, exc)
+
+    # -- checker results (the pure part) ---------------------------------------------------------
+
+    def _checker_changed(
+        self, keys: list[Hashable], up: bool, result: CheckResult, first: bool
+    ) -> None:
+        for key in keys:
+            assert isinstance(key, tuple)
+            vi, ri, ci = key
+            self.checker_result(int(vi), int(ri), int(ci), up, result, first)
+
+    def checker_result(
+        self, vi: int, ri: int, ci: int, up: bool, result: CheckResult, first: bool = False
+    ) -> None:
+        """Apply one checker's verdict to its real server (keepalived's
+        update_svr_checker_state / perform_svr_state / update_quorum_state)."""
+        vs = self.virtual_servers[vi]
+        real = vs.reals[ri]
+        was_up = real.checkers.get(ci, True)
+        old_weight = real.weight
+        if up and result.weight is not None:
+            real.deltas[ci] = result.weight - real.conf.weight
+        new_weight = real.weight
+        if new_weight != old_weight:
+            log.info(
+                "Changing weight from %d to %d for %sactive service %s of VS %s",
+                old_weight,
+                new_weight,
+                "" if real.alive else "in",
+                real.label,
+                vs.label,
+            )
+        real.checkers[ci] = up
+        alive = real.failed == 0
+        if alive != real.alive:
+            self._set_alive(vs, real, alive)
+        elif first and was_up == up and (real.alpha.get(ci) or not up):
+            # keepalived notifies the first verdict of an alpha checker even
+            # when it does not change the real server's state.
+            self._rs_event(vs, real)
+        self._update_quorum(vs)
+        self._changed()
+
+    def _set_alive(self, vs: VirtualServerState, real: RealServerState, alive: bool) -> None:
+        if alive:
+            verb, prep = ("Enabling", "of") if real.inhibit else ("Adding", "to")
+        else:
+            verb, prep = ("Disabling", "of") if real.inhibit else ("Removing", "from")
+        log.info("%s service %s %s VS %s", verb, real.label, prep, vs.label)
+        real.alive = alive
+        self._rs_event(vs, real, previous="DOWN" if alive else "UP")
+
+    def _update_quorum(self, vs: VirtualServerState) -> None:
+        weight_sum = vs.weight_sum()
+        if not vs.quorum_up:
+            threshold = vs.quorum + vs.hysteresis
+            if weight_sum >= threshold:
+                vs.quorum_up = True
+                line = f"Gained quorum {vs.quorum}+{vs.hysteresis}={threshold} <= {weight_sum}"
+                log.info("%s for VS %s", line, vs.label)
+                if vs.sorry_active:
+                    self._sorry(vs, False)
+                self._vs_event(vs, "UP", "DOWN", line)
+        else:
+            threshold = vs.quorum - vs.hysteresis
+            if not weight_sum or weight_sum < threshold:
+                vs.quorum_up = False
+                line = f"Lost quorum {vs.quorum}-{vs.hysteresis}={threshold} > {weight_sum}"
+                log.info("%s for VS %s", line, vs.label)
+                if vs.conf.sorry_server is not None and not vs.sorry_active:
+                    self._sorry(vs, True)
+                self._vs_event(vs, "DOWN", "UP", line)
+
+    def _sorry(self, vs: VirtualServerState, active: bool) -> None:
+        sorry = vs.conf.sorry_server
+        assert sorry is not None
+        port = sorry.port if sorry.port is not None else vs.conf.port
+        label = fmt_server(sorry.address, vs.conf.protocol, port)
+        inhibit = vs.conf.sorry_server_inhibit
+        if active:
+            log.info(
+                "%s sorry server %s to VS %s", "Enabling" if inhibit else "Adding", label, vs.label
+            )
+            log.info("Removing alive servers from the pool for VS %s", vs.label)
+        else:
+            log.info(
+                "%s sorry server %s from VS %s",
+                "Disabling" if inhibit else "Removing",
+                label,
+                vs.label,
+            )
+            log.info("Adding alive servers to the pool for VS %s", vs.label)
+        vs.sorry_active = active
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _rs_event(
+        self, vs: VirtualServerState, real: RealServerState, previous: str | None = None
+    ) -> None:
+        state = "UP" if real.alive else "DOWN"
+        self._send(
+            StateEvent(
+                EventKind.REAL_SERVER,
+                real.label,
+                state,
+                previous=previous,
+                seq=next(self._seq),
+                subject=real.conf,
+                virtual_server=vs.conf,
+                real_server=real.conf,
+                detail=vs.label,
+            )
+        )
+
+    def _vs_event(
+        self, vs: VirtualServerState, state: str, previous: str | None, detail: str
+    ) -> None:
+        self._send(
+            StateEvent(
+                EventKind.VIRTUAL_SERVER,
+                vs.label,
+                state,
+                previous=previous,
+                seq=next(self._seq),
+                subject=vs.conf,
+                virtual_server=vs.conf,
+                detail=detail,
+            )
+        )
+
+    def _send(self, event: StateEvent) -> None:
+        try:
+            self._emit(event)
+        except Exception:  # the consumer's bug must not stop health checking
+            log.exception("event handler failed for %s %s", event.name, event.state)
+
+
+def _with_dests(svc: IpvsService, dests: list[IpvsDest]) -> IpvsService:
+    out = IpvsService(
+        svc.protocol,
+        svc.address,
+        svc.port,
+        svc.fwmark,
+        svc.scheduler,
+        list(svc.flags),
+        svc.persistence_timeout,
+        svc.persistence_granularity,
+        svc.ops,
+        [d for d in dests if d.family == svc.family] if svc.fwmark is None else list(dests),
+        svc.family,
+    )
+    return out
+
+
+__all__ = [
+    "Forward",
+    "IpvsBackend",
+    "IpvsDest",
+    "IpvsService",
+    "NullBackend",
+    "RealServerState",
+    "VirtualServerManager",
+    "VirtualServerState",
+    "fmt_server",
+]

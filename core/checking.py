@@ -1,0 +1,500 @@
+"""Real-server health checking: the shared checker grammar and the scheduler.
+
+Grammar.  Every checker block (``TCP_CHECK { ... }``, ``HTTP_GET { ... }``,
+...) accepts keepalived's common keywords: connect_ip, connect_port, bindto,
+bind_port, bind_if, fwmark, connect_timeout, retry (old name nb_get_retry),
+delay_before_retry, warmup, delay_loop, alpha, log_all_failures.  A plugin
+declares its block with :func:`checker_kw`, giving a dataclass derived from
+:class:`CheckOptions` for its own keywords; the result lands in
+``RealServer.checkers`` as a :class:`CheckerConf`.
+
+Defaults.  A value not given in the checker comes from the enclosing
+real_server, then the virtual_server, then keepalived's default
+(keepalived.conf(5): delay_loop 60 s, connect_timeout 5 s, retry 1 except
+DNS_CHECK 3 and MISC_CHECK 0, delay_before_retry 3 s for HTTP_GET/SSL_GET,
+delay_loop for DNS_CHECK and 1 s otherwise, warmup up to delay_loop).
+:func:`resolve` fills them in once, when checks are built.
+
+Schedule.  :class:`CheckScheduler` runs each check as its own task, the way
+keepalived's checker threads do (check_tcp.c ``tcp_epilog``): an attempt
+every delay_loop; a failed attempt of an up checker is retried ``retry``
+times, delay_before_retry apart, before the checker goes down; a down
+checker goes up on its first success.  The first check starts after a
+random delay up to ``warmup``; with ``alpha`` a checker starts down.
+Every attempt runs under its timeout in its own task: an exception or a
+hang fails that check only, and is logged.  Checks with the same
+:attr:`Checker.identity` (same kind, endpoint and options) run once and
+feed every real server that configured them (keepalived issue #2111).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .api import Checker, CheckResult, CheckTarget
+from .config.model import CheckerConf, RealServer, VirtualServer
+from .config.schema import (
+    BlockSpec,
+    Context,
+    Invalid,
+    IPAddress,
+    Kw,
+    flag,
+    integer,
+    ip,
+    number,
+    parse_block,
+    string,
+)
+from .config.tree import Node
+
+log = logging.getLogger("pykeepalived.checkers")
+
+DEFAULT_DELAY_LOOP = 60.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds past a checker's own timeout before its attempt is called hung.
+ATTEMPT_GRACE = 0.5
+
+# -- grammar --------------------------------------------------------------------------
+
+
+@dataclass
+class CheckOptions:
+    """Options every checker block accepts; None means "not given here"."""
+
+    connect_ip: IPAddress | None = None
+    connect_port: int | None = None
+    bindto: IPAddress | None = None
+    bind_port: int | None = None
+    bind_if: str | None = None
+    fwmark: int | None = None
+    connect_timeout: float | None = None
+    retry: int | None = None
+    delay_before_retry: float | None = None
+    warmup: float | None = None
+    delay_loop: float | None = None
+    alpha: bool | None = None
+    log_all_failures: bool | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`Invalid` for a block that cannot work (checker-specific)."""
+
+
+CONNECTION_KEYWORDS = ("connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark")
+
+
+def _port(node: Node, ctx: Context) -> int:
+    return integer(0, 65535)(node, ctx)  # type: ignore[no-any-return]
+
+
+def common_keywords(spec: BlockSpec, *, connection: bool = True) -> None:
+    """Add the common checker keywords to ``spec`` (MISC_CHECK has no connection ones)."""
+    if connection:
+        spec.add(Kw("connect_ip", ip, 1, 1))
+        spec.add(Kw("connect_port", _port, 1, 1))
+        spec.add(Kw("bindto", ip, 1, 1))
+        spec.add(Kw("bind_port", _port, 1, 1))
+        spec.add(Kw("bind_if", string, 1, 1))
+        spec.add(Kw("fwmark", integer(0, 2**32 - 1), 1, 1))
+        spec.add(Kw("connect_timeout", number(0.001, 86400), 1, 1))
+    spec.add(Kw("retry", integer(0, 2**31), 1, 1, aliases=("nb_get_retry",)))
+    spec.add(Kw("delay_before_retry", number(0, 86400), 1, 1))
+    spec.add(Kw("warmup", number(0, 86400), 1, 1))
+    spec.add(Kw("delay_loop", number(0.001, 86400), 1, 1))
+    spec.add(Kw("alpha", flag, 0, 1))
+    spec.add(Kw("log_all_failures", flag, 0, 1))
+
+
+def checker_kw(
+    keyword: str,
+    options: type[CheckOptions],
+    extra: Callable[[BlockSpec], None] | None = None,
+    *,
+    connection: bool = True,
+    common: bool = True,
+) -> Kw:
+    """The ``real_server`` keyword of a checker block, ready for ``grammar.add``.
+
+    ``extra(spec)`` adds the checker's own keywords, whose fields must exist
+    on ``options``.  The converter builds ``CheckerConf(keyword, place,
+    options(...))`` and calls ``options.validate()``; its :class:`Invalid`
+    becomes an error at the block's place.
+    """
+    spec = BlockSpec(keyword)
+    if common:
+        common_keywords(spec, connection=connection)
+    if extra is not None:
+        extra(spec)
+    names = {f.name for f in dataclasses.fields(options)}
+
+    def conv(node: Node, ctx: Context) -> CheckerConf:
+        values = parse_block(node.children, spec, ctx)
+        unknown = set(values) - names
+        if unknown:  # a plugin bug, not a user error
+            raise Invalid(f"internal: {keyword} has no option field(s) {sorted(unknown)}")
+        opts = options(**values)
+        opts.validate()
+        return CheckerConf(keyword, node.place, opts)
+
+    return Kw(keyword, conv, 0, 0, block=spec, needs_block=None, field="checkers", multiple=True)
+
+
+# -- defaults ---------------------------------------------------------------------------
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def resolve(
+    conf: CheckerConf, rs: RealServer, vs: VirtualServer, cls: type[Checker]
+) -> tuple[CheckerConf, CheckTarget]:
+    """Fill a checker's unset common options from its real/virtual server.
+
+    Returns a new CheckerConf (the parsed one is left alone, for reloads)
+    and the endpoint the check connects to.
+    """
+    ours = isinstance(conf.options, CheckOptions)
+    opts = conf.options if ours else CheckOptions()
+    delay_loop = _first(opts.delay_loop, rs.delay_loop, vs.delay_loop, DEFAULT_DELAY_LOOP)
+    default_dbr = getattr(cls, "default_delay_before_retry", 1.0)
+    filled = {
+        "delay_loop": delay_loop,
+        "connect_timeout": _first(
+            opts.connect_timeout, rs.connect_timeout, vs.connect_timeout, DEFAULT_CONNECT_TIMEOUT
+        ),
+        "retry": _first(opts.retry, rs.retry, vs.retry, getattr(cls, "default_retry", 1)),
+        "delay_before_retry": _first(
+            opts.delay_before_retry,
+            rs.delay_before_retry,
+            vs.delay_before_retry,
+            delay_loop if default_dbr is None else default_dbr,
+        ),
+        # keepalived.conf(5): warmup is enabled by default, up to delay_loop.
+        "warmup": _first(opts.warmup, rs.warmup, vs.warmup, delay_loop),
+        "alpha": bool(_first(opts.alpha, rs.alpha, vs.alpha, False)),
+        "log_all_failures": bool(opts.log_all_failures),
+    }
+    # Options of a third-party shape are passed on untouched.
+    resolved = dataclasses.replace(opts, **filled) if ours else conf.options
+    port = _first(opts.connect_port, rs.port, vs.port)
+    target = CheckTarget(
+        address=str(_first(opts.connect_ip, rs.address)),
+        port=port,
+        protocol=vs.protocol,
+        virtual_server=vs.label,
+        bind_address=str(opts.bindto) if opts.bindto is not None else None,
+        bind_port=opts.bind_port,
+        bind_interface=opts.bind_if,
+    )
+    return CheckerConf(conf.kind, conf.place, resolved), target
+
+
+def fmt_target(target: CheckTarget) -> str:
+    """keepalived's FMT_CHK: ``[192.0.2.21]:tcp:80``."""
+    port = target.port if target.port is not None else 0
+    return f"[{target.address}]:{target.protocol.lower()}:{port}"
+
+
+def setting(checker: Checker, name: str, default: Any) -> Any:
+    value = getattr(checker.conf.options, name, None)
+    return default if value is None else value
+
+
+# -- our checkers' base class --------------------------------------------------------------
+
+
+class BaseCheck(Checker):
+    """Base of the built-in checkers: keepalived's log wording per checker.
+
+    ``log_name`` is the checker as keepalived names it in "X on service ...
+    failed." lines; ``success_line`` is the line logged when the checker
+    goes up.
+    """
+
+    log_name: ClassVar[str] = "CHECK"
+    #: keepalived.conf(5) defaults; None for delay_before_retry: delay_loop.
+    default_retry: ClassVar[int] = 1
+    default_delay_before_retry: ClassVar[float | None] = 1.0
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        # The virtual server's label is only used for log lines; checks of the
+        # same endpoint from several virtual servers are one check (#2111).
+        return (
+            self.keyword,
+            dataclasses.replace(self.target, virtual_server=""),
+            repr(self.conf.options),
+        )
+
+    @property
+    def where(self) -> str:
+        return fmt_target(self.target)
+
+    def success_line(self, result: CheckResult) -> str:
+        return f"{self.log_name} on service {self.where} succeed."
+
+    def failure_line(self, result: CheckResult, retries: int) -> str:
+        if retries:
+            return f"{self.log_name} on service {self.where} failed after {retries} retries."
+        return f"{self.log_name} on service {self.where} failed."
+
+    def attempt_failed_line(self, result: CheckResult) -> str:
+        """log_all_failures: one failed attempt while the checker is up."""
+        detail = f" ({result.message})" if result.message else ""
+        return f"{self.log_name} on service {self.where} attempt failed{detail}."
+
+
+def _success_line(checker: Checker, result: CheckResult) -> str:
+    if isinstance(checker, BaseCheck):
+        return checker.success_line(result)
+    return f"{checker.keyword} on service {fmt_target(checker.target)} succeed."
+
+
+def _failure_line(checker: Checker, result: CheckResult, retries: int) -> str:
+    if isinstance(checker, BaseCheck):
+        return checker.failure_line(result, retries)
+    detail = f" ({result.message})" if result.message else ""
+    return f"{checker.keyword} on service {fmt_target(checker.target)} failed{detail}."
+
+
+# -- scheduler -------------------------------------------------------------------------------
+
+#: ``on_change(keys, up, result, first)``: the checker behind ``keys`` changed
+#: state (or ran for the first time: ``first``), or reported a new weight.
+ChangeCallback = Callable[[list[Hashable], bool, CheckResult, bool], None]
+
+
+@dataclass(eq=False)
+class CheckRun:
+    """One running check, shared by every subscriber with the same identity."""
+
+    checker: Checker
+    keys: list[Hashable] = field(default_factory=list)
+    is_up: bool = True
+    has_run: bool = False
+    weight: int | None = None
+    task: asyncio.Task[None] | None = None
+    attempts: int = 0
+    failures: int = 0
+    last_duration: float = 0.0
+
+
+async def run_attempt(checker: Checker, timeout: float) -> CheckResult:
+    """One isolated attempt: exceptions and hangs become a failed result."""
+    task = asyncio.ensure_future(checker.check())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        # A check that ignores cancellation must not hold us: collect it later.
+        task.add_done_callback(_consume)
+        return CheckResult(False, f"timeout after {timeout:g}s")
+    exc = task.exception()
+    if exc is not None:
+        if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+            return CheckResult(False, str(exc) or type(exc).__name__)
+        log.warning(
+            "%s on service %s raised %s: %s",
+            checker.keyword,
+            fmt_target(checker.target),
+            type(exc).__name__,
+            exc,
+        )
+        return CheckResult(False, f"{type(exc).__name__}: {exc}")
+    result = task.result()
+    if not isinstance(result, CheckResult):
+        return CheckResult(False, f"check() returned {type(result).__name__}, not CheckResult")
+    return result
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class CheckScheduler:
+    """Runs checks; reports state changes through ``on_change``.
+
+    ``add(key, checker)`` subscribes ``key`` (any hashable the caller uses
+    to find its real server) to a check; identical checks share one run.
+    ``suspend(keys)``/``resume(keys)``: a run whose subscribers are all
+    suspended skips its attempts (keepalived's ha_suspend).
+    """
+
+    def __init__(self, on_change: ChangeCallback, *, rng: random.Random | None = None) -> None:
+        self._on_change = on_change
+        self._runs: dict[Hashable, CheckRun] = {}
+        self._by_key: dict[Hashable, CheckRun] = {}
+        self._suspended: set[Hashable] = set()
+        self._rng = rng or random.Random()
+        self._started = False
+
+    @property
+    def runs(self) -> list[CheckRun]:
+        return list(self._runs.values())
+
+    def add(self, key: Hashable, checker: Checker) -> CheckRun:
+        ident = checker.identity
+        run = self._runs.get(ident)
+        if run is None:
+            alpha = bool(setting(checker, "alpha", False))
+            run = CheckRun(checker, is_up=not alpha)
+            self._runs[ident] = run
+            if self._started:
+                self._start(run)
+        run.keys.append(key)
+        self._by_key[key] = run
+        return run
+
+    def run_for(self, key: Hashable) -> CheckRun | None:
+        return self._by_key.get(key)
+
+    def suspend(self, keys: list[Hashable]) -> None:
+        self._suspended.update(keys)
+
+    def resume(self, keys: list[Hashable]) -> None:
+        self._suspended.difference_update(keys)
+
+    def _is_suspended(self, run: CheckRun) -> bool:
+        return bool(run.keys) and all(k in self._suspended for k in run.keys)
+
+    def start(self) -> None:
+        self._started = True
+        for run in self._runs.values():
+            if run.task is None:
+                self._start(run)
+
+    def _start(self, run: CheckRun) -> None:
+        name = f"check {run.checker.keyword} {fmt_target(run.checker.target)}"
+        run.task = asyncio.get_running_loop().create_task(self._loop(run), name=name)
+
+    async def stop(self) -> None:
+        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for run in self._runs.values():
+            run.task = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(run.checker.close(), 5.0)
+        self._started = False
+
+    async def _loop(self, run: CheckRun) -> None:
+        checker = run.checker
+        delay_loop = float(setting(checker, "delay_loop", DEFAULT_DELAY_LOOP))
+        retry = int(setting(checker, "retry", 1))
+        delay_before_retry = float(setting(checker, "delay_before_retry", 1.0))
+        warmup = float(setting(checker, "warmup", 0.0))
+        log_all = bool(setting(checker, "log_all_failures", False))
+        if warmup > 0:
+            await asyncio.sleep(self._rng.uniform(0, warmup))
+        retry_it = 0
+        while True:
+            if self._is_suspended(run):
+                await asyncio.sleep(delay_loop)
+                continue
+            started = time.monotonic()
+            # The checker enforces its own timeout; ours only catches a hang.
+            result = await run_attempt(checker, checker.timeout + ATTEMPT_GRACE)
+            run.last_duration = time.monotonic() - started
+            run.attempts += 1
+            if not result.ok:
+                run.failures += 1
+                if run.is_up and log_all:
+                    log.info("%s", _attempt_failed_line(checker, result))
+            if result.ok or retry_it >= retry:
+                delay = delay_loop
+                retries, retry_it = retry_it, 0
+                self._settle(run, result, retries)
+            else:
+                delay = delay_before_retry
+                retry_it += 1
+            run.has_run = True
+            await asyncio.sleep(delay)
+
+    def _settle(self, run: CheckRun, result: CheckResult, retries: int) -> None:
+        """A final verdict of one round (after retries): report what changed."""
+        first = not run.has_run
+        if result.ok and (not run.is_up or first):
+            log.info("%s", _success_line(run.checker, result))
+        elif not result.ok and (run.is_up or first):
+            log.info("%s", _failure_line(run.checker, result, retries if run.has_run else 0))
+        changed = result.ok != run.is_up
+        weight_changed = result.ok and result.weight is not None and result.weight != run.weight
+        run.is_up = result.ok
+        if result.ok and result.weight is not None:
+            run.weight = result.weight
+        if changed or first or weight_changed:
+            try:
+                self._on_change(list(run.keys), result.ok, result, first)
+            except Exception:  # a bug in the consumer must not end the check loop
+                log.exception("checker result handler failed")
+
+
+def _attempt_failed_line(checker: Checker, result: CheckResult) -> str:
+    if isinstance(checker, BaseCheck):
+        return checker.attempt_failed_line(result)
+    return f"{checker.keyword} on service {fmt_target(checker.target)} attempt failed."
+
+
+# -- sockets for checkers ------------------------------------------------------------------
+
+
+def make_socket(target: CheckTarget, kind: int, proto: int = 0, fwmark: int | None = None) -> Any:
+    """A non-blocking socket bound as the checker asks (bindto, bind_port, bind_if, fwmark)."""
+    import ipaddress
+    import socket
+
+    family = (
+        socket.AF_INET6 if ipaddress.ip_address(target.address).version == 6 else socket.AF_INET
+    )
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        if target.bind_interface:
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_BINDTODEVICE, target.bind_interface.encode()
+            )
+        if fwmark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, fwmark)
+        if target.bind_address is not None or target.bind_port:
+            if target.bind_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bind_addr = target.bind_address or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+            sock.bind((bind_addr, target.bind_port or 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def tcp_connect(
+    target: CheckTarget, timeout: float, fwmark: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``target`` over TCP with the checker's bind options."""
+    import socket
+
+    if target.port is None:
+        raise OSError("no port to connect to (set connect_port)")
+    sock = make_socket(target, socket.SOCK_STREAM, fwmark=fwmark)
+    try:
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.sock_connect(sock, (target.address, target.port)), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
