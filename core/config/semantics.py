@@ -38,6 +38,21 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
                 diag.error(sg.place, f"vrrp_sync_group {sg.name}: unknown vrrp_instance '{member}'")
         if not sg.group:
             diag.notice(sg.place, f"vrrp_sync_group {sg.name} has no members")
+        elif len(sg.group) == 1:
+            # keepalived 2.2.7 -t exits 5 on this one.
+            diag.warning(
+                sg.place,
+                f"Sync group {sg.name} has only 1 virtual router(s) - this probably isn't what you want",
+            )
+        if not sg.sync_group_tracking_weight:
+            for member in sg.group:
+                vi = cfg.instance(member)
+                if vi is not None:
+                    _sync_group_weights(cfg, vi, diag)
+    # Named trackers (vrrp_script, ...) come from plugins; resolve references once.
+    from ..tracking import check_track_references
+
+    check_track_references(cfg, diag)
     groups = {g.name for g in cfg.virtual_server_groups}
     for vs in cfg.virtual_servers:
         if vs.group is not None and vs.group not in groups:
@@ -131,3 +146,40 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         vi.smtp_alert = gd.smtp_alert_vrrp if gd.smtp_alert_vrrp is not None else gd.smtp_alert
     if vi.strict_mode and vi.authentication is not None:
         diag.error(vi.place, f"{tag} authentication is not allowed with strict mode")
+
+
+#: Top-level keywords whose named blocks hold a tracker's own weight.
+TRACKER_BLOCKS = {"script": ("vrrp_script",), "file": ("vrrp_track_file", "track_file")}
+
+
+def _tracker_weight(cfg: m.Config, kind: str, name: str) -> int:
+    """The weight a tracker block declares, whatever shape its plugin stores."""
+    for keyword in TRACKER_BLOCKS.get(kind, ()):
+        found = cfg.ext.get(keyword)
+        items = found.values() if isinstance(found, dict) else found if isinstance(found, list) else []
+        for item in items:
+            if getattr(item, "name", None) == name:
+                return int(getattr(item, "weight", 0) or 0)
+    return 0
+
+
+def _sync_group_weights(cfg: m.Config, vi: m.VrrpInstance, diag: Diagnostics) -> None:
+    """keepalived.conf(5), vrrp_sync_group: tracking weights of member
+    instances are set to zero unless ``sync_group_tracking_weight`` is set.
+    keepalived 2.2.7 reports it as a config error for scripts, files and
+    interfaces (not processes)."""
+    tag = f"({vi.name})"
+    for ref in vi.tracks:
+        if ref.kind not in ("script", "file", "interface"):
+            continue
+        weight = ref.weight if ref.weight is not None else _tracker_weight(cfg, ref.kind, ref.name)
+        if not weight:
+            continue
+        if ref.kind == "script":
+            msg = f"{tag} ignoring tracked script {ref.name} with weights due to SYNC group"
+        elif ref.kind == "file":
+            msg = f"{tag} ignoring tracked file {ref.name} with weight {weight} due to SYNC group"
+        else:
+            msg = f"{tag} ignoring {ref.name} tracked interface weight due to SYNC group"
+        diag.warning(ref.place, msg)
+        ref.weight = 0
