@@ -1,1 +1,232 @@
-"""smtp_alert: being written (see the open issue); registers nothing yet."""
+"""keepalived's smtp_alert (notifier ``smtp``).
+
+Mail goes to global_defs ``smtp_server`` (host, port 25 by default) within
+``smtp_connect_timeout``, ``HELO``/``EHLO`` as ``smtp_helo_name`` (default
+``localhost``, as keepalived), from ``notification_email_from`` to every
+``notification_email`` address.  Subjects and bodies are keepalived's::
+
+    [ROUTER_ID] VRRP Instance VI_1 - Entering MASTER state
+    => VRRP Instance is now owning VRRP VIPs <=
+
+    [ROUTER_ID] VRRP Group G1 - Entering BACKUP state
+    => All VRRP group instances are now in BACKUP state <=
+
+    [ROUTER_ID] Realserver [192.0.2.21]:tcp:80 of virtual server [192.0.2.100]:tcp:80 - DOWN
+    => TCP CHECK failed on service <=            (the event's detail, if any)
+
+    [ROUTER_ID] Virtualserver [192.0.2.100]:tcp:80 - UP
+    => Gained quorum <=                            (the event's detail, if any)
+
+Who mails (keepalived.conf(5)): an instance with ``smtp_alert`` (defaulted
+from ``smtp_alert_vrrp`` / ``smtp_alert``), a sync group likewise, a real
+server with ``smtp_alert`` (else its virtual server's, else
+``smtp_alert_checker`` / ``smtp_alert``), a virtual server likewise.  As
+keepalived, one subject is not mailed twice in a row for the same state.
+
+Extensions: ``smtp_starttls``, ``smtp_username``, ``smtp_password``
+(STARTTLS and AUTH).  A failed delivery is retried :data:`ATTEMPTS` times in
+all with exponential backoff, then given up with a log line.  The password
+is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+from pykeepalived import hookimpl
+from pykeepalived.core.api import EventKind, Notifier, StateEvent
+from pykeepalived.core.config.model import Config
+from pykeepalived.core.events import format_rs, format_vs, subject_of, virtual_server_of
+
+log = logging.getLogger("pykeepalived.notify.smtp")
+
+#: Delivery attempts per mail (the first one included).
+ATTEMPTS = 3
+#: Seconds before the 2nd attempt; doubled before each next one.
+BACKOFF = 2.0
+
+_VRRP_TEXT = {
+    "MASTER": ("Entering MASTER state", "=> VRRP Instance is now owning VRRP VIPs <="),
+    "BACKUP": ("Entering BACKUP state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+    "FAULT": ("Entering FAULT state", "=> VRRP Instance is no longer owning VRRP VIPs <="),
+    "STOP": ("Stopping", "=> VRRP Instance stopping <="),
+    "DELETED": ("Deleted", "=> VRRP Deleted at reload <="),
+}
+_GROUP_TEXT = {
+    "MASTER": ("Entering MASTER state", "=> All VRRP group instances are now in MASTER state <="),
+    "BACKUP": ("Entering BACKUP state", "=> All VRRP group instances are now in BACKUP state <="),
+    "FAULT": ("Entering FAULT state", "=> All VRRP group instances are now in FAULT state <="),
+    "STOP": ("Stopping", "=> All VRRP group instances are now stopping <="),
+}
+
+
+def _first(*values: bool | None) -> bool:
+    return next((v for v in values if v is not None), False)
+
+
+class SmtpNotifier(Notifier):
+    name = "smtp"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        gd = config.global_defs
+        self.attempts = ATTEMPTS
+        self.backoff = BACKOFF
+        # Each attempt may take connect + a few round trips under the timeout.
+        per_attempt = 2 * gd.smtp_connect_timeout
+        self.timeout = self.attempts * per_attempt + self.backoff * (2**self.attempts) + 5.0
+        #: Subject -> last state mailed (keepalived's last_email_state).
+        self._last: dict[tuple[EventKind, str], str] = {}
+
+    # -- what to send ------------------------------------------------------------------
+
+    def enabled(self, ev: StateEvent) -> bool:
+        gd = self.config.global_defs
+        obj = subject_of(self.config, ev)
+        if obj is None:
+            return False
+        if ev.kind is EventKind.INSTANCE:
+            return bool(obj.smtp_alert) or (
+                obj.smtp_alert is None and _first(gd.smtp_alert_vrrp, gd.smtp_alert)
+            )
+        if ev.kind is EventKind.GROUP:
+            return _first(obj.smtp_alert, gd.smtp_alert_vrrp, gd.smtp_alert)
+        vs = virtual_server_of(self.config, ev)
+        vs_flag = vs.smtp_alert if vs is not None else None
+        if ev.kind is EventKind.REAL_SERVER:
+            return _first(obj.smtp_alert, vs_flag, gd.smtp_alert_checker, gd.smtp_alert)
+        return _first(vs_flag, gd.smtp_alert_checker, gd.smtp_alert)
+
+    def compose(self, ev: StateEvent) -> tuple[str, str] | None:
+        """(subject, body) as keepalived writes them, or None for no mail."""
+        rid = ev.router_id or self.config.global_defs.router_id or ""
+        if ev.kind is EventKind.INSTANCE:
+            text = _VRRP_TEXT.get(ev.state)
+            if text is None:
+                return None
+            return f"[{rid}] VRRP Instance {ev.name} - {text[0]}", text[1]
+        if ev.kind is EventKind.GROUP:
+            text = _GROUP_TEXT.get(ev.state)
+            if text is None:
+                return None
+            return f"[{rid}] VRRP Group {ev.name} - {text[0]}", text[1]
+        vs = virtual_server_of(self.config, ev)
+        if ev.kind is EventKind.REAL_SERVER:
+            rs = subject_of(self.config, ev)
+            body = ev.detail or (
+                "=> CHECK succeed on service <="
+                if ev.state == "UP"
+                else "=> CHECK failed on service <="
+            )
+            return (
+                f"[{rid}] Realserver {format_rs(rs, vs)} of virtual server {format_vs(vs)} - {ev.state}",
+                body,
+            )
+        body = ev.detail or ("=> Gained quorum <=" if ev.state == "UP" else "=> Lost quorum <=")
+        return f"[{rid}] Virtualserver {format_vs(vs)} - {ev.state}", body
+
+    def wants(self, event: StateEvent) -> bool:
+        gd = self.config.global_defs
+        if not gd.notification_email or gd.smtp_server is None:
+            return False
+        if self._last.get((event.kind, event.name)) == event.state:
+            return False
+        return self.enabled(event) and self.compose(event) is not None
+
+    def message(self, subject: str, body: str) -> EmailMessage:
+        gd = self.config.global_defs
+        msg = EmailMessage()
+        msg["Date"] = email.utils.formatdate(localtime=True)
+        msg["From"] = gd.notification_email_from or "keepalived@localhost"
+        msg["Subject"] = subject
+        msg["X-Mailer"] = "Keepalived"
+        msg["To"] = ", ".join(gd.notification_email)
+        msg.set_content(body + "\n")
+        return msg
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def notify(self, event: StateEvent) -> None:
+        key = (event.kind, event.name)
+        if self._last.get(key) == event.state:
+            return
+        composed = self.compose(event)
+        if composed is None:
+            return
+        # Recorded before sending, as keepalived: a failed mail is not re-sent
+        # for the same state by a later identical event.
+        self._last[key] = event.state
+        await self.send(*composed)
+
+    async def send(self, subject: str, body: str) -> bool:
+        """Deliver one alert with bounded retries; True when the server took it."""
+        gd = self.config.global_defs
+        assert gd.smtp_server is not None
+        host, port = gd.smtp_server
+        where = f"[{host}]:{port}"
+        msg = self.message(subject, body)
+        sender = email.utils.parseaddr(str(msg["From"]))[1] or str(msg["From"])
+        recipients = [email.utils.parseaddr(a)[1] or a for a in gd.notification_email]
+        kwargs: dict[str, Any] = {
+            "hostname": host,
+            "port": port,
+            "timeout": gd.smtp_connect_timeout,
+            "local_hostname": gd.smtp_helo_name or "localhost",
+            "start_tls": gd.smtp_starttls,
+            "use_tls": False,
+        }
+        if gd.smtp_username is not None:
+            kwargs["username"] = gd.smtp_username
+            kwargs["password"] = gd.smtp_password or ""
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            try:
+                await aiosmtplib.send(msg, sender=sender, recipients=recipients, **kwargs)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                why = _describe(exc)
+                if attempt < self.attempts:
+                    log.warning(
+                        "SMTP alert to %s failed (attempt %d/%d): %s; retrying in %gs",
+                        where,
+                        attempt,
+                        self.attempts,
+                        why,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                log.error(
+                    "SMTP alert to %s failed after %d attempts: %s; giving up on '%s'",
+                    where,
+                    self.attempts,
+                    why,
+                    subject,
+                )
+                return False
+            log.info("SMTP alert successfully sent.")
+            return True
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure in words, never with credentials (aiosmtplib never echoes them)."""
+    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError):
+        return "Timeout connecting SMTP server"
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        return "SMTP connection ERROR"
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return f"authentication failed ({exc.code})"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"server said {exc.code} {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@hookimpl
+def pykeepalived_register_notifiers() -> dict[str, type[Notifier]]:
+    return {"smtp": SmtpNotifier}
