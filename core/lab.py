@@ -79,6 +79,9 @@ DEFAULT_PREFIX = "pka-"
 NETNS_DIR = Path("/run/netns")
 #: Bridge device name inside the bridge namespace.
 BRIDGE = "br0"
+#: No STP / forward delay (ports forward at once); no multicast snooping, so
+#: VRRP multicast (224.0.0.18, ff02::12) is always flooded to every port.
+BRIDGE_OPTS = ("forward_delay", "0", "stp_state", "0", "mcast_snooping", "0")
 #: Interface name inside every host namespace.
 HOST_DEV = "eth0"
 #: Seconds a tracked process gets between SIGTERM and SIGKILL at teardown.
@@ -357,7 +360,7 @@ async def wait_for(
     deadline = loop.time() + timeout
     while True:
         value = predicate()
-        result: T = await value if inspect.isawaitable(value) else value  # type: ignore[assignment]
+        result: T = await value if inspect.isawaitable(value) else value
         if result:
             return result
         if loop.time() >= deadline:
@@ -662,10 +665,7 @@ class Lab:
             ns = self.bridge_netns
             self._add_netns(ns)
             _run([IP, "-n", ns, "link", "set", "lo", "up"])
-            _run(
-                [IP, "-n", ns, "link", "add", BRIDGE, "type", "bridge"]
-                + ["forward_delay", "0", "stp_state", "0", "mcast_snooping", "0"]
-            )
+            _run([IP, "-n", ns, "link", "add", BRIDGE, "type", "bridge", *BRIDGE_OPTS])
             _run([IP, "-n", ns, "link", "set", BRIDGE, "up"])
             for i in range(1, self.n_hosts + 1):
                 self.add_host(f"h{i}")
@@ -722,7 +722,7 @@ class Lab:
         for p, g in running:
             _signal(p.pid, signal.SIGTERM, group=g)
         deadline = time.monotonic() + KILL_GRACE
-        for p, g in running:
+        for p, _ in running:
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -757,8 +757,9 @@ class Lab:
         self._add_netns(netns)
         # DAD off before eth0 appears so its link-local is usable at once.
         _run(
-            [*host.exec_prefix(), "sysctl", "-q", "-w"]
-            + [
+            [
+                *host.exec_prefix(),
+                *("sysctl", "-q", "-w"),
                 "net.ipv6.conf.all.accept_dad=0",
                 "net.ipv6.conf.default.accept_dad=0",
                 "net.ipv6.conf.all.accept_ra=0",
@@ -766,11 +767,31 @@ class Lab:
             ]
         )
         _run([IP, "-n", netns, "link", "set", "lo", "up"])
-        _run([IP, "-n", br, "link", "add", port, "type", "veth", "peer", "name", HOST_DEV, "netns", netns])
+        _run(
+            [
+                IP,
+                "-n",
+                br,
+                "link",
+                "add",
+                port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                HOST_DEV,
+                "netns",
+                netns,
+            ]
+        )
         _run([IP, "-n", br, "link", "set", port, "master", BRIDGE, "up"])
         _run(
-            [*host.exec_prefix(), "sysctl", "-q", "-w"]
-            + [f"net.ipv6.conf.{HOST_DEV}.accept_dad=0", f"net.ipv6.conf.{HOST_DEV}.accept_ra=0"]
+            [
+                *host.exec_prefix(),
+                *("sysctl", "-q", "-w"),
+                f"net.ipv6.conf.{HOST_DEV}.accept_dad=0",
+                f"net.ipv6.conf.{HOST_DEV}.accept_ra=0",
+            ]
         )
         _run([IP, "-n", netns, "addr", "add", f"{host.ip4}/{host.prefix4}", "dev", HOST_DEV])
         _run(

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pykeepalived.core.lab import (
     Lab,
     LabError,
@@ -74,6 +73,7 @@ def test_link_set(lab: LabFactory) -> None:
 def test_popen_killed_at_teardown() -> None:
     with Lab(1) as lb:
         h = lb.hosts[0]
+        created = lb.namespaces
         # A shell with a child in the same process group, and one that ignores SIGTERM.
         p1 = h.popen(["sh", "-c", "sleep 300 & wait"])
         p2 = h.popen(["sh", "-c", "trap '' TERM; sleep 300 & wait"])
@@ -85,7 +85,7 @@ def test_popen_killed_at_teardown() -> None:
     assert time.monotonic() - start < 5
     assert p1.poll() is not None and p2.poll() is not None
     wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=3)
-    assert not any(_exists(ns) for ns in lb.namespaces + [h.netns, lb.bridge_netns])
+    assert not any(_exists(ns) for ns in [*created, h.netns, lb.bridge_netns])
 
 
 def _netns_pids(netns: str) -> list[int]:
@@ -127,6 +127,10 @@ def test_drop_random(lab: LabFactory) -> None:
     assert not a.ping(b.ip4, timeout=0.3)
     b.clear_drop()
     assert a.ping(b.ip4)
+    b.drop_random(30, proto="all")
+    rules = b.run(["nft", "list", "table", "inet", "pka_loss"]).stdout
+    assert "numgen random mod 100 < 30" in rules and "drop" in rules
+    b.drop_random(0)
     with pytest.raises(ValueError):
         b.drop_random(101)
 
@@ -207,3 +211,58 @@ def test_own_process_group_only() -> None:
     with Lab(1) as lb:
         lb.hosts[0].popen(["sleep", "300"])
     assert os.getpgrp() > 0
+
+
+_RECV_VRRP = r"""
+import select, socket, sys
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_RAW, 112)
+if fam == socket.AF_INET6:
+    mreq = socket.inet_pton(fam, "ff02::12") + socket.if_nametoindex("eth0").to_bytes(4, "little")
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+else:
+    # ip_mreqn with the ifindex: the namespaces have no multicast/default route.
+    idx = socket.if_nametoindex("eth0").to_bytes(4, sys.byteorder)
+    mreq = socket.inet_aton("224.0.0.18") + socket.inet_aton("0.0.0.0") + idx
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+print("ready", flush=True)
+sys.exit(0 if select.select([s], [], [], float(sys.argv[2]))[0] else 1)
+"""
+
+_SEND_VRRP = r"""
+import socket, sys, time
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_RAW, 112)
+if fam == socket.AF_INET6:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("eth0"))
+    dst = ("ff02::12", 0, 0, socket.if_nametoindex("eth0"))
+else:
+    idx = socket.if_nametoindex("eth0").to_bytes(4, sys.byteorder)
+    mreqn = socket.inet_aton("224.0.0.18") + socket.inet_aton("0.0.0.0") + idx
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+    dst = ("224.0.0.18", 0)
+for _ in range(5):
+    s.sendto(b"\x31\x01\x64\x00\x00\x01\x00\x00", dst)
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_vrrp_multicast_crosses_bridge_and_can_be_dropped(lab: LabFactory, family: str) -> None:
+    a, b = lab(2).hosts
+
+    def delivered(timeout: float) -> bool:
+        rx = b.popen(
+            [sys.executable, "-c", _RECV_VRRP, family, str(timeout)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert rx.stdout is not None and rx.stdout.readline().strip() == "ready"
+        a.run([sys.executable, "-c", _SEND_VRRP, family])
+        return rx.wait(timeout=timeout + 5) == 0
+
+    assert delivered(2.0)
+    b.drop_random(100, proto="vrrp")
+    assert not delivered(0.3)
+    b.clear_drop()
+    assert delivered(2.0)
