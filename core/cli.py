@@ -31,31 +31,73 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pykeepalived",
         description="keepalived, re-built in Python: VRRP failover, LVS and health checks.",
     )
-    p.add_argument("-f", "--use-file", dest="file", default=DEFAULT_CONF, metavar="FILE",
-                   help=f"configuration file (default {DEFAULT_CONF})")
-    p.add_argument("-t", "--config-test", action="store_true",
-                   help="check the configuration and exit (0 ok, 5 problems, 6 insecure scripts)")
+    p.add_argument(
+        "-f",
+        "--use-file",
+        dest="file",
+        default=DEFAULT_CONF,
+        metavar="FILE",
+        help=f"configuration file (default {DEFAULT_CONF})",
+    )
+    p.add_argument(
+        "-t",
+        "--config-test",
+        action="store_true",
+        help="check the configuration and exit (0 ok, 5 problems, 6 insecure scripts)",
+    )
     p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground")
     p.add_argument("-l", "--log-console", action="store_true", help="log to the console")
     p.add_argument("-D", "--log-detail", action="store_true", help="detailed (debug) log")
-    p.add_argument("-S", "--log-facility", type=int, choices=range(8), metavar="0-7",
-                   help="syslog facility LOCAL0..LOCAL7 (default DAEMON)")
+    p.add_argument(
+        "-S",
+        "--log-facility",
+        type=int,
+        choices=range(8),
+        metavar="0-7",
+        help="syslog facility LOCAL0..LOCAL7 (default DAEMON)",
+    )
     p.add_argument("-P", "--vrrp", action="store_true", help="run the VRRP part only")
     p.add_argument("-C", "--check", action="store_true", help="run the LVS/checker part only")
-    p.add_argument("-p", "--pid", dest="pid_file", metavar="FILE",
-                   help="pid file (default /run/pykeepalived.pid)")
-    p.add_argument("-i", "--config-id", default=None, metavar="ID",
-                   help="config id for @ID conditional lines (default: short host name)")
-    p.add_argument("-d", "--dump-conf", action="store_true",
-                   help="dump the parsed configuration to the log")
-    p.add_argument("--dump-conf-json", action="store_true",
-                   help="print the parsed configuration as JSON and exit")
-    p.add_argument("--show-secrets", action="store_true",
-                   help="with --dump-conf-json, print passwords instead of ***")
-    p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
-                   help="do not load plugin NAME (repeatable)")
-    p.add_argument("--status-socket", metavar="PATH", default=None,
-                   help="serve live status as JSON on this unix socket")
+    p.add_argument(
+        "-p",
+        "--pid",
+        dest="pid_file",
+        metavar="FILE",
+        help="pid file (default /run/pykeepalived.pid)",
+    )
+    p.add_argument(
+        "-i",
+        "--config-id",
+        default=None,
+        metavar="ID",
+        help="config id for @ID conditional lines (default: short host name)",
+    )
+    p.add_argument(
+        "-d", "--dump-conf", action="store_true", help="dump the parsed configuration to the log"
+    )
+    p.add_argument(
+        "--dump-conf-json",
+        action="store_true",
+        help="print the parsed configuration as JSON and exit",
+    )
+    p.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="with --dump-conf-json, print passwords instead of ***",
+    )
+    p.add_argument(
+        "--disable-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not load plugin NAME (repeatable)",
+    )
+    p.add_argument(
+        "--status-socket",
+        metavar="PATH",
+        default=None,
+        help="serve live status as JSON on this unix socket",
+    )
     p.add_argument("-v", "--version", action="version", version=f"pykeepalived {__version__}")
     return p
 
@@ -70,7 +112,9 @@ def load_config(args: argparse.Namespace) -> tuple[LoadResult, object] | None:
         print(f"pykeepalived: {exc}", file=sys.stderr)
         return None
     for failure in registry.failures:
-        print(f"pykeepalived: plugin {failure.name} failed to load: {failure.error}", file=sys.stderr)
+        print(
+            f"pykeepalived: plugin {failure.name} failed to load: {failure.error}", file=sys.stderr
+        )
     cid = args.config_id if args.config_id is not None else default_config_id()
     result = load(args.file, config_id=cid, grammar=grammar)
     return result, registry
@@ -102,8 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problems:
                 return EXIT_SCRIPT_SECURITY
         return EXIT_OK
-    setup_logging(console=args.log_console or args.dont_fork, detail=args.log_detail,
-                  facility=args.log_facility)
+    setup_logging(
+        console=args.log_console or args.dont_fork,
+        detail=args.log_detail,
+        facility=args.log_facility,
+    )
     if os.geteuid() != 0:
         logging.getLogger("pykeepalived").error("must run as root (network configuration)")
         return EXIT_FATAL

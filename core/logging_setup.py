@@ -10,8 +10,9 @@ import sys
 
 class _ConsoleFormatter(logging.Formatter):
     def __init__(self) -> None:
-        super().__init__("%(asctime)s.%(msecs)03d %(name_short)s[%(process)d]: %(message)s",
-                         "%a %b %d %H:%M:%S")
+        super().__init__(
+            "%(asctime)s.%(msecs)03d %(name_short)s[%(process)d]: %(message)s", "%a %b %d %H:%M:%S"
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         record.name_short = "pykeepalived"

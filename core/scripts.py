@@ -87,7 +87,9 @@ def resolve_user(script: Script, gd: GlobalDefs) -> RunAs:
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
-            raise ScriptSecurityError(f"unknown group '{group}' for script {script.command}") from None
+            raise ScriptSecurityError(
+                f"unknown group '{group}' for script {script.command}"
+            ) from None
     return RunAs(pw.pw_uid, gid, pw.pw_name)
 
 
@@ -183,7 +185,9 @@ def insecure_scripts(config: Config) -> list[str]:
         with contextlib.suppress(ScriptSecurityError):
             as_root = as_root or resolve_user(s, gd).is_root
     if scripts and as_root and not gd.enable_script_security:
-        problems.append("SECURITY VIOLATION - scripts are being executed but script_security not enabled.")
+        problems.append(
+            "SECURITY VIOLATION - scripts are being executed but script_security not enabled."
+        )
     return problems
 
 

@@ -1,0 +1,297 @@
+"""The daemon's lifecycle: signals -> start-up -> run -> graceful shutdown.
+
+SIGHUP reloads the configuration (unchanged VRRP instances keep their
+state and VIPs), SIGTERM/SIGINT shut down (priority-0 adverts, VIPs
+removed, exit 0), SIGUSR1 writes the live status as JSON to
+``/tmp/pykeepalived.data`` (keepalived writes ``/tmp/keepalived.data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from .api import StateEvent
+from .config import Config, LoadResult, Severity
+from .plugins import PluginRegistry
+
+log = logging.getLogger("pykeepalived")
+
+EXIT_OK = 0
+EXIT_FATAL = 3
+EXIT_CONFIG = 4
+SHUTDOWN_TIMEOUT = 10.0
+STATUS_FILE = "/tmp/pykeepalived.data"
+
+
+class Daemon:
+    def __init__(
+        self, args: argparse.Namespace, result: LoadResult, registry: PluginRegistry
+    ) -> None:
+        self.args = args
+        self.config: Config = result.config
+        self.registry = registry
+        self.started = time.time()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        from .vrrp.effects import Netlink
+
+        self.netlink = Netlink()
+        self.vrrp: Any = None
+        self.trackers: Any = None
+        self.events: Any = None
+        self.lvs: Any = None
+        self.status_server: Any = None
+        self._hook_tasks: set[asyncio.Future[None]] = set()
+
+    # -- events ------------------------------------------------------------------
+    def emit(self, event: StateEvent) -> None:
+        if self.events is not None:
+            self.events.emit(event)
+        if self.lvs is not None and event.kind.value == "INSTANCE":
+            self._ha_suspend_update()
+
+    def _ha_suspend_update(self) -> None:
+        if self.vrrp is None or self.lvs is None:
+            return
+        master = any(i.state.value == "MASTER" for i in self.vrrp.instances.values())
+        setter = getattr(self.lvs, "set_vrrp_master", None)
+        if setter is not None:
+            setter(master)
+
+    # -- start / stop ---------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._start_events()
+        self._hook("pykeepalived_configure", config=self.config)
+        if not self.args.check:
+            from .vrrp.manager import VrrpManager
+
+            self.vrrp = VrrpManager(self.netlink, self.emit)
+            self.vrrp.start(self.config, loop)
+            await self._start_trackers()
+        if not self.args.vrrp and self.config.virtual_servers:
+            await self._start_lvs()
+        if self.args.status_socket:
+            from .status import StatusServer
+
+            self.status_server = StatusServer(self.args.status_socket, self.status)
+            await self.status_server.start()
+
+    async def _start_events(self) -> None:
+        try:
+            from .events import EventDispatcher
+        except ImportError:  # pragma: no cover - during bring-up only
+            return
+        router_id = self.config.global_defs.router_id or os.uname().nodename
+        self.events = EventDispatcher(self.config, self.registry, router_id)
+        start = getattr(self.events, "start", None)
+        if start is not None:
+            res = start()
+            if asyncio.iscoroutine(res):
+                await res
+
+    async def _start_trackers(self) -> None:
+        try:
+            from .tracking import TrackerSet
+        except ImportError:  # pragma: no cover - during bring-up only
+            return
+        self.trackers = TrackerSet(self.config, self.registry, on_change=self._tracking_changed)
+        await self.trackers.start()
+        for name in list(self.vrrp.instances):
+            self._tracking_changed(name)
+
+    def _tracking_changed(self, name: str) -> None:
+        if self.vrrp is None or self.trackers is None:
+            return
+        verdict = self.trackers.verdict(name)
+        if verdict is None:
+            return
+        self.vrrp.apply_tracking(name, verdict.priority, verdict.fault)
+
+    async def _start_lvs(self) -> None:
+        try:
+            from .lvs import LvsManager  # type: ignore[attr-defined]
+        except ImportError:
+            log.warning("LVS support is not available in this build; virtual_server blocks ignored")
+            return
+        self.lvs = LvsManager(self.config, self.registry, self.emit)
+        res = self.lvs.start()
+        if asyncio.iscoroutine(res):
+            await res
+
+    async def stop(self) -> None:
+        if self.trackers is not None:
+            res = self.trackers.stop()
+            if asyncio.iscoroutine(res):
+                await res
+        if self.vrrp is not None:
+            self.vrrp.stop()
+        if self.lvs is not None:
+            res = self.lvs.stop()
+            if asyncio.iscoroutine(res):
+                await res
+        self._hook("pykeepalived_unconfigure", config=self.config)
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.events.close(), SHUTDOWN_TIMEOUT)
+        if self.status_server is not None:
+            await self.status_server.close()
+        self.netlink.close()
+
+    async def reload(self) -> None:
+        from .cli import load_config
+
+        loaded = load_config(self.args)
+        if loaded is None:
+            log.error(
+                "Reload failed: plugins could not be loaded; keeping the running configuration"
+            )
+            return
+        result, _ = loaded
+        for d in result.diagnostics.items:
+            _log_diag(d)
+        if not result.ok:
+            log.error("Reload failed: configuration has errors; keeping the running configuration")
+            return
+        log.info("Reloading configuration")
+        self._hook("pykeepalived_unconfigure", config=self.config)
+        old = self.config
+        self.config = result.config
+        if self.trackers is not None:
+            res = self.trackers.stop()
+            if asyncio.iscoroutine(res):
+                await res
+            self.trackers = None
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.events.close(), SHUTDOWN_TIMEOUT)
+            await self._start_events()
+        if self.vrrp is not None:
+            self.vrrp.reload(self.config)
+            await self._start_trackers()
+        if self.lvs is not None:
+            reload = getattr(self.lvs, "reload", None)
+            if reload is not None:
+                res = reload(self.config)
+                if asyncio.iscoroutine(res):
+                    await res
+        elif not self.args.vrrp and self.config.virtual_servers:
+            await self._start_lvs()
+        self._hook("pykeepalived_configure", config=self.config)
+        del old
+
+    def _hook(self, name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook plugin by plugin; failures are logged by name."""
+        caller = getattr(self.registry.hook, name)
+        for impl in caller.get_hookimpls():
+            try:
+                res = impl.function(**kwargs)
+                if asyncio.iscoroutine(res):
+                    task = asyncio.ensure_future(_bounded(res, impl.plugin_name, name))
+                    self._hook_tasks.add(task)
+                    task.add_done_callback(self._hook_tasks.discard)
+            except Exception:
+                log.exception("plugin %s: %s failed", impl.plugin_name, name)
+
+    # -- status ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 3),
+            "config_files": self.config.files,
+            "plugins": self.registry.plugin_names(),
+            "vrrp_instances": self.vrrp.status() if self.vrrp is not None else [],
+        }
+        if self.lvs is not None and hasattr(self.lvs, "status"):
+            out["virtual_servers"] = self.lvs.status()
+        if self.trackers is not None and hasattr(self.trackers, "status"):
+            out["trackers"] = self.trackers.status()
+        return out
+
+    def write_status(self) -> None:
+        try:
+            with open(STATUS_FILE, "w") as fh:
+                json.dump(self.status(), fh, indent=2, default=str)
+            log.info("Status written to %s", STATUS_FILE)
+        except OSError as exc:
+            log.error("cannot write %s: %s", STATUS_FILE, exc)
+
+    # -- main loop --------------------------------------------------------------------
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.write_status)
+        log.info("Starting pykeepalived (pid %d), config %s", os.getpid(), self.args.file)
+        await self.start()
+        while not self._stop.is_set():
+            stop_wait = asyncio.ensure_future(self._stop.wait())
+            reload_wait = asyncio.ensure_future(self._reload.wait())
+            await asyncio.wait({stop_wait, reload_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            reload_wait.cancel()
+            if self._reload.is_set() and not self._stop.is_set():
+                self._reload.clear()
+                try:
+                    await self.reload()
+                except Exception:
+                    log.exception("Reload failed")
+        log.info("Stopping")
+        try:
+            await asyncio.wait_for(self.stop(), SHUTDOWN_TIMEOUT)
+        except TimeoutError:
+            log.error("shutdown took more than %.0fs; cancelling what is left", SHUTDOWN_TIMEOUT)
+        log.info("Stopped pykeepalived")
+        return EXIT_OK
+
+
+async def _bounded(aw: Any, plugin: str, hook: str, timeout: float = 30.0) -> None:
+    try:
+        await asyncio.wait_for(aw, timeout)
+    except Exception:
+        log.exception("plugin %s: %s failed", plugin, hook)
+
+
+def _log_diag(d: Any) -> None:
+    level = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING}.get(
+        d.severity, logging.INFO
+    )
+    log.log(level, "%s", d)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from .cli import load_config
+
+    loaded = load_config(args)
+    if loaded is None:
+        return EXIT_FATAL
+    result, registry = loaded
+    for d in result.diagnostics.items:
+        _log_diag(d)
+    if not result.ok:
+        log.error("configuration has errors; not starting")
+        return EXIT_CONFIG
+    assert isinstance(registry, PluginRegistry)
+    pid_file = args.pid_file
+    if pid_file:
+        try:
+            with open(pid_file, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            log.error("cannot write pid file %s: %s", pid_file, exc)
+            return EXIT_FATAL
+    try:
+        return asyncio.run(Daemon(args, result, registry).main())
+    finally:
+        if pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(pid_file)

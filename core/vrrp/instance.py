@@ -1,0 +1,439 @@
+"""One VRRP instance on the event loop: the I/O around the pure state machine.
+
+The state machine (:mod:`.fsm`) decides; this class sends adverts, arms the
+single timer the machine asks for, adds and removes VIPs, sends GARP/NA
+bursts and turns transitions into :class:`~pykeepalived.core.api.StateEvent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from ..api import EventKind, StateEvent
+from ..config.model import GlobalDefs, VrrpInstance
+from . import packet as pk
+from .effects import Netlink, send_gratuitous
+from .fsm import (
+    AddVips,
+    FsmParams,
+    Log,
+    ReceivedLowerPriority,
+    RemoveVips,
+    RxAdvert,
+    SendAdvert,
+    SendGratuitous,
+    State,
+    Transition,
+    VrrpMachine,
+    WantMaster,
+)
+from .io import RawPacket, Sender
+
+log = logging.getLogger("pykeepalived.vrrp")
+
+RATE_LIMIT_S = 60.0
+
+
+class Instance:
+    """A configured ``vrrp_instance`` running on the loop."""
+
+    def __init__(
+        self,
+        cfg: VrrpInstance,
+        gd: GlobalDefs,
+        netlink: Netlink,
+        emit: Callable[[StateEvent], None],
+        *,
+        router_id: str = "",
+        in_sync_group: bool = False,
+        on_actions: Callable[[Instance, list[Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.gd = gd
+        self.netlink = netlink
+        self.emit = emit
+        self.router_id = router_id
+        self.name = cfg.name
+        self.family = cfg.family
+        self.ifname = cfg.interface or ""
+        self.on_actions = on_actions
+        self.counters: Counter[str] = Counter()
+        self._last_log: dict[str, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._garp_task: asyncio.Task[None] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sender: Sender | None = None
+        self.last_transition: float = time.time()
+        self.vips = [v for v in cfg.virtual_ipaddress]
+        self.evips = [v for v in cfg.virtual_ipaddress_excluded]
+        version = cfg.version or 2
+        self.auth_type = pk.AuthType.NONE
+        self.auth_pass = ""
+        if cfg.authentication is not None and version == 2 and self.family == 4:
+            self.auth_type = (
+                pk.AuthType.PASS if cfg.authentication.auth_type == "PASS" else pk.AuthType.AH
+            )
+            self.auth_pass = cfg.authentication.auth_pass
+        self.src = self._source_address()
+        self.unicast = [str(p.address) for p in cfg.unicast_peer]
+        self.mcast_dst = str(
+            (gd.vrrp_mcast_group6 or pk.VRRP_MCAST_V6)
+            if self.family == 6
+            else (gd.vrrp_mcast_group4 or pk.VRRP_MCAST_V4)
+        )
+        self.ah_seq = 0
+        self.ah_ident = 0
+        self.ah_last_rx: dict[str, int] = {}
+        addresses = tuple(v.address.ip for v in self.vips)
+        self._advert_addresses = addresses
+        self.expected = pk.ExpectedConfig(
+            version=version,
+            vrid=cfg.virtual_router_id or 0,
+            family=socket.AF_INET if self.family == 4 else socket.AF_INET6,
+            auth_type=int(self.auth_type),
+            auth_data=pk.auth_data_from_password(self.auth_pass)
+            if self.auth_type == pk.AuthType.PASS
+            else bytes(8),
+            advert_int_raw=pk.advert_int_to_raw(version, cfg.advert_int),
+            addresses=addresses,
+            unicast=bool(self.unicast),
+            unicast_peers=tuple(p.address for p in cfg.unicast_peer),
+            check_unicast_src=bool(cfg.check_unicast_src),
+            check_vip_addr=not cfg.skip_check_adv_addr,
+        )
+        primary = ipaddress.ip_address(self.src).packed if self.src else b""
+        self.fsm = VrrpMachine(
+            FsmParams(
+                name=cfg.name,
+                vrid=cfg.virtual_router_id or 1,
+                version=version,
+                priority=cfg.priority,
+                advert_int=cfg.advert_int,
+                initial_state=State.MASTER if cfg.state == "MASTER" else State.BACKUP,
+                preempt=cfg.preempt,
+                preempt_delay=cfg.preempt_delay,
+                down_timer_adverts=cfg.down_timer_adverts or 3,
+                primary_ip=primary,
+                lower_prio_no_advert=bool(cfg.lower_prio_no_advert),
+                higher_prio_send_advert=bool(cfg.higher_prio_send_advert),
+                garp_lower_prio_repeat=cfg.garp_lower_prio_repeat or 0,
+                in_sync_group=in_sync_group,
+            )
+        )
+
+    # -- set-up ---------------------------------------------------------------
+    def _source_address(self) -> str | None:
+        if self.cfg.unicast_src_ip is not None:
+            return str(self.cfg.unicast_src_ip)
+        if self.cfg.mcast_src_ip is not None:
+            return str(self.cfg.mcast_src_ip)
+        return self.netlink.primary_address(self.ifname, self.family)
+
+    @property
+    def state(self) -> State:
+        return self.fsm.state
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        if self.src is None:
+            self.src = self._source_address()
+        self.sender = Sender(
+            self.ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
+        )
+        self.run(self.fsm.start(loop.time()))
+
+    def stop(self) -> None:
+        """Shutdown: priority 0 advert if MASTER, VIPs removed, STOP."""
+        if self._loop is not None and self.fsm.state is not State.STOP:
+            self.run(self.fsm.stop(self._loop.time()))
+        self._cancel_timer()
+        for task in (self._garp_task, self._refresh_task):
+            if task is not None:
+                task.cancel()
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
+
+    # -- the action loop ---------------------------------------------------------
+    def run(self, actions: list[Any]) -> None:
+        """Carry out the state machine's actions, in order, then re-arm the timer."""
+        for action in actions:
+            try:
+                self._do(action)
+            except Exception:  # one failing effect must not stop the others
+                log.exception("(%s) failed to carry out %s", self.name, type(action).__name__)
+        if self.on_actions is not None:
+            self.on_actions(self, actions)
+        self._arm()
+
+    def _do(self, action: Any) -> None:
+        if isinstance(action, SendAdvert):
+            self.send_advert(action.priority)
+        elif isinstance(action, Log):
+            log.log(action.level, "%s", action.message)
+        elif isinstance(action, AddVips):
+            self._add_vips()
+        elif isinstance(action, RemoveVips):
+            self._remove_vips()
+        elif isinstance(action, SendGratuitous):
+            self._start_garp(action.lower_prio)
+        elif isinstance(action, Transition):
+            self._transition(action)
+        elif isinstance(action, ReceivedLowerPriority):
+            self._event("MASTER_RX_LOWER_PRI", detail=pk_ip(action.src))
+        elif isinstance(action, WantMaster):
+            pass  # the sync group coordinator reads it through on_actions
+
+    def _arm(self) -> None:
+        self._cancel_timer()
+        deadline = self.fsm.next_deadline
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        assert self._loop is not None
+        self.run(self.fsm.timer_expired(self._loop.time()))
+
+    # -- adverts ------------------------------------------------------------------
+    def send_advert(self, priority: int) -> None:
+        if self.sender is None:
+            return
+        version = self.cfg.version or 2
+        adv = pk.make_advert(
+            version=version,
+            vrid=self.cfg.virtual_router_id or 1,
+            priority=priority,
+            advert_int=self.cfg.advert_int,
+            addresses=self._advert_addresses,
+            auth_type=self.auth_type,
+            auth_pass=self.auth_pass,
+            family=socket.AF_INET if self.family == 4 else socket.AF_INET6,
+        )
+        targets = self.unicast or [self.mcast_dst]
+        if self.auth_type == pk.AuthType.AH:
+            self.ah_seq += 1
+            self.ah_ident = self.ah_ident % 0xFFFF + 1
+        src = ipaddress.ip_address(self.src) if self.src else None
+        for dst in targets:
+            dst_ip = ipaddress.ip_address(dst)
+            if self.auth_type == pk.AuthType.AH and isinstance(src, ipaddress.IPv4Address):
+                assert isinstance(dst_ip, ipaddress.IPv4Address)
+                data = pk.build_ah_packet(
+                    adv,
+                    src=src,
+                    dst=dst_ip,
+                    key=self.auth_pass,
+                    seq=self.ah_seq,
+                    ident=self.ah_ident,
+                    unicast=bool(self.unicast),
+                )
+            elif self.family == 6:
+                data = pk.encode_advert(adv)  # the kernel fills the checksum
+            else:
+                data = pk.encode_advert(
+                    adv, src=src, dst=dst_ip, v3_checksum_as_v2=self.cfg.v3_checksum_as_v2
+                )
+            self.sender.send(data, dst)
+        self.counters["adverts_sent"] += 1
+        if priority == 0:
+            self.counters["pri_zero_sent"] += 1
+
+    def on_packet(self, pkt: RawPacket) -> None:
+        if self.src is not None and str(pkt.src) == self.src:
+            return  # our own advert looped back
+        self.counters["adverts_received"] += 1
+        ah_ok: bool | None = None
+        if pkt.proto == pk.IPPROTO_AH:
+            try:
+                dg = pk.verify_ah_packet(pkt.datagram, self.auth_pass, unicast=bool(self.unicast))
+                assert dg.ah is not None
+                last = self.ah_last_rx.get(str(pkt.src))
+                # Anti-replay: a restarted peer starts again at 1, so a
+                # sequence number going back to a small value is accepted.
+                ah_ok = last is None or dg.ah.seq > last or dg.ah.seq < 16
+                if ah_ok:
+                    self.ah_last_rx[str(pkt.src)] = dg.ah.seq
+            except pk.PacketError:
+                ah_ok = False
+        try:
+            adv = pk.decode_advert(
+                pkt.payload,
+                src=pkt.src,
+                dst=pkt.dst,
+                family=socket.AF_INET if pkt.family == 4 else socket.AF_INET6,
+                verify_checksum=False,
+                v3_checksum_as_v2=self.cfg.v3_checksum_as_v2,
+                require_advert_type=False,
+            )
+        except pk.PacketError as exc:
+            self._reject("malformed", f"malformed packet from {pkt.src}: {exc}")
+            return
+        ctx = pk.RxContext(
+            src=pkt.src,
+            dst=pkt.dst,
+            ttl=pkt.ttl,
+            ah=pkt.proto == pk.IPPROTO_AH,
+            ah_next_header=pk.IPPROTO_VRRP,
+            ah_ok=ah_ok,
+        )
+        rejection = pk.validate(adv, self.expected, ctx)
+        if rejection is not None:
+            self._reject(rejection.label, _rejection_text(rejection, pkt, adv))
+            return
+        assert self._loop is not None
+        self.run(
+            self.fsm.advert_received(
+                self._loop.time(), RxAdvert(adv.priority, pkt.src.packed, adv.advert_int)
+            )
+        )
+
+    def _reject(self, reason: str, text: str) -> None:
+        self.counters[f"rx_drop_{reason}"] += 1
+        now = time.monotonic()
+        if now - self._last_log.get(reason, -RATE_LIMIT_S) >= RATE_LIMIT_S:
+            self._last_log[reason] = now
+            log.warning("(%s) %s", self.name, text)
+
+    # -- effects --------------------------------------------------------------------
+    def _add_vips(self) -> None:
+        for vip in [*self.vips, *self.evips]:
+            self.netlink.add_address(vip, self.ifname)
+        if self.cfg.virtual_routes:
+            self.netlink.routes("add", self.cfg.virtual_routes, self.ifname)
+        if self.cfg.virtual_rules:
+            self.netlink.rules("add", self.cfg.virtual_rules)
+
+    def _remove_vips(self) -> None:
+        if self.cfg.virtual_rules:
+            self.netlink.rules("del", self.cfg.virtual_rules)
+        if self.cfg.virtual_routes:
+            self.netlink.routes("del", self.cfg.virtual_routes, self.ifname)
+        for vip in [*self.vips, *self.evips]:
+            self.netlink.del_address(vip, self.ifname)
+
+    def gratuitous_addresses(self) -> list[tuple[str, str]]:
+        return [(v.dev or self.ifname, str(v.address.ip)) for v in [*self.vips, *self.evips]]
+
+    def _start_garp(self, lower_prio: bool) -> None:
+        if self._garp_task is not None:
+            self._garp_task.cancel()
+        if lower_prio:
+            delay = self.cfg.garp_lower_prio_delay or 0.0
+            repeat = self.cfg.garp_lower_prio_repeat or 0
+            self._garp_task = asyncio.ensure_future(
+                self._garp_burst(repeat, delay, once=True)
+            )
+            return
+        repeat = self.cfg.garp_master_repeat if self.cfg.garp_master_repeat is not None else 5
+        delay = self.cfg.garp_master_delay if self.cfg.garp_master_delay is not None else 5.0
+        self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay))
+        refresh = self.cfg.garp_master_refresh or 0.0
+        if refresh > 0 and (self._refresh_task is None or self._refresh_task.done()):
+            self._refresh_task = asyncio.ensure_future(self._garp_refresh(refresh))
+
+    async def _garp_burst(self, repeat: int, delay: float, once: bool = False) -> None:
+        """keepalived: ``repeat`` GARPs on becoming master, then again after
+        ``garp_master_delay`` seconds (0: no second burst)."""
+        bursts = [0.0] if once else [0.0, delay] if delay > 0 else [0.0]
+        for i, wait in enumerate(bursts):
+            if wait:
+                await asyncio.sleep(wait)
+            if self.fsm.state is not State.MASTER:
+                return
+            if once and i == 0 and delay:
+                await asyncio.sleep(delay)
+            await self._send_gratuitous(repeat)
+
+    async def _garp_refresh(self, every: float) -> None:
+        while self.fsm.state is State.MASTER:
+            await asyncio.sleep(every)
+            if self.fsm.state is not State.MASTER:
+                return
+            await self._send_gratuitous(self.cfg.garp_master_refresh_repeat or 1)
+
+    async def _send_gratuitous(self, repeat: int) -> None:
+        interval = self.gd.vrrp_gna_interval if self.family == 6 else self.gd.vrrp_garp_interval
+        by_dev: dict[str, list[str]] = {}
+        for dev, addr in self.gratuitous_addresses():
+            by_dev.setdefault(dev, []).append(addr)
+        for i in range(max(repeat, 0)):
+            for dev, addrs in by_dev.items():
+                mac = self.netlink.mac(dev)
+                if mac is not None:
+                    self.counters["gratuitous_sent"] += send_gratuitous(dev, mac, addrs)
+            if i + 1 < repeat:
+                await asyncio.sleep(interval)
+
+    # -- events -----------------------------------------------------------------------
+    def _transition(self, t: Transition) -> None:
+        self.last_transition = time.time()
+        self.counters[f"became_{t.new.value.lower()}"] += 1
+        if t.new in (State.MASTER, State.BACKUP, State.FAULT, State.STOP):
+            self._event(t.new.value, previous=t.old.value, detail=t.reason)
+
+    def _event(self, state: str, previous: str | None = None, detail: str = "") -> None:
+        with contextlib.suppress(Exception):
+            self.emit(
+                StateEvent(
+                    kind=EventKind.INSTANCE,
+                    name=self.name,
+                    state=state,
+                    priority=self.fsm.effective_priority,
+                    previous=previous,
+                    router_id=self.router_id,
+                    subject=self.cfg,
+                    detail=detail,
+                )
+            )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.fsm.state.value,
+            "interface": self.ifname,
+            "vrid": self.cfg.virtual_router_id,
+            "version": self.cfg.version,
+            "priority": self.cfg.priority,
+            "effective_priority": self.fsm.effective_priority,
+            "advert_int": self.cfg.advert_int,
+            "source": self.src,
+            "vips": [str(v.address) for v in self.vips],
+            "last_transition": self.last_transition,
+            "counters": dict(self.counters),
+        }
+
+
+def pk_ip(packed: bytes) -> str:
+    try:
+        return str(ipaddress.ip_address(packed))
+    except ValueError:
+        return packed.hex()
+
+
+def _rejection_text(r: pk.Rejection, pkt: RawPacket, adv: pk.Advert) -> str:
+    if r is pk.Rejection.AUTH_FAILURE or r is pk.Rejection.AUTH_TYPE_MISMATCH:
+        return f"bad authentication in advert from {pkt.src} ({r.label}) - discarding"
+    if r is pk.Rejection.TTL:
+        return f"invalid TTL/HL. Received {pkt.ttl} and expect {pk.VRRP_TTL}"
+    if r is pk.Rejection.ADVERT_INT_MISMATCH:
+        return (
+            f"advertisement interval mismatch mine={adv.advert_int_raw} from {pkt.src} - discarding"
+        )
+    if r is pk.Rejection.VERSION:
+        return f"wrong version. Received {adv.version} from {pkt.src}"
+    return f"advert from {pkt.src} rejected: {r.label}"

@@ -1,0 +1,230 @@
+"""VRRP sockets: one receiver per (interface, family), one sender per instance.
+
+A receiver reads every VRRP packet arriving on its interface (multicast and
+unicast) and hands it to the instances by VRID, so hundreds of instances on
+one interface cost one socket and one read per packet, not hundreds.
+
+IPv4 raw sockets deliver the IP header, which gives TTL and destination;
+IPv6 raw sockets deliver them as ancillary data (hop limit, packet info).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .packet import IPPROTO_AH, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TOS, VRRP_TTL
+
+log = logging.getLogger("pykeepalived.vrrp")
+
+IP_MULTICAST_ALL = 49
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+
+
+@dataclass(frozen=True)
+class RawPacket:
+    """One received packet, before VRRP decoding."""
+
+    family: int  # 4 or 6
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ttl: int | None
+    proto: int
+    #: The whole IPv4 datagram (for AH) or the IPv6 payload.
+    datagram: bytes
+    #: The VRRP payload (after IP and AH headers).
+    payload: bytes
+    vrid: int
+
+
+Handler = Callable[[RawPacket], None]
+
+
+class Receiver:
+    """Reads VRRP (and AH) packets on one interface for one address family."""
+
+    def __init__(self, ifname: str, family: int, groups: set[str], with_ah: bool) -> None:
+        self.ifname = ifname
+        self.family = family
+        self.handlers: dict[int, list[Handler]] = {}
+        self.ifindex = socket.if_nametoindex(ifname)
+        self.socks: list[socket.socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        protos = [IPPROTO_VRRP, IPPROTO_AH] if (with_ah and family == 4) else [IPPROTO_VRRP]
+        for proto in protos:
+            self.socks.append(self._open(proto, groups))
+
+    def _open(self, proto: int, groups: set[str]) -> socket.socket:
+        if self.family == 4:
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            for g in groups or {str(VRRP_MCAST_V4)}:
+                mreqn = (
+                    socket.inet_aton(g)
+                    + socket.inet_aton("0.0.0.0")
+                    + struct.pack("@i", self.ifindex)
+                )
+                with contextlib.suppress(OSError):  # EADDRINUSE: joined already
+                    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            for g in groups or {str(VRRP_MCAST_V6)}:
+                mreq = socket.inet_pton(socket.AF_INET6, g) + struct.pack("@I", self.ifindex)
+                with contextlib.suppress(OSError):
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.setblocking(False)
+        return s
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for s in self.socks:
+            loop.add_reader(s.fileno(), self._readable, s)
+
+    def close(self) -> None:
+        for s in self.socks:
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(s.fileno())
+            s.close()
+        self.socks = []
+
+    def add(self, vrid: int, handler: Handler) -> None:
+        self.handlers.setdefault(vrid, []).append(handler)
+
+    def remove(self, vrid: int, handler: Handler) -> None:
+        lst = self.handlers.get(vrid, [])
+        if handler in lst:
+            lst.remove(handler)
+        if not lst:
+            self.handlers.pop(vrid, None)
+
+    def _readable(self, s: socket.socket) -> None:
+        for _ in range(64):  # bounded batch, then yield to the loop
+            try:
+                if self.family == 4:
+                    data, _addr = s.recvfrom(65535)
+                    pkt = self._parse4(data)
+                else:
+                    data, anc, _flags, addr = s.recvmsg(65535, 256)
+                    pkt = self._parse6(data, anc, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("VRRP receive on %s failed: %s", self.ifname, exc)
+                return
+            if pkt is None:
+                continue
+            for handler in list(self.handlers.get(pkt.vrid, ())):
+                try:
+                    handler(pkt)
+                except Exception:  # a handler bug must not stop the receiver
+                    log.exception("VRRP handler for VRID %d on %s failed", pkt.vrid, self.ifname)
+
+    def _parse4(self, data: bytes) -> RawPacket | None:
+        if len(data) < 20:
+            return None
+        ihl = (data[0] & 0x0F) * 4
+        proto = data[9]
+        off = ihl + (24 if proto == IPPROTO_AH else 0)
+        if len(data) < off + 2:
+            return None
+        return RawPacket(
+            4,
+            ipaddress.IPv4Address(data[12:16]),
+            ipaddress.IPv4Address(data[16:20]),
+            data[8],
+            proto,
+            data,
+            data[off:],
+            data[off + 1],
+        )
+
+    def _parse6(
+        self, data: bytes, anc: list[tuple[int, int, bytes]], addr: tuple[str, ...]
+    ) -> RawPacket | None:
+        if len(data) < 2:
+            return None
+        ttl: int | None = None
+        dst = VRRP_MCAST_V6
+        for level, typ, cdata in anc:
+            if level == socket.IPPROTO_IPV6 and typ == IPV6_HOPLIMIT and len(cdata) >= 4:
+                ttl = struct.unpack("@i", cdata[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and typ == IPV6_PKTINFO and len(cdata) >= 16:
+                dst = ipaddress.IPv6Address(cdata[:16])
+        src = ipaddress.IPv6Address(addr[0].split("%", 1)[0])
+        return RawPacket(6, src, dst, ttl, IPPROTO_VRRP, data, data, data[1])
+
+
+class Sender:
+    """Sends one instance's adverts (multicast or to each unicast peer)."""
+
+    def __init__(self, ifname: str, family: int, src: str | None, *, hdrincl: bool = False) -> None:
+        self.ifname = ifname
+        self.family = family
+        self.src = src
+        self.ifindex = socket.if_nametoindex(ifname)
+        if family == 4:
+            proto = socket.IPPROTO_RAW if hdrincl else IPPROTO_VRRP
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            if not hdrincl:
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, VRRP_TOS)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                mreqn = (
+                    socket.inet_aton("0.0.0.0")
+                    + socket.inet_aton(src or "0.0.0.0")
+                    + struct.pack("@i", self.ifindex)
+                )
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+                if src:
+                    s.bind((src, 0))
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            # The kernel computes the VRRP checksum over the IPv6 pseudo-header.
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            if src:
+                s.bind((src, 0, 0, self.ifindex if ipaddress.IPv6Address(src).is_link_local else 0))
+        s.setblocking(False)
+        self.sock = s
+
+    def send(self, payload: bytes, dst: str) -> None:
+        try:
+            if self.family == 4:
+                self.sock.sendto(payload, (dst, 0))
+            else:
+                scope = (
+                    self.ifindex
+                    if ipaddress.IPv6Address(dst).is_link_local or dst.startswith("ff02")
+                    else 0
+                )
+                self.sock.sendto(payload, (dst, 0, 0, scope))
+        except (BlockingIOError, InterruptedError):
+            log.warning("VRRP send buffer full on %s; advert dropped", self.ifname)
+        except OSError as exc:
+            log.warning("VRRP send to %s on %s failed: %s", dst, self.ifname, exc)
+
+    def close(self) -> None:
+        self.sock.close()

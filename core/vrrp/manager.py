@@ -1,0 +1,205 @@
+"""All VRRP instances of a configuration: sockets, sync groups, trackers, reload.
+
+Sync groups follow keepalived: a member whose master-down timer expires
+only becomes MASTER when every member wants to (or the group already is
+MASTER); a member leaving MASTER pulls the others to BACKUP; a member in
+FAULT holds the others in FAULT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..api import StateEvent
+from ..config.model import Config, VrrpInstance
+from .effects import Netlink
+from .fsm import State, Transition, WantMaster
+from .instance import Instance
+from .io import Receiver
+
+log = logging.getLogger("pykeepalived.vrrp")
+
+
+class VrrpManager:
+    def __init__(self, netlink: Netlink, emit: Callable[[StateEvent], None]) -> None:
+        self.netlink = netlink
+        self.emit = emit
+        self.instances: dict[str, Instance] = {}
+        self.receivers: dict[tuple[str, int], Receiver] = {}
+        self.group_of: dict[str, list[str]] = {}
+        self.config: Config | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._syncing = False
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.config = config
+        self._set_groups(config)
+        for cfg in config.vrrp_instances:
+            self._add(cfg)
+
+    def _set_groups(self, config: Config) -> None:
+        self.group_of = {}
+        for sg in config.vrrp_sync_groups:
+            for member in sg.group:
+                self.group_of[member] = list(sg.group)
+
+    def _add(self, cfg: VrrpInstance) -> Instance | None:
+        assert self._loop is not None and self.config is not None
+        if cfg.interface is None or self.netlink.ifindex(cfg.interface) is None:
+            log.error(
+                "(%s) interface %s does not exist; instance not started", cfg.name, cfg.interface
+            )
+            return None
+        inst = Instance(
+            cfg,
+            self.config.global_defs,
+            self.netlink,
+            self.emit,
+            router_id=self.config.global_defs.router_id or _hostname(),
+            in_sync_group=cfg.name in self.group_of,
+            on_actions=self._after_actions,
+        )
+        try:
+            rx = self._receiver(cfg, inst.mcast_dst, inst.auth_type == 2)
+        except OSError as exc:
+            log.error("(%s) cannot open VRRP socket on %s: %s", cfg.name, cfg.interface, exc)
+            return None
+        rx.add(cfg.virtual_router_id or 0, inst.on_packet)
+        self.instances[cfg.name] = inst
+        try:
+            inst.start(self._loop)
+        except OSError as exc:
+            log.error("(%s) cannot start: %s", cfg.name, exc)
+            rx.remove(cfg.virtual_router_id or 0, inst.on_packet)
+            del self.instances[cfg.name]
+            return None
+        return inst
+
+    def _receiver(self, cfg: VrrpInstance, group: str, ah: bool) -> Receiver:
+        assert self._loop is not None and cfg.interface is not None
+        key = (cfg.interface, cfg.family)
+        rx = self.receivers.get(key)
+        if rx is None or (ah and len(rx.socks) == 1 and cfg.family == 4):
+            if rx is not None:
+                handlers = rx.handlers
+                rx.close()
+            else:
+                handlers = {}
+            rx = Receiver(cfg.interface, cfg.family, {group}, with_ah=ah)
+            rx.handlers = handlers
+            rx.start(self._loop)
+            self.receivers[key] = rx
+        return rx
+
+    def stop(self) -> None:
+        for inst in list(self.instances.values()):
+            inst.stop()
+        for rx in self.receivers.values():
+            rx.close()
+        self.receivers.clear()
+        self.instances.clear()
+
+    def reload(self, config: Config) -> None:
+        """Apply a new configuration: unchanged instances keep their state."""
+        assert self._loop is not None
+        old = self.instances
+        new_cfgs = {c.name: c for c in config.vrrp_instances}
+        self.config = config
+        self._set_groups(config)
+        for name, inst in list(old.items()):
+            cfg = new_cfgs.get(name)
+            if cfg is None or _identity(cfg) != _identity(inst.cfg):
+                log.info("(%s) removed or changed by reload", name)
+                inst.stop()
+                self._detach(inst)
+                del self.instances[name]
+                if cfg is None:
+                    inst._event("DELETED")
+            else:
+                inst.cfg = cfg
+                inst.gd = config.global_defs
+        for name, cfg in new_cfgs.items():
+            if name not in self.instances:
+                self._add(cfg)
+
+    def _detach(self, inst: Instance) -> None:
+        key = (inst.ifname, inst.family)
+        rx = self.receivers.get(key)
+        if rx is not None:
+            rx.remove(inst.cfg.virtual_router_id or 0, inst.on_packet)
+
+    # -- trackers -----------------------------------------------------------------
+    def apply_tracking(self, name: str, priority: int, fault: bool) -> None:
+        inst = self.instances.get(name)
+        if inst is None or self._loop is None:
+            return
+        now = self._loop.time()
+        actions = inst.fsm.set_fault(now, fault) if fault != inst.fsm.own_fault else []
+        actions += inst.fsm.set_priority(now, priority)
+        if actions:
+            inst.run(actions)
+
+    # -- sync groups -----------------------------------------------------------------
+    def _after_actions(self, inst: Instance, actions: list[Any]) -> None:
+        if self._syncing or inst.name not in self.group_of or self._loop is None:
+            return
+        members = [self.instances[m] for m in self.group_of[inst.name] if m in self.instances]
+        others = [m for m in members if m is not inst]
+        now = self._loop.time()
+        self._syncing = True
+        try:
+            for action in actions:
+                if isinstance(action, WantMaster):
+                    if all(m.fsm.wants_master or m.fsm.state is State.MASTER for m in members):
+                        for m in members:
+                            m.run(m.fsm.force_master(now, "all members want MASTER"))
+                elif isinstance(action, Transition):
+                    if action.new is State.FAULT:
+                        for m in others:
+                            m.run(m.fsm.set_group_fault(now, True))
+                    elif action.old is State.FAULT:
+                        if not any(m.fsm.own_fault for m in members):
+                            for m in others:
+                                m.run(m.fsm.set_group_fault(now, False))
+                    elif action.old is State.MASTER and action.new is State.BACKUP:
+                        for m in others:
+                            m.run(m.fsm.force_backup(now, f"{inst.name} left MASTER"))
+                    elif action.new is State.MASTER:
+                        for m in others:
+                            if m.fsm.state is State.BACKUP:
+                                m.run(m.fsm.force_master(now, f"{inst.name} became MASTER"))
+        finally:
+            self._syncing = False
+
+    def status(self) -> list[dict[str, Any]]:
+        return [i.status() for i in self.instances.values()]
+
+
+def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
+    """What must not change for an instance to keep its state across reload."""
+    return (
+        cfg.interface,
+        cfg.virtual_router_id,
+        cfg.version,
+        cfg.family,
+        cfg.priority,
+        cfg.advert_int,
+        cfg.state,
+        cfg.preempt,
+        tuple(str(v.address) for v in cfg.virtual_ipaddress),
+        tuple(str(p.address) for p in cfg.unicast_peer),
+        str(cfg.unicast_src_ip),
+        repr(cfg.authentication),
+        cfg.authentication.auth_pass if cfg.authentication else None,
+    )
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
