@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .api import Checker, CheckResult, CheckTarget
-from .config.model import CheckerConf, RealServer, VirtualServer
+from .config.model import CheckerConf, Config, RealServer, VirtualServer
 from .config.schema import (
     BlockSpec,
     Context,
@@ -164,14 +164,17 @@ def resolve(
     """
     ours = isinstance(conf.options, CheckOptions)
     opts = conf.options if ours else CheckOptions()
-    delay_loop = _first(opts.delay_loop, rs.delay_loop, vs.delay_loop, DEFAULT_DELAY_LOOP)
+    fixed = getattr(cls, "fixed_delay_loop", None)
+    delay_loop = fixed or _first(opts.delay_loop, rs.delay_loop, vs.delay_loop, DEFAULT_DELAY_LOOP)
     default_dbr = getattr(cls, "default_delay_before_retry", 1.0)
     filled = {
         "delay_loop": delay_loop,
         "connect_timeout": _first(
             opts.connect_timeout, rs.connect_timeout, vs.connect_timeout, DEFAULT_CONNECT_TIMEOUT
         ),
-        "retry": _first(opts.retry, rs.retry, vs.retry, getattr(cls, "default_retry", 1)),
+        "retry": 0
+        if fixed
+        else _first(opts.retry, rs.retry, vs.retry, getattr(cls, "default_retry", 1)),
         "delay_before_retry": _first(
             opts.delay_before_retry,
             rs.delay_before_retry,
@@ -179,10 +182,13 @@ def resolve(
             delay_loop if default_dbr is None else default_dbr,
         ),
         # keepalived.conf(5): warmup is enabled by default, up to delay_loop.
-        "warmup": _first(opts.warmup, rs.warmup, vs.warmup, delay_loop),
+        "warmup": 0.0 if fixed else _first(opts.warmup, rs.warmup, vs.warmup, delay_loop),
         "alpha": bool(_first(opts.alpha, rs.alpha, vs.alpha, False)),
         "log_all_failures": bool(opts.log_all_failures),
     }
+    if ours and hasattr(opts, "virtualhost") and getattr(opts, "virtualhost", None) is None:
+        # HTTP_GET/SSL_GET: the checker's virtualhost, else the real server's, else the VS's.
+        filled["virtualhost"] = _first(rs.virtualhost, vs.virtualhost)
     # Options of a third-party shape are passed on untouched.
     resolved = dataclasses.replace(opts, **filled) if ours else conf.options
     port = _first(opts.connect_port, rs.port, vs.port)
@@ -224,6 +230,11 @@ class BaseCheck(Checker):
     #: keepalived.conf(5) defaults; None for delay_before_retry: delay_loop.
     default_retry: ClassVar[int] = 1
     default_delay_before_retry: ClassVar[float | None] = 1.0
+    #: Checkers that watch rather than probe (FILE_CHECK) poll at this pace,
+    #: without retries or warmup.
+    fixed_delay_loop: ClassVar[float | None] = None
+    #: The configured weight of the real server, set by the manager.
+    real_server_weight: int = 1
 
     @property
     def identity(self) -> tuple[Any, ...]:
@@ -239,8 +250,15 @@ class BaseCheck(Checker):
     def where(self) -> str:
         return fmt_target(self.target)
 
+    def configure(self, config: Config) -> None:
+        """Called once after construction with the whole configuration
+        (SSL_GET reads the top-level ``SSL`` block, FILE_CHECK its track_file)."""
+
     def success_line(self, result: CheckResult) -> str:
         return f"{self.log_name} on service {self.where} succeed."
+
+    def success_lines(self, result: CheckResult) -> list[str]:
+        return [self.success_line(result)]
 
     def failure_line(self, result: CheckResult, retries: int) -> str:
         if retries:
@@ -253,10 +271,10 @@ class BaseCheck(Checker):
         return f"{self.log_name} on service {self.where} attempt failed{detail}."
 
 
-def _success_line(checker: Checker, result: CheckResult) -> str:
+def _success_lines(checker: Checker, result: CheckResult) -> list[str]:
     if isinstance(checker, BaseCheck):
-        return checker.success_line(result)
-    return f"{checker.keyword} on service {fmt_target(checker.target)} succeed."
+        return checker.success_lines(result)
+    return [f"{checker.keyword} on service {fmt_target(checker.target)} succeed."]
 
 
 def _failure_line(checker: Checker, result: CheckResult, retries: int) -> str:
@@ -430,7 +448,8 @@ class CheckScheduler:
         """A final verdict of one round (after retries): report what changed."""
         first = not run.has_run
         if result.ok and (not run.is_up or first):
-            log.info("%s", _success_line(run.checker, result))
+            for line in _success_lines(run.checker, result):
+                log.info("%s", line)
         elif not result.ok and (run.is_up or first):
             log.info("%s", _failure_line(run.checker, result, retries if run.has_run else 0))
         changed = result.ok != run.is_up

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .api import Checker, CheckResult, EventKind, StateEvent
-from .checking import CheckScheduler, resolve
+from .checking import BaseCheck, CheckScheduler, resolve
 from .config.model import Config, RealServer, VirtualServer, VirtualServerGroup
 from .config.schema import IPAddress
 
@@ -355,6 +355,17 @@ class VirtualServerManager:
                         "%s: %s cannot be set up: %s - ignoring it", conf.place, conf.kind, exc
                     )
                     continue
+                if isinstance(checker, BaseCheck):
+                    checker.real_server_weight = real.conf.weight
+                configure = getattr(checker, "configure", None)
+                if callable(configure):
+                    try:
+                        configure(self.config)
+                    except Exception as exc:
+                        log.error(
+                            "%s: %s cannot be set up: %s - ignoring it", conf.place, conf.kind, exc
+                        )
+                        continue
                 alpha = bool(getattr(resolved.options, "alpha", False))
                 real.checkers[ci] = not alpha
                 real.alpha[ci] = alpha
