@@ -1,0 +1,181 @@
+"""notify_action: parsed through the plugin's grammar, run after the delay, isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import pluggy
+import pytest
+from pykeepalived.core import hookspecs
+from pykeepalived.core.api import EventKind, StateEvent
+from pykeepalived.core.config import load_text
+from pykeepalived.core.config.model import Config
+from pykeepalived.core.events import EventDispatcher
+from pykeepalived.core.plugins import PluginRegistry, build_registry
+from pykeepalived.plugins.actions import service
+from pykeepalived.plugins.actions.service import ServiceAction, ServiceActionRunner
+
+
+def grammar_registry() -> PluginRegistry:
+    pm = pluggy.PluginManager("pykeepalived")
+    pm.add_hookspecs(hookspecs)
+    pm.register(service, name="service_action")
+    return PluginRegistry(pm, actions={"service": ServiceActionRunner})
+
+
+def load(text: str) -> tuple[Config, list[str]]:
+    res = load_text(text, grammar=grammar_registry().grammar())
+    return res.config, [str(d) for d in res.diagnostics.errors]
+
+
+def instance(body: str) -> str:
+    return f"""
+vrrp_instance VI_1 {{
+    interface lo
+    virtual_router_id 51
+    virtual_ipaddress {{ 192.0.2.100/24 }}
+{body}
+}}
+"""
+
+
+def test_registered_through_entry_points() -> None:
+    reg = build_registry(autoload=False)
+    assert reg.actions.get("service") is ServiceActionRunner
+    cfg = load_text(
+        instance("notify_action master { systemd_reload haproxy.service }"), grammar=reg.grammar()
+    )
+    assert cfg.ok
+
+
+def test_parse_block() -> None:
+    cfg, errors = load(
+        instance("""
+    notify_action master {
+        systemd_reload haproxy.service
+        command "/usr/local/bin/rebind 192.0.2.100" nobody
+        delay 2.5
+        timeout 7
+    }
+    notify_action BACKUP { systemd_restart nginx }
+""")
+    )
+    assert errors == []
+    acts = cfg.vrrp_instances[0].ext["notify_action"]
+    assert [type(a) for a in acts] == [ServiceAction, ServiceAction]
+    m, b = acts
+    assert (m.state, m.delay, m.timeout) == ("MASTER", 2.5, 7.0)
+    assert [s.argv for s in m.steps] == [
+        ["systemctl", "reload", "haproxy.service"],
+        ["/usr/local/bin/rebind", "192.0.2.100"],
+    ]
+    assert m.steps[1].script is not None and m.steps[1].script.user == "nobody"
+    assert (b.state, b.steps[0].argv) == ("BACKUP", ["systemctl", "restart", "nginx"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("notify_action primary { command /bin/true }", "state 'primary' is not one of master"),
+        ("notify_action master { delay 1 }", "needs at least one of systemd_reload"),
+        ("notify_action master { command /bin/true\n delay -1 }", "out of range"),
+        ("notify_action master", "needs a { ... } block"),
+    ],
+)
+def test_bad_blocks_are_clear_errors(body: str, message: str) -> None:
+    _, errors = load(instance(body))
+    assert errors and message in errors[0], errors
+    assert ":" in errors[0]  # FILE:LINE
+
+
+async def test_command_runs_after_delay_and_only_for_its_state(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    out = tmp_path / "out.log"
+    script = tmp_path / "rebind"
+    script.write_text(f'#!/bin/sh\necho "$(date +%s.%N) $*" >> {out}\n')
+    script.chmod(0o755)
+    cfg, errors = load(
+        instance(f"""
+    notify_action master {{
+        command "{script} master 192.0.2.100"
+        delay 0.4
+    }}
+    notify_action backup {{ command "{script} backup" }}
+""")
+    )
+    assert errors == []
+    d = EventDispatcher(cfg, grammar_registry(), "r1")
+    runner = next(p for p in d.plugins if isinstance(p, ServiceActionRunner))
+    t0 = time.time()
+    d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER", priority=100))
+    await d.wait_idle(timeout=5)
+    await asyncio.sleep(0.2)
+    assert not out.exists(), "ran before its delay"
+    await runner.wait_idle()
+    (line,) = out.read_text().splitlines()
+    stamp, args = line.split(" ", 1)
+    assert args == "master 192.0.2.100"
+    assert float(stamp) - t0 >= 0.4
+    d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "FAULT", priority=0))  # no action for FAULT
+    await d.wait_idle(timeout=5)
+    await runner.wait_idle()
+    assert len(out.read_text().splitlines()) == 1
+    await d.close()
+
+
+async def test_flap_cancels_pending_action(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    os.chmod(tmp_path, 0o755)
+    out = tmp_path / "out.log"
+    caplog.set_level(logging.INFO)
+    cfg, _ = load(
+        instance(f"""
+    notify_action master {{ command "/bin/sh -c 'echo master >> {out}'"
+        delay 0.5 }}
+    notify_action backup {{ command "/bin/sh -c 'echo backup >> {out}'" }}
+""")
+    )
+    d = EventDispatcher(cfg, grammar_registry(), "r1")
+    runner = next(p for p in d.plugins if isinstance(p, ServiceActionRunner))
+    d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER", priority=100))
+    await d.wait_idle(timeout=5)
+    d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "BACKUP", priority=100))
+    await d.wait_idle(timeout=5)
+    await runner.wait_idle()
+    await asyncio.sleep(0.6)
+    assert out.read_text().splitlines() == ["backup"]
+    assert "(VI_1) notify_action cancelled: now BACKUP" in caplog.text
+    await d.close()
+
+
+async def test_timeout_and_failure_are_logged_and_isolated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    os.chmod(tmp_path, 0o755)
+    out = tmp_path / "out.log"
+    cfg, _ = load(
+        instance(f"""
+    notify_action master {{
+        command "/bin/sleep 30"
+        command "/bin/sh -c 'echo oops; exit 3'"
+        command "/bin/sh -c 'echo done >> {out}'"
+        timeout 0.3
+    }}
+""")
+    )
+    d = EventDispatcher(cfg, grammar_registry(), "r1")
+    runner = next(p for p in d.plugins if isinstance(p, ServiceActionRunner))
+    t0 = time.monotonic()
+    d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER", priority=100))
+    await d.wait_idle(timeout=5)
+    await runner.wait_idle()
+    assert time.monotonic() - t0 < 3
+    assert out.read_text().splitlines() == ["done"]
+    assert "(VI_1) notify_action command /bin/sleep 30 timed out after 0.3s - killed" in caplog.text
+    assert "exited with status 3 oops" in caplog.text
+    await d.close()
