@@ -60,7 +60,7 @@ async def test_quorum_with_hysteresis(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_sorry_server_replaces_pool(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    m, events, backend = manager(three("quorum 2\n  sorry_server 192.0.2.99 8080"))
+    m, _, backend = manager(three("quorum 2\n  sorry_server 192.0.2.99 8080"))
     await m.start()
     try:
         m.checker_result(0, 0, 0, False, DOWN)
