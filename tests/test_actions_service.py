@@ -179,3 +179,50 @@ async def test_timeout_and_failure_are_logged_and_isolated(
     assert "(VI_1) notify_action command /bin/sleep 30 timed out after 0.3s - killed" in caplog.text
     assert "exited with status 3 oops" in caplog.text
     await d.close()
+
+
+async def test_docs_haproxy_plugin_example(tmp_path: Path) -> None:
+    """The plugin example of docs/actions.md, executed against a fake runtime API socket."""
+    import importlib.util
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "actions.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S)
+    assert code is not None
+    mod_path = tmp_path / "pykeepalived_haproxy_doc.py"
+    mod_path.write_text(code.group(1))
+    spec = importlib.util.spec_from_file_location("pykeepalived_haproxy_doc", mod_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    received: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append((await reader.readline()).decode().strip())
+        writer.write(b"\n")
+        await writer.drain()
+        writer.close()
+
+    sock = str(tmp_path / "haproxy.sock")
+    server = await asyncio.start_unix_server(handle, sock)
+    try:
+        pm = pluggy.PluginManager("pykeepalived")
+        pm.add_hookspecs(hookspecs)
+        pm.register(module, name="haproxy_state")
+        pm.check_pending()
+        reg = PluginRegistry(pm, actions=dict(module.pykeepalived_register_actions()))
+        res = load_text(instance(f"    haproxy_server {sock} be_web/web1"), grammar=reg.grammar())
+        assert res.ok, [str(d) for d in res.diagnostics.errors]
+        d = EventDispatcher(res.config, reg, "r1")
+        d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER", priority=100))
+        d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "BACKUP", priority=100))
+        await d.wait_idle(timeout=5)
+        assert received == [
+            "set server be_web/web1 state ready",
+            "set server be_web/web1 state maint",
+        ]
+        await d.close()
+    finally:
+        server.close()
+        await server.wait_closed()
