@@ -99,18 +99,32 @@ def free_port() -> int:
 
 @pytest.fixture
 def pykeepalived_plugin() -> Iterator[list[object]]:
-    """Temporarily register plugin objects for one test.
+    """Plugin objects to register for one test, without an entry point.
 
-    Append plugin objects (classes/modules/instances carrying
-    ``@pykeepalived.hookimpl`` functions) to the yielded list; they are meant
-    to be registered with the pykeepalived plugin manager for the duration of
-    the test and unregistered afterwards, so tests can inject fake checkers,
-    notifiers or actions without installing an entry point.
-
-    Stub: the plugin manager is not wired up yet -- its author will replace
-    the body so that the appended objects actually get (un)registered.  The
-    fixture's contract (yield a list, append plugin objects) stays the same.
+    Append plugin objects (modules, classes or instances carrying
+    ``@pykeepalived.hookimpl`` functions) to the yielded list, then use the
+    ``pykeepalived_registry`` fixture (or pass them yourself as
+    ``build_registry(extra=...)``): the registry it builds has the built-in
+    plugins plus these.  Nothing outlives the test: registries are built per
+    call, there is no global plugin manager to clean up.
     """
     plugins: list[object] = []
     yield plugins
     plugins.clear()
+
+
+@pytest.fixture
+def pykeepalived_registry(pykeepalived_plugin: list[object]) -> Callable[..., object]:
+    """Build a PluginRegistry with the built-ins and the test's plugins.
+
+    ``pykeepalived_registry(disabled=())`` -> ``PluginRegistry``; call it
+    after appending to ``pykeepalived_plugin``.
+    """
+
+    def build(disabled: tuple[str, ...] = ()) -> object:
+        from pykeepalived.core.plugins import build_registry
+
+        extra = [(f"test-plugin-{i}", p) for i, p in enumerate(pykeepalived_plugin)]
+        return build_registry(disabled, extra=extra)
+
+    return build
