@@ -215,7 +215,7 @@ def check_track_references(config: Config, diag: Diagnostics) -> None:
     configuration error and carries on without that track: a WARNING here
     (``-t`` fails, the daemon runs).
     """
-    for family, key in DEFINITION_KEYS.items():
+    for key in DEFINITION_KEYS.values():
         value = config.ext.get(key)
         if isinstance(value, list):
             named: dict[str, Any] = {}
@@ -342,9 +342,7 @@ class TrackerSet:
                 self._feeds.setdefault((ref.kind, ref.name), set()).add(vi.name)
             self._states[vi.name] = TrackingState(vi.priority, pairs)
 
-    def _tracker_for(
-        self, ref: TrackRef, delays: dict[str, tuple[float, float]]
-    ) -> Tracker | None:
+    def _tracker_for(self, ref: TrackRef, delays: dict[str, tuple[float, float]]) -> Tracker | None:
         key = (ref.kind, ref.name)
         if key in self.trackers:
             return self.trackers[key]
@@ -357,7 +355,9 @@ class TrackerSet:
             down, up = delays.get(ref.name, (0.0, 0.0))
             conf = InterfaceTrackConf(ref.name, down, up)
         else:
-            conf = definitions(self.config, ref.kind, getattr(cls, "config_key", None)).get(ref.name)
+            conf = definitions(self.config, ref.kind, getattr(cls, "config_key", None)).get(
+                ref.name
+            )
             if conf is None:
                 log.error("track %s %s not found, ignoring...", ref.kind, ref.name)
                 return None
@@ -421,7 +421,11 @@ class TrackerSet:
                 failures += 1
                 log.error(
                     "tracker %s %s failed: %s: %s; treated as down, restarting in %gs",
-                    key[0], key[1], type(exc).__name__, exc, delay,
+                    key[0],
+                    key[1],
+                    type(exc).__name__,
+                    exc,
+                    delay,
                 )
                 was_pending = bool(getattr(tracker, "pending", False))
                 if was_pending:
@@ -439,4 +443,3 @@ class TrackerSet:
                     listener(name)
                 except Exception as exc:
                     log.error("tracking listener failed for %s: %s", name, exc)
-

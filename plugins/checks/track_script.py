@@ -54,7 +54,13 @@ from pykeepalived.core.config.schema import (
     script,
 )
 from pykeepalived.core.config.tree import Node
-from pykeepalived.core.scripts import RunAs, ScriptSecurityError, check_script, resolve_user, run_script
+from pykeepalived.core.scripts import (
+    RunAs,
+    ScriptSecurityError,
+    check_script,
+    resolve_user,
+    run_script,
+)
 from pykeepalived.core.tracking import WatchTracker
 
 log = logging.getLogger("pykeepalived.vrrp.script")
@@ -213,7 +219,9 @@ class ScriptTracker(WatchTracker):
             started = time.monotonic()
             result = await run_script(cmd.argv, run_as=run_as, timeout=self.conf.effective_timeout)
             self.runs += 1
-            self._record(result.returncode, result.timed_out, result.error, time.monotonic() - started)
+            self._record(
+                result.returncode, result.timed_out, result.error, time.monotonic() - started
+            )
             next_run += interval
             now = loop.time()
             if next_run < now:  # the run overran: skip the missed slots, as keepalived does
@@ -267,8 +275,16 @@ def pykeepalived_register_keywords(grammar: Grammar) -> None:
     spec = script_spec()
     grammar.add(
         "top",
-        Kw("vrrp_script", _vrrp_script(spec), 1, 1, block=spec, needs_block=True,
-           field="vrrp_script", multiple=True),
+        Kw(
+            "vrrp_script",
+            _vrrp_script(spec),
+            1,
+            1,
+            block=spec,
+            needs_block=True,
+            field="vrrp_script",
+            multiple=True,
+        ),
     )
     grammar.add("vrrp_instance", track_block_kw("track_script", "script"))
     grammar.add("vrrp_sync_group", track_block_kw("track_script", "script"))
