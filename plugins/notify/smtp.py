@@ -12,10 +12,10 @@ Mail goes to global_defs ``smtp_server`` (host, port 25 by default) within
     => All VRRP group instances are now in BACKUP state <=
 
     [ROUTER_ID] Realserver [192.0.2.21]:tcp:80 of virtual server [192.0.2.100]:tcp:80 - DOWN
-    => TCP CHECK failed on service <=            (the event's detail, if any)
+    => TCP CHECK failed on service <=     (the event's detail, if it is "=> ... <=")
 
     [ROUTER_ID] Virtualserver [192.0.2.100]:tcp:80 - UP
-    => Gained quorum <=                            (the event's detail, if any)
+    => Gained quorum <=                   (the event's detail, if it is "=> ... <=")
 
 Who mails (keepalived.conf(5)): an instance with ``smtp_alert`` (defaulted
 from ``smtp_alert_vrrp`` / ``smtp_alert``), a sync group likewise, a real
@@ -118,7 +118,7 @@ class SmtpNotifier(Notifier):
         vs = virtual_server_of(self.config, ev)
         if ev.kind is EventKind.REAL_SERVER:
             rs = subject_of(self.config, ev)
-            body = ev.detail or (
+            body = _body(ev.detail) or (
                 "=> CHECK succeed on service <="
                 if ev.state == "UP"
                 else "=> CHECK failed on service <="
@@ -127,7 +127,9 @@ class SmtpNotifier(Notifier):
                 f"[{rid}] Realserver {format_rs(rs, vs)} of virtual server {format_vs(vs)} - {ev.state}",
                 body,
             )
-        body = ev.detail or ("=> Gained quorum <=" if ev.state == "UP" else "=> Lost quorum <=")
+        body = _body(ev.detail) or (
+            "=> Gained quorum <=" if ev.state == "UP" else "=> Lost quorum <="
+        )
         return f"[{rid}] Virtualserver {format_vs(vs)} - {ev.state}", body
 
     def wants(self, event: StateEvent) -> bool:
@@ -212,6 +214,11 @@ class SmtpNotifier(Notifier):
             log.info("SMTP alert successfully sent.")
             return True
         return False
+
+
+def _body(detail: str) -> str:
+    """An event's detail is the mail body only when it is keepalived's ``=> ... <=`` text."""
+    return detail if detail.startswith("=>") else ""
 
 
 def _describe(exc: BaseException) -> str:
