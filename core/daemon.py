@@ -48,6 +48,7 @@ class Daemon:
         self.trackers: Any = None
         self.events: Any = None
         self.lvs: Any = None
+        self.ipvs: Any = None
         self.status_server: Any = None
         self._hook_tasks: set[asyncio.Future[None]] = set()
 
@@ -117,15 +118,24 @@ class Daemon:
         self.vrrp.apply_tracking(name, verdict.priority, verdict.fault)
 
     async def _start_lvs(self) -> None:
-        try:
-            from .lvs import LvsManager  # type: ignore[attr-defined]
-        except ImportError:
-            log.warning("LVS support is not available in this build; virtual_server blocks ignored")
-            return
-        self.lvs = LvsManager(self.config, self.registry, self.emit)
-        res = self.lvs.start()
-        if asyncio.iscoroutine(res):
-            await res
+        from .ipvs import open_backend
+        from .lvs import VirtualServerManager
+
+        self.ipvs = await open_backend()
+        await self.ipvs.start()
+        self.lvs = VirtualServerManager(
+            self.config, self.registry.checkers, backend=self.ipvs, emit=self.emit
+        )
+        await self.lvs.start()
+        self._ha_suspend_update()
+
+    async def _stop_lvs(self) -> None:
+        if self.lvs is not None:
+            await self.lvs.stop()
+            self.lvs = None
+        if self.ipvs is not None:
+            await self.ipvs.stop()
+            self.ipvs = None
 
     async def stop(self) -> None:
         if self.trackers is not None:
@@ -134,10 +144,7 @@ class Daemon:
                 await res
         if self.vrrp is not None:
             self.vrrp.stop()
-        if self.lvs is not None:
-            res = self.lvs.stop()
-            if asyncio.iscoroutine(res):
-                await res
+        await self._stop_lvs()
         self._hook("pykeepalived_unconfigure", config=self.config)
         if self.events is not None:
             with contextlib.suppress(Exception):
@@ -177,14 +184,23 @@ class Daemon:
         if self.vrrp is not None:
             self.vrrp.reload(self.config)
             await self._start_trackers()
-        if self.lvs is not None:
-            reload = getattr(self.lvs, "reload", None)
-            if reload is not None:
-                res = reload(self.config)
-                if asyncio.iscoroutine(res):
-                    await res
-        elif not self.args.vrrp and self.config.virtual_servers:
-            await self._start_lvs()
+        if self.lvs is not None or self.config.virtual_servers:
+            # The IPVS backend applies the new table as a diff against the
+            # kernel's, so a new manager does not flush live connections.
+            if self.lvs is not None:
+                await self.lvs.stop_checks() if hasattr(self.lvs, "stop_checks") else None
+                self.lvs = None
+            if not self.args.vrrp and self.config.virtual_servers:
+                if self.ipvs is None:
+                    await self._start_lvs()
+                else:
+                    from .lvs import VirtualServerManager
+
+                    self.lvs = VirtualServerManager(
+                        self.config, self.registry.checkers, backend=self.ipvs, emit=self.emit
+                    )
+                    await self.lvs.start()
+                    self._ha_suspend_update()
         self._hook("pykeepalived_configure", config=self.config)
         del old
 
