@@ -53,17 +53,34 @@ vrrp_instance VI_1 {
     )
     files = res.config.ext["track_file"]
     a: TrackFile = files["tf1"]
-    assert (a.file, a.weight, a.reverse, a.init_value, a.init_overwrite) == ("/run/pka/tf1", -3, True, 7, True)
+    assert (a.file, a.weight, a.reverse, a.init_value, a.init_overwrite) == (
+        "/run/pka/tf1",
+        -3,
+        True,
+        7,
+        True,
+    )
     b: TrackFile = files["tf2"]
     assert (b.file, b.weight, b.reverse, b.init_value) == ("/run/pka/tf2", 1, False, None)
-    assert any("vrrp_track_file" in str(d) and "deprecated" in str(d) for d in res.diagnostics.items)
+    assert any(
+        "vrrp_track_file" in str(d) and "deprecated" in str(d) for d in res.diagnostics.items
+    )
     refs = res.config.vrrp_instances[0].tracks
     assert [(r.kind, r.name, r.weight) for r in refs] == [("file", "tf1", None), ("file", "tf2", 5)]
 
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("5\n", 5), ("  -12 xyz", -12), ("0x10", 16), ("010", 8), ("abc", 0), ("", 0), ("+3", 3), ("99999999999", None)],
+    [
+        ("5\n", 5),
+        ("  -12 xyz", -12),
+        ("0x10", 16),
+        ("010", 8),
+        ("abc", 0),
+        ("", 0),
+        ("+3", 3),
+        ("99999999999", None),
+    ],
 )
 def test_parse_value(text: str, value: int | None) -> None:
     assert parse_value(text) == value
@@ -80,7 +97,9 @@ async def until(cond: Callable[[], bool], timeout: float = 3.0) -> float:
 
 async def test_reacts_to_writes_renames_and_deletes(tmp_path: Path) -> None:
     path = tmp_path / "weight"
-    conf = parse(f'track_file tf {{\n file "{path}"\n weight 2\n init_file 4\n}}\n').ext["track_file"]["tf"]
+    conf = parse(f'track_file tf {{\n file "{path}"\n weight 2\n init_file 4\n}}\n').ext[
+        "track_file"
+    ]["tf"]
     changes: list[int] = []
     t = FileTracker("tf", conf, lambda tr: changes.append(tr.status.value))
     task = asyncio.create_task(t.run())

@@ -62,7 +62,14 @@ vrrp_instance VI_1 {
     assert (a.weight, a.reverse, a.rise, a.fall, a.init_fail) == (-20, True, 2, 3, True)
     b: VrrpScript = scripts["chk_plain"]
     # keepalived's defaults: interval 1, timeout = interval, weight 0, rise/fall 1
-    assert (b.interval, b.effective_timeout, b.weight, b.reverse, b.rise, b.fall) == (1.0, 1.0, 0, False, 1, 1)
+    assert (b.interval, b.effective_timeout, b.weight, b.reverse, b.rise, b.fall) == (
+        1.0,
+        1.0,
+        0,
+        False,
+        1,
+        1,
+    )
     refs = cfg.vrrp_instances[0].tracks
     assert [(r.kind, r.name, r.weight, r.reverse) for r in refs] == [
         ("script", "chk_haproxy", None, False),
@@ -77,9 +84,13 @@ def test_bad_values_have_places() -> None:
         grammar=build_registry().grammar(),
     )
     msgs = [str(d) for d in res.diagnostics.items]
-    assert any(m.startswith("k.conf:3: error: weight: weight 300 must be in [-253, 253]") for m in msgs), msgs
+    assert any(
+        m.startswith("k.conf:3: error: weight: weight 300 must be in [-253, 253]") for m in msgs
+    ), msgs
     assert any(m.startswith("k.conf:4: error: rise:") for m in msgs), msgs
-    assert any("k.conf:6: error" in m and "No script set for vrrp_script y" in m for m in msgs), msgs
+    assert any("k.conf:6: error" in m and "No script set for vrrp_script y" in m for m in msgs), (
+        msgs
+    )
 
 
 @contextlib.asynccontextmanager
@@ -106,12 +117,18 @@ def make(tmp_path: Path, body: str, **kw: object) -> ScriptTracker:
     path = tmp_path / "chk.sh"
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(0o755)
-    text = f'vrrp_script chk {{\n script "{path}"\n' + "".join(f" {k} {v}\n" for k, v in kw.items()) + "}\n"
+    text = (
+        f'vrrp_script chk {{\n script "{path}"\n'
+        + "".join(f" {k} {v}\n" for k, v in kw.items())
+        + "}\n"
+    )
     conf = parse(text).ext["vrrp_script"]["chk"]
     return ScriptTracker("chk", conf, lambda t: None)
 
 
-async def test_success_failure_and_rise_fall(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_success_failure_and_rise_fall(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "pykeepalived")
     state = tmp_path / "rc"
     state.write_text("0")
@@ -140,7 +157,9 @@ async def test_init_fail_starts_down(tmp_path: Path) -> None:
         await until(lambda: t.status.up)
 
 
-async def test_timeout_kills_the_process_group(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_timeout_kills_the_process_group(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "pykeepalived")
     pidfile = tmp_path / "child.pid"
     # the script starts a grandchild that would outlive a plain kill of the script
@@ -164,7 +183,9 @@ def _alive(pid: int) -> bool:
 
 
 async def test_megabytes_of_output_do_not_hurt(tmp_path: Path) -> None:
-    t = make(tmp_path, "head -c 20000000 /dev/zero; head -c 5000000 /dev/zero >&2; exit 0", interval=5)
+    t = make(
+        tmp_path, "head -c 20000000 /dev/zero; head -c 5000000 /dev/zero >&2; exit 0", interval=5
+    )
     async with running(t):
         took = await until(lambda: not t.pending, timeout=10)
         print(f"25 MB of output: result after {took:.3f}s")

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from pykeepalived.core.api import Tracker, TrackStatus
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import TrackRef

@@ -26,8 +26,9 @@ words (``partial``) or as a prefix of the joined argument string
 (/proc scan), then followed through the kernel's process-events connector
 (NETLINK_CONNECTOR, CN_IDX_PROC: fork, exec, comm, exit) with no polling.
 The connector only exists in the initial network namespace; inside another
-one the socket is opened from a short-lived thread that enters the initial
-namespace (/proc/1/ns/net), and if that is not possible the tracker falls
+one the socket is opened from a short-lived thread that enters the network
+namespace of PID 1 or of an ancestor (``ip netns exec`` is started from the
+initial one), and if that is not possible the tracker falls
 back (logged once) to watching known processes with pidfds (exit is still
 immediate) and listing /proc for new ones every 0.2 s.
 """
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
 from pykeepalived import hookimpl
 from pykeepalived.core.api import Tracker, TrackStatus
 from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
@@ -240,8 +242,8 @@ def _connector_socket() -> socket.socket:
     return sock
 
 
-def _connector_socket_in_init_netns() -> socket.socket:
-    """Open the connector from a thread that entered PID 1's network namespace.
+def _connector_socket_in_netns_of(pid: int) -> socket.socket:
+    """Open the connector from a thread that entered ``pid``'s network namespace.
 
     A socket stays in the namespace it was created in; the thread (and its
     namespace) then ends.  Touches no interface.
@@ -251,7 +253,7 @@ def _connector_socket_in_init_netns() -> socket.socket:
     def work() -> None:
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fd = os.open("/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 if libc.setns(fd, CLONE_NEWNET) != 0:
                     e = ctypes.get_errno()
@@ -272,16 +274,37 @@ def _connector_socket_in_init_netns() -> socket.socket:
     return result[0]
 
 
+def _initial_netns_candidates() -> list[int]:
+    """PID 1, then our ancestors (``ip netns exec`` runs us from the initial netns)."""
+    own = os.readlink("/proc/self/ns/net")
+    out: list[int] = []
+    try:
+        pids = [1] + [p.pid for p in psutil.Process().parents()]
+    except psutil.Error:
+        pids = [1]
+    for pid in pids:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != own and pid not in out:
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
 def open_connector() -> socket.socket:
+    """The process events connector; it exists only in the initial network namespace."""
     try:
         return _connector_socket()
-    except OSError as first:
+    except OSError as exc:
+        first = exc
+    for pid in _initial_netns_candidates():
         try:
-            return _connector_socket_in_init_netns()
-        except OSError as second:
-            raise OSError(
-                second.errno, f"{first.strerror}; from the initial netns: {second.strerror}"
-            ) from None
+            sock = _connector_socket_in_netns_of(pid)
+        except OSError:
+            continue
+        log.info("process events connector opened in the network namespace of pid %d", pid)
+        return sock
+    raise first
 
 
 def parse_proc_events(data: bytes) -> list[tuple[int, int, int]]:
