@@ -133,18 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .config.dump import dump_json
 
             print(dump_json(result.config, secrets=args.show_secrets))
-        if args.config_test and result.diagnostics.failing:
-            return EXIT_CONFIG_TEST
+        if args.config_test:
+            from .scripts import config_test_scripts
+
+            # keepalived 2.2.7: a security violation (6) wins over config problems (5).
+            problems, violations = config_test_scripts(result.config)
+            for line in (*problems, *violations):
+                print(line, file=sys.stderr)
+            if violations:
+                return EXIT_SCRIPT_SECURITY
+            if problems or result.diagnostics.failing:
+                return EXIT_CONFIG_TEST
         if not result.ok:
             return EXIT_CONFIG
-        if args.config_test:
-            from .scripts import insecure_scripts
-
-            problems = insecure_scripts(result.config)
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            if problems:
-                return EXIT_SCRIPT_SECURITY
         return EXIT_OK
     setup_logging(
         console=args.log_console or args.dont_fork,

@@ -29,7 +29,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from .config.model import Config, GlobalDefs
+from .config.model import Config, GlobalDefs, SyncGroup, VrrpInstance
 from .config.schema import Script
 
 log = logging.getLogger("pykeepalived.scripts")
@@ -189,6 +189,61 @@ def insecure_scripts(config: Config) -> list[str]:
             "SECURITY VIOLATION - scripts are being executed but script_security not enabled."
         )
     return problems
+
+
+def config_test_scripts(config: Config) -> tuple[list[str], list[str]]:
+    """What ``-t`` says about scripts: (config problems, security violations).
+
+    Measured against keepalived 2.2.7 ``-t``: a tracker script (vrrp_script,
+    MISC_CHECK, ...) that cannot be found, has unsafe permissions or names an
+    unknown user is disabled with a config error (exit 5); a notify script
+    that cannot be found is skipped silently; the definitions of trackers no
+    instance uses are not checked at all; and scripts that would run as root
+    without ``enable_script_security`` are a security violation (exit 6,
+    which wins over 5).
+    """
+    from .tracking import DEFINITION_KEYS
+
+    gd = config.global_defs
+    owners: list[VrrpInstance | SyncGroup] = [*config.vrrp_instances, *config.vrrp_sync_groups]
+    used = {(r.kind, r.name) for o in owners for r in o.tracks}
+    unused: set[int] = set()
+    for family, key in DEFINITION_KEYS.items():
+        defs = config.ext.get(key)
+        items = (
+            defs.items()
+            if isinstance(defs, dict)
+            else ((getattr(d, "name", ""), d) for d in defs or [])
+        )
+        for name, conf in items:
+            if (family, name) not in used:
+                unused.update(id(s) for s in all_scripts(conf))
+    tracked = {id(s) for s in all_scripts(config.ext)}
+    tracked |= {
+        id(s)
+        for vs in config.virtual_servers
+        for rs in vs.real_servers
+        for s in all_scripts(rs.checkers)
+    }
+    problems: list[str] = []
+    as_root = False
+    for s in all_scripts(config):
+        if id(s) in unused:
+            continue
+        if find_executable(s.argv[0]) is None and id(s) not in tracked:
+            continue
+        msg = check_script(s, gd)
+        if msg is not None:
+            problems.append(msg)
+            continue
+        with contextlib.suppress(ScriptSecurityError):
+            as_root = as_root or resolve_user(s, gd).is_root
+    violations: list[str] = []
+    if as_root and not gd.enable_script_security:
+        violations.append(
+            "SECURITY VIOLATION - scripts are being executed but script_security not enabled."
+        )
+    return problems, violations
 
 
 async def run_script(

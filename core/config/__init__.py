@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from . import semantics
 from .errors import ConfigError, Diagnostic, Diagnostics, Place, Severity
 from .grammar import Grammar, core_grammar
-from .lexer import Preprocessor
+from .lexer import Line, Preprocessor
 from .model import Config
 from .schema import Context, construct, parse_block
 from .tree import Node, build_tree
@@ -64,7 +64,11 @@ def load_text(
 
 
 def _finish(
-    lines: list, diag: Diagnostics, cid: str, grammar: Grammar | None, files: list[str]  # type: ignore[type-arg]
+    lines: list[Line],
+    diag: Diagnostics,
+    cid: str,
+    grammar: Grammar | None,
+    files: list[str],
 ) -> LoadResult:
     g = grammar if grammar is not None else core_grammar()
     tree = build_tree(lines, g.top, diag)

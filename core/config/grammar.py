@@ -34,7 +34,22 @@ from .schema import (
 from .tree import Node
 
 VRRP_SCOPES = {"site", "link", "host", "nowhere", "global"}
-LVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")
+LVS_SCHEDULERS = (
+    "rr",
+    "wrr",
+    "lc",
+    "wlc",
+    "lblc",
+    "lblcr",
+    "dh",
+    "sh",
+    "sed",
+    "nq",
+    "fo",
+    "ovf",
+    "mh",
+    "twos",
+)
 LVS_METHODS = ("NAT", "DR", "TUN")
 
 # keepalived keywords we recognise but do not implement: parsed, and a
@@ -43,46 +58,126 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "global_defs": {
         k: "no effect in pykeepalived"
         for k in (
-            "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc", "enable_snmp_rfcv2",
-            "enable_snmp_rfcv3", "snmp_socket", "enable_traps", "enable_dbus", "dbus_service_name",
-            "vrrp_iptables", "vrrp_ipsets", "vrrp_nftables", "nftables", "nftables_priority",
-            "nftables_ifindex", "nftables_counters", "vrrp_no_swap", "checker_no_swap",
-            "bfd_no_swap", "vrrp_rt_priority", "checker_rt_priority", "bfd_rt_priority",
-            "vrrp_cpu_affinity", "checker_cpu_affinity", "bfd_cpu_affinity", "vrrp_priority",
-            "checker_priority", "bfd_priority", "vrrp_rlimit_rttime", "checker_rlimit_rttime",
-            "bfd_rlimit_rttime", "lvs_timeouts", "lvs_sync_daemon", "lvs_flush",
-            "lvs_flush_on_stop", "network_namespace", "net_namespace", "net_namespace_ipvs",
-            "namespace_with_ipsets", "instance", "use_pid_dir", "linkbeat_use_polling",
-            "child_wait_time", "config_save_dir", "tmp_config_directory", "process_names",
-            "process_name", "vrrp_process_name", "checker_process_name", "bfd_process_name",
-            "vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
-            "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
-            "lvs_netlink_cmd_rcv_bufs", "lvs_netlink_cmd_rcv_bufs_force",
-            "lvs_netlink_monitor_rcv_bufs", "lvs_netlink_monitor_rcv_bufs_force",
-            "rs_init_notifies", "no_checker_emails", "vrrp_rx_bufs_policy",
-            "vrrp_rx_bufs_multiplier", "umask", "random_seed", "reload_check_config",
-            "reload_time_file", "reload_repeat", "reload_file", "data_use_instance",
-            "startup_script", "startup_script_timeout", "shutdown_script",
-            "shutdown_script_timeout", "vrrp_owner_ignore_max_auto_priority",
-            "max_auto_priority", "min_auto_priority_delay", "dynamic_interfaces",
-            "local_address_mutated", "vrrp_min_garp", "vrrp_track_process_block",
-            "checker_log_all_failures", "log_unknown_vrids", "vrrp_garp_extra_if",
-            "vrrp_ipvs_sync", "vrrp_fault_on_missing_interface", "fifo_write_vrrp_states_on_reload",
-            "vrrp_startup_delay_ignored", "smtp_alert_checker_hosts",
+            "enable_snmp_vrrp",
+            "enable_snmp_checker",
+            "enable_snmp_rfc",
+            "enable_snmp_rfcv2",
+            "enable_snmp_rfcv3",
+            "snmp_socket",
+            "enable_traps",
+            "enable_dbus",
+            "dbus_service_name",
+            "vrrp_iptables",
+            "vrrp_ipsets",
+            "vrrp_nftables",
+            "nftables",
+            "nftables_priority",
+            "nftables_ifindex",
+            "nftables_counters",
+            "vrrp_no_swap",
+            "checker_no_swap",
+            "bfd_no_swap",
+            "vrrp_rt_priority",
+            "checker_rt_priority",
+            "bfd_rt_priority",
+            "vrrp_cpu_affinity",
+            "checker_cpu_affinity",
+            "bfd_cpu_affinity",
+            "vrrp_priority",
+            "checker_priority",
+            "bfd_priority",
+            "vrrp_rlimit_rttime",
+            "checker_rlimit_rttime",
+            "bfd_rlimit_rttime",
+            "lvs_timeouts",
+            "lvs_sync_daemon",
+            "lvs_flush",
+            "lvs_flush_on_stop",
+            "network_namespace",
+            "net_namespace",
+            "net_namespace_ipvs",
+            "namespace_with_ipsets",
+            "instance",
+            "use_pid_dir",
+            "linkbeat_use_polling",
+            "child_wait_time",
+            "config_save_dir",
+            "tmp_config_directory",
+            "process_names",
+            "process_name",
+            "vrrp_process_name",
+            "checker_process_name",
+            "bfd_process_name",
+            "vrrp_netlink_cmd_rcv_bufs",
+            "vrrp_netlink_cmd_rcv_bufs_force",
+            "vrrp_netlink_monitor_rcv_bufs",
+            "vrrp_netlink_monitor_rcv_bufs_force",
+            "lvs_netlink_cmd_rcv_bufs",
+            "lvs_netlink_cmd_rcv_bufs_force",
+            "lvs_netlink_monitor_rcv_bufs",
+            "lvs_netlink_monitor_rcv_bufs_force",
+            "rs_init_notifies",
+            "no_checker_emails",
+            "vrrp_rx_bufs_policy",
+            "vrrp_rx_bufs_multiplier",
+            "umask",
+            "random_seed",
+            "reload_check_config",
+            "reload_time_file",
+            "reload_repeat",
+            "reload_file",
+            "data_use_instance",
+            "startup_script",
+            "startup_script_timeout",
+            "shutdown_script",
+            "shutdown_script_timeout",
+            "vrrp_owner_ignore_max_auto_priority",
+            "max_auto_priority",
+            "min_auto_priority_delay",
+            "dynamic_interfaces",
+            "local_address_mutated",
+            "vrrp_min_garp",
+            "vrrp_track_process_block",
+            "checker_log_all_failures",
+            "log_unknown_vrids",
+            "vrrp_garp_extra_if",
+            "vrrp_ipvs_sync",
+            "vrrp_fault_on_missing_interface",
+            "fifo_write_vrrp_states_on_reload",
+            "vrrp_startup_delay_ignored",
+            "smtp_alert_checker_hosts",
         )
     },
     "vrrp_instance": {
         k: "no effect in pykeepalived"
         for k in (
-            "lvs_sync_daemon_interface", "mcast_src_ip_unicast", "track_bfd", "kernel_rx_buf_size",
-            "unicast_fault_no_peer", "unicast_ttl", "no_accept", "notify_priority_changes",
-            "vrrp_skip_check_adv_addr", "use_vmac_addr", "vmac_xmit_base_ipv6",
-            "old_unicast_checksum", "version_check", "promote_secondaries", "track_src_ip",
+            "lvs_sync_daemon_interface",
+            "mcast_src_ip_unicast",
+            "track_bfd",
+            "kernel_rx_buf_size",
+            "unicast_fault_no_peer",
+            "unicast_ttl",
+            "no_accept",
+            "notify_priority_changes",
+            "vrrp_skip_check_adv_addr",
+            "use_vmac_addr",
+            "vmac_xmit_base_ipv6",
+            "old_unicast_checksum",
+            "version_check",
+            "promote_secondaries",
+            "track_src_ip",
         )
     },
     "virtual_server": {
         k: "no effect in pykeepalived"
-        for k in ("lvs_flush_on_stop", "ip_family", "sh-port", "sh-fallback", "mh-port", "mh-fallback")
+        for k in (
+            "lvs_flush_on_stop",
+            "ip_family",
+            "sh-port",
+            "sh-fallback",
+            "mh-port",
+            "mh-fallback",
+        )
     },
 }
 
@@ -112,9 +207,20 @@ class Grammar:
 # -- item parsers -----------------------------------------------------------------
 
 _VIP_OPTIONS = {
-    "dev": 1, "brd": 1, "broadcast": 1, "scope": 1, "label": 1, "peer": 1,
-    "no_track": 0, "home": 0, "-nodad": 0, "nodad": 0, "noprefixroute": 0,
-    "autojoin": 0, "preferred_lft": 1, "track_group": 1,
+    "dev": 1,
+    "brd": 1,
+    "broadcast": 1,
+    "scope": 1,
+    "label": 1,
+    "peer": 1,
+    "no_track": 0,
+    "home": 0,
+    "-nodad": 0,
+    "nodad": 0,
+    "noprefixroute": 0,
+    "autojoin": 0,
+    "preferred_lft": 1,
+    "track_group": 1,
 }
 
 
@@ -164,13 +270,47 @@ def parse_vip(node: Node, ctx: Context) -> m.VirtualAddress:
 
 
 _ROUTE_OPTIONS = {
-    "src": 1, "via": 1, "gw": 1, "or": 1, "dev": 1, "scope": 1, "table": 1, "metric": 1,
-    "no_track": 0, "blackhole": 0, "unreachable": 0, "prohibit": 0, "throw": 0, "proto": 1,
-    "type": 1, "onlink": 0, "mtu": 1, "advmss": 1, "realms": 1, "pref": 1, "tos": 1,
-    "dsfield": 1, "nexthop": 0, "weight": 1, "preference": 1, "initcwnd": 1, "initrwnd": 1,
-    "features": 1, "quickack": 1, "congctl": 1, "rtt": 1, "rttvar": 1, "rto_min": 1,
-    "ssthresh": 1, "cwnd": 1, "reordering": 1, "hoplimit": 1, "expires": 1, "fastopen_no_cookie": 1,
-    "ttl-propagate": 1, "encap": 1,
+    "src": 1,
+    "via": 1,
+    "gw": 1,
+    "or": 1,
+    "dev": 1,
+    "scope": 1,
+    "table": 1,
+    "metric": 1,
+    "no_track": 0,
+    "blackhole": 0,
+    "unreachable": 0,
+    "prohibit": 0,
+    "throw": 0,
+    "proto": 1,
+    "type": 1,
+    "onlink": 0,
+    "mtu": 1,
+    "advmss": 1,
+    "realms": 1,
+    "pref": 1,
+    "tos": 1,
+    "dsfield": 1,
+    "nexthop": 0,
+    "weight": 1,
+    "preference": 1,
+    "initcwnd": 1,
+    "initrwnd": 1,
+    "features": 1,
+    "quickack": 1,
+    "congctl": 1,
+    "rtt": 1,
+    "rttvar": 1,
+    "rto_min": 1,
+    "ssthresh": 1,
+    "cwnd": 1,
+    "reordering": 1,
+    "hoplimit": 1,
+    "expires": 1,
+    "fastopen_no_cookie": 1,
+    "ttl-propagate": 1,
+    "encap": 1,
 }
 
 
@@ -285,14 +425,16 @@ def _smtp_server(node: Node, ctx: Context) -> tuple[str, int]:
 
 
 def _lvs_method(node: Node, ctx: Context) -> str:
-    word = node.args[0].upper()
+    # Case-sensitive as in keepalived 2.2.7 ("unknown [nat] routing method").
+    word = node.args[0]
     if word not in LVS_METHODS:
         raise Invalid(f"'{node.args[0]}' is not one of {', '.join(LVS_METHODS)}")
     return word
 
 
 def _lb_algo(node: Node, ctx: Context) -> str:
-    word = node.args[0].lower()
+    # Case-sensitive as in keepalived 2.2.7 ("Invalid lvs_scheduler 'RR'").
+    word = node.args[0]
     if word not in LVS_SCHEDULERS:
         raise Invalid(f"'{node.args[0]}' is not a scheduler ({', '.join(LVS_SCHEDULERS)})")
     return word
@@ -312,15 +454,21 @@ def _version(node: Node, ctx: Context) -> int:
 
 
 def _instance_state(node: Node, ctx: Context) -> str:
-    return choice("MASTER", "BACKUP")(node, ctx)  # type: ignore[no-any-return]
+    # keepalived compares case-sensitively: "state master" is a config error
+    # (and the instance starts as BACKUP).
+    return choice("MASTER", "BACKUP", upper=False)(node, ctx)  # type: ignore[no-any-return]
 
 
-def _track_interface(node: Node, ctx: Context) -> list[m.TrackRef]:
-    return _track_refs("interface", node, ctx)
+#: keepalived.conf(5): track_interface/track_script/track_bfd weights are
+#: -253..253 (keepalived 2.2.7 turns +/-254 into +/-253 with a config error);
+#: track_file and track_process allow -254..254.
+TRACK_WEIGHT_LIMITS = {"file": 254, "process": 254}
+DEFAULT_TRACK_WEIGHT_LIMIT = 253
 
 
 def _track_refs(kind: str, node: Node, ctx: Context) -> list[m.TrackRef]:
-    """``track_X { NAME [weight N [reverse]] ... }``."""
+    """``track_X { NAME [weight N [reverse|noreverse]] ... }``."""
+    limit = TRACK_WEIGHT_LIMITS.get(kind, DEFAULT_TRACK_WEIGHT_LIMIT)
     refs: list[m.TrackRef] = []
     for child in node.children or []:
         ref = m.TrackRef(kind, child.keyword, child.place)
@@ -328,31 +476,37 @@ def _track_refs(kind: str, node: Node, ctx: Context) -> list[m.TrackRef]:
         i = 0
         while i < len(args):
             if args[i] == "weight" and i + 1 < len(args):
-                ref.weight = parse_int(args[i + 1], -254, 254)
+                ref.weight = parse_int(args[i + 1], -limit, limit)
                 i += 2
             elif args[i] == "reverse":
                 ref.reverse = True
                 i += 1
             elif args[i] == "noreverse":
+                ref.reverse = False
                 i += 1
             else:
-                raise Invalid(f"{child.keyword}: unexpected '{args[i]}' (expected weight N [reverse])")
+                raise Invalid(
+                    f"{child.keyword}: unexpected '{args[i]}' (expected weight N [reverse|noreverse])"
+                )
         refs.append(ref)
     return refs
 
 
 def track_block_kw(name: str, kind: str, owner: str = "core") -> Kw:
-    """A ``track_*`` keyword of vrrp_instance / vrrp_sync_group."""
+    """A ``track_*`` keyword of vrrp_instance / vrrp_sync_group.
+
+    Every ``track_*`` block of an instance adds its references to ``tracks``.
+    """
 
     def conv(node: Node, ctx: Context) -> list[m.TrackRef]:
         return _track_refs(kind, node, ctx)
 
-    return Kw(name, conv, needs_block=True, field="tracks", multiple=True, owner=owner)
+    return Kw(name, conv, needs_block=True, field="tracks", extend=True, owner=owner)
 
 
 def _authentication() -> BlockSpec:
     spec = BlockSpec("authentication", model=m.Authentication)
-    spec.add(Kw("auth_type", choice("PASS", "AH"), 1, 1))
+    spec.add(Kw("auth_type", choice("PASS", "AH", upper=False), 1, 1))
     spec.add(Kw("auth_pass", string, 1, 1))
     return spec
 
@@ -404,14 +558,25 @@ def core_grammar() -> Grammar:
     gd.add(Kw("vrrp_gna_interval", number(0, 1), 1, 1))
     gd.add(Kw("vrrp_garp_lower_prio_delay", number(0, 1000), 1, 1))
     gd.add(Kw("vrrp_garp_lower_prio_repeat", integer(0, 1000), 1, 1))
-    for k in ("vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert", "vrrp_check_unicast_src",
-              "vrrp_skip_check_adv_addr", "vrrp_strict"):
+    for k in (
+        "vrrp_lower_prio_no_advert",
+        "vrrp_higher_prio_send_advert",
+        "vrrp_check_unicast_src",
+        "vrrp_skip_check_adv_addr",
+        "vrrp_strict",
+    ):
         gd.add(Kw(k, flag, 0, 1))
     gd.add(Kw("vrrp_down_timer_adverts", integer(1, 100), 1, 1))
     gd.add(Kw("vrrp_startup_delay", number(0, 3600), 1, 1))
     gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
-    for k in ("vrrp_notify_fifo", "vrrp_notify_fifo_script", "notify_fifo", "notify_fifo_script",
-              "lvs_notify_fifo", "lvs_notify_fifo_script"):
+    for k in (
+        "vrrp_notify_fifo",
+        "vrrp_notify_fifo_script",
+        "notify_fifo",
+        "notify_fifo_script",
+        "lvs_notify_fifo",
+        "lvs_notify_fifo_script",
+    ):
         gd.add(Kw(k, script, 1, 3))
     _add_unsupported(gd, "global_defs")
     top.add(Kw("global_defs", sub(gd), needs_block=True, block=gd))
@@ -444,40 +609,76 @@ def core_grammar() -> Grammar:
     vi.add(Kw("mcast_src_ip", ip, 1, 1))
     vi.add(Kw("check_unicast_src", flag, 0, 1))
     vi.add(Kw("dont_track_primary", flag, 0, 1))
-    vi.add(Kw("track_interface", _track_interface, needs_block=True, field="tracks", multiple=True))
+    vi.add(track_block_kw("track_interface", "interface"))
     vi.add(Kw("use_vmac", _use_vmac, 0, 1))
     vi.add(Kw("vmac_xmit_base", flag, 0, 1))
     vi.add(Kw("native_ipv6", flag, 0, 1))
     vi.add(Kw("smtp_alert", flag, 0, 1))
-    _notify_kws(vi, ("notify_master", "notify_backup", "notify_fault", "notify_stop",
-                     "notify_deleted", "notify_master_rx_lower_pri", "notify"))
+    _notify_kws(
+        vi,
+        (
+            "notify_master",
+            "notify_backup",
+            "notify_fault",
+            "notify_stop",
+            "notify_deleted",
+            "notify_master_rx_lower_pri",
+            "notify",
+        ),
+    )
     vi.add(Kw("garp_master_delay", number(0, 1000), 1, 1))
     vi.add(Kw("garp_master_repeat", integer(0, 1000), 1, 1))
     vi.add(Kw("garp_master_refresh", number(0, 1e6), 1, 1))
     vi.add(Kw("garp_master_refresh_repeat", integer(0, 1000), 1, 1))
     vi.add(Kw("garp_lower_prio_delay", number(0, 1000), 1, 1))
     vi.add(Kw("garp_lower_prio_repeat", integer(0, 1000), 1, 1))
-    for k in ("lower_prio_no_advert", "higher_prio_send_advert", "strict_mode",
-              "skip_check_adv_addr", "accept", "v3_checksum_as_v2"):
+    for k in (
+        "lower_prio_no_advert",
+        "higher_prio_send_advert",
+        "strict_mode",
+        "skip_check_adv_addr",
+        "accept",
+        "v3_checksum_as_v2",
+    ):
         vi.add(Kw(k, flag, 0, 1))
     vi.add(Kw("down_timer_adverts", integer(1, 100), 1, 1))
     vi.add(Kw("debug", integer(0, 4), 0, 1))
     _add_unsupported(vi, "vrrp_instance")
-    top.add(Kw("vrrp_instance", _named(vi), 1, 1, block=vi, needs_block=True,
-               field="vrrp_instances", multiple=True))
+    top.add(
+        Kw(
+            "vrrp_instance",
+            _named(vi),
+            1,
+            1,
+            block=vi,
+            needs_block=True,
+            field="vrrp_instances",
+            multiple=True,
+        )
+    )
 
     # vrrp_sync_group ---------------------------------------------------------
     sg = BlockSpec("vrrp_sync_group", model=m.SyncGroup)
     g.blocks["vrrp_sync_group"] = sg
     grp = _items("group", parse_group_member, None)
     sg.add(grp)
-    sg.add(Kw("track_interface", _track_interface, needs_block=True, field="tracks", multiple=True))
+    sg.add(track_block_kw("track_interface", "interface"))
     sg.add(Kw("smtp_alert", flag, 0, 1))
     sg.add(Kw("global_tracking", flag, 0, 1))
     sg.add(Kw("sync_group_tracking_weight", flag, 0, 1))
     _notify_kws(sg, ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"))
-    top.add(Kw("vrrp_sync_group", _named(sg), 1, 1, block=sg, needs_block=True,
-               field="vrrp_sync_groups", multiple=True))
+    top.add(
+        Kw(
+            "vrrp_sync_group",
+            _named(sg),
+            1,
+            1,
+            block=sg,
+            needs_block=True,
+            field="vrrp_sync_groups",
+            multiple=True,
+        )
+    )
 
     # LVS ------------------------------------------------------------------------
     rs = BlockSpec("real_server", model=m.RealServer)
@@ -514,13 +715,33 @@ def core_grammar() -> Grammar:
     vs.add(Kw("smtp_alert", flag, 0, 1))
     vs.add(Kw("lb_flags", words, 1, None, field="sched_flags"))
     for fl in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
-        vs.add(Kw(fl, lambda n, c, fl=fl: fl, 0, 0, field="sched_flags", multiple=True))
+        vs.add(Kw(fl, _keyword_itself, 0, 0, field="sched_flags", multiple=True))
     _common_check_kws(vs)
-    vs.add(Kw("real_server", _real_server(rs), 1, 2, block=rs, needs_block=None,
-              field="real_servers", multiple=True))
+    vs.add(
+        Kw(
+            "real_server",
+            _real_server(rs),
+            1,
+            2,
+            block=rs,
+            needs_block=None,
+            field="real_servers",
+            multiple=True,
+        )
+    )
     _add_unsupported(vs, "virtual_server")
-    top.add(Kw("virtual_server", _virtual_server(vs), 1, 2, block=vs, needs_block=True,
-               field="virtual_servers", multiple=True))
+    top.add(
+        Kw(
+            "virtual_server",
+            _virtual_server(vs),
+            1,
+            2,
+            block=vs,
+            needs_block=True,
+            field="virtual_servers",
+            multiple=True,
+        )
+    )
 
     vsg = BlockSpec("virtual_server_group", items=ItemSpec(parse_vsg_entry, None))
     g.blocks["virtual_server_group"] = vsg
@@ -531,20 +752,36 @@ def core_grammar() -> Grammar:
         entries = parse_block(node.children or [], vsg, ctx).get("items", [])
         return m.VirtualServerGroup(node.args[0], node.place, entries)
 
-    top.add(Kw("virtual_server_group", _vsg, 1, 1, block=vsg, needs_block=True,
-               field="virtual_server_groups", multiple=True))
+    top.add(
+        Kw(
+            "virtual_server_group",
+            _vsg,
+            1,
+            1,
+            block=vsg,
+            needs_block=True,
+            field="virtual_server_groups",
+            multiple=True,
+        )
+    )
     return g
 
 
 def _common_check_kws(spec: BlockSpec) -> None:
     """Keywords real_server and virtual_server share with checkers (defaults)."""
-    spec.add(Kw("delay_loop", number(0.001, 86400), 1, 1)) if spec.lookup("delay_loop") is None else None
+    spec.add(Kw("delay_loop", number(0.001, 86400), 1, 1)) if spec.lookup(
+        "delay_loop"
+    ) is None else None
     spec.add(Kw("alpha", flag, 0, 1))
     spec.add(Kw("retry", integer(0, 2**31), 1, 1, aliases=("nb_get_retry",)))
     spec.add(Kw("delay_before_retry", number(0, 86400), 1, 1))
     spec.add(Kw("warmup", number(0, 86400), 1, 1))
     spec.add(Kw("connect_timeout", number(0.001, 86400), 1, 1))
     spec.add(Kw("virtualhost", string, 1, 1))
+
+
+def _keyword_itself(node: Node, ctx: Context) -> str:
+    return node.keyword
 
 
 def _sorry_server(node: Node, ctx: Context) -> m.SorryServer:

@@ -101,7 +101,7 @@ class Preprocessor:
         for lineno, raw in enumerate(raw_lines, start=1):
             place = Place(name, lineno)
             if pending is not None:
-                pname, parts, pplace = pending
+                pname, parts, _ = pending
                 stripped = raw.rstrip()
                 if stripped.endswith("\\"):
                     parts.append(stripped[:-1])
@@ -322,7 +322,10 @@ def _seq_bindings(spec: str, hexfmt: bool, place: Place, diag: Diagnostics) -> l
     if count > MAX_SEQ_ITEMS:
         diag.error(place, f"~SEQ: {count} repetitions is more than {MAX_SEQ_ITEMS}")
         return []
-    return [{name: (f"{v:x}" if hexfmt else str(v))} for v in range(start, end + step // abs(step), step)]
+    return [
+        {name: (f"{v:x}" if hexfmt else str(v))}
+        for v in range(start, end + step // abs(step), step)
+    ]
 
 
 def _list_bindings(spec: str, place: Place, diag: Diagnostics) -> list[dict[str, str]]:
@@ -379,7 +382,16 @@ def expand_braces(pattern: str) -> list[str]:
     return [pattern]
 
 
-_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "E": "\x1b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+}
 
 
 def tokenize(text: str, place: Place, diag: Diagnostics) -> list[Word]:

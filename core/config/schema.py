@@ -26,6 +26,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
+#: Old spellings keepalived still accepts with a config error (so ``-t`` fails).
+DEPRECATED: dict[str, str] = {"nb_get_retry": "retry"}
+
+
 class Invalid(Exception):
     """A converter's complaint about a value; becomes FILE:LINE: message."""
 
@@ -61,6 +65,9 @@ class Kw:
     field: str | None = None
     #: Repeatable: values are appended to a list.
     multiple: bool = False
+    #: The converter returns a list whose items extend the field's list
+    #: (several ``track_*`` blocks all fill ``tracks``).
+    extend: bool = False
     aliases: tuple[str, ...] = ()
     #: Who declared it ("core" or a plugin name), for duplicate errors.
     owner: str = "core"
@@ -139,10 +146,10 @@ class BlockSpec:
         if kw is None or kw.max_args is None:
             return rest
         j = i + 1
-        limit = min(len(words), i + 1 + kw.max_args)
-        while j < limit:
+        while j < len(words):
             w = words[j]
-            if j - i - 1 >= kw.min_args and not w.quoted and self.lookup(w.text) is not None:
+            nargs = j - i - 1
+            if nargs >= kw.min_args and not w.quoted and self.lookup(w.text) is not None:
                 break
             j += 1
         return j - i
@@ -173,6 +180,11 @@ def parse_block(nodes: list[Node] | None, spec: BlockSpec, ctx: Context) -> dict
             hint = did_you_mean(node.keyword, spec.keywords)
             ctx.warn(node.place, f"unknown keyword '{node.keyword}' in {spec.name}{hint}")
             continue
+        if node.keyword in DEPRECATED:
+            ctx.warn(
+                node.place,
+                f"{node.keyword} is deprecated - please use '{DEPRECATED[node.keyword]}'",
+            )
         if kw.unsupported is not None:
             ctx.diag.notice(
                 node.place,
@@ -199,7 +211,9 @@ def parse_block(nodes: list[Node] | None, spec: BlockSpec, ctx: Context) -> dict
         except Invalid as exc:
             ctx.diag.error(node.place, f"{node.keyword}: {exc}")
             continue
-        if kw.multiple:
+        if kw.extend:
+            values.setdefault(kw.target, []).extend(value)
+        elif kw.multiple:
             values.setdefault(kw.target, []).append(value)
         else:
             values[kw.target] = value

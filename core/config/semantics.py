@@ -46,9 +46,9 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
             )
         if not sg.sync_group_tracking_weight:
             for member in sg.group:
-                vi = cfg.instance(member)
-                if vi is not None:
-                    _sync_group_weights(cfg, vi, diag)
+                member_vi = cfg.instance(member)
+                if member_vi is not None:
+                    _sync_group_weights(cfg, member_vi, diag)
     # Named trackers (vrrp_script, ...) come from plugins; resolve references once.
     from ..tracking import check_track_references
 
@@ -76,7 +76,9 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         diag.notice(vi.place, f"{tag} warning - nopreempt will not work with initial state MASTER")
         vi.preempt = True
     if vi.state == "MASTER" and vi.preempt_delay:
-        diag.notice(vi.place, f"{tag} warning - preempt_delay will not work with initial state MASTER")
+        diag.notice(
+            vi.place, f"{tag} warning - preempt_delay will not work with initial state MASTER"
+        )
         vi.preempt_delay = 0.0
     if vi.version == 2:
         if vi.advert_int < 1 or vi.advert_int != math.floor(vi.advert_int):
@@ -88,7 +90,10 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
             vi.advert_int = rounded
     else:
         if vi.advert_int > 40.95:
-            diag.warning(vi.place, f"{tag} VRRPv3 advert_int {vi.advert_int:g} is more than 40.95; using 40.95")
+            diag.warning(
+                vi.place,
+                f"{tag} VRRPv3 advert_int {vi.advert_int:g} is more than 40.95; using 40.95",
+            )
             vi.advert_int = 40.95
         vi.advert_int = round(vi.advert_int * 100) / 100
         if vi.authentication is not None:
@@ -97,12 +102,17 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
     if vi.authentication is not None:
         auth = vi.authentication
         if len(auth.auth_pass) > 8:
-            diag.notice(auth.place, f"{tag} auth_pass is longer than 8 characters; only the first 8 are used")
+            diag.notice(
+                auth.place,
+                f"{tag} auth_pass is longer than 8 characters; only the first 8 are used",
+            )
             auth.auth_pass = auth.auth_pass[:8]
         if auth.auth_type == "NONE":
             diag.error(auth.place, f"{tag} authentication block without auth_type")
     if vi.priority == 255 and vi.state != "MASTER":
-        diag.notice(vi.place, f"{tag} priority 255 means address owner; setting initial state MASTER")
+        diag.notice(
+            vi.place, f"{tag} priority 255 means address owner; setting initial state MASTER"
+        )
         vi.state = "MASTER"
     if vi.priority == 255:
         for ref in vi.tracks:
@@ -117,13 +127,18 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         diag.notice(vi.place, f"{tag} no virtual_ipaddress configured")
     families = {v.address.version for v in vi.virtual_ipaddress}
     if len(families) > 1:
-        diag.error(vi.place, f"{tag} virtual_ipaddress mixes IPv4 and IPv6; use virtual_ipaddress_excluded")
+        diag.error(
+            vi.place, f"{tag} virtual_ipaddress mixes IPv4 and IPv6; use virtual_ipaddress_excluded"
+        )
     if vi.family == 6 and vi.version == 2:
         diag.warning(vi.place, f"{tag} VRRPv2 does not support IPv6; using version 3")
         vi.version = 3
     for peer in vi.unicast_peer:
         if peer.address.version != vi.family:
-            diag.error(peer.place, f"{tag} unicast_peer {peer.address} is not of the instance's address family")
+            diag.error(
+                peer.place,
+                f"{tag} unicast_peer {peer.address} is not of the instance's address family",
+            )
     for attr, glob in (
         ("garp_master_delay", gd.vrrp_garp_master_delay),
         ("garp_master_repeat", gd.vrrp_garp_master_repeat),
@@ -156,7 +171,9 @@ def _tracker_weight(cfg: m.Config, kind: str, name: str) -> int:
     """The weight a tracker block declares, whatever shape its plugin stores."""
     for keyword in TRACKER_BLOCKS.get(kind, ()):
         found = cfg.ext.get(keyword)
-        items = found.values() if isinstance(found, dict) else found if isinstance(found, list) else []
+        items = (
+            found.values() if isinstance(found, dict) else found if isinstance(found, list) else []
+        )
         for item in items:
             if getattr(item, "name", None) == name:
                 return int(getattr(item, "weight", 0) or 0)

@@ -86,7 +86,18 @@ def _parse_body(s: _Stream, spec: BlockSpec | None, top: bool = False) -> list[N
             _expect_close(s, tok.place)
             continue
         statement = _collect(s)
-        for words, place, last in _split(statement, spec):
+        pieces = _split(statement, spec)
+        if len(pieces) > 1:
+            # keepalived reads one statement per line and ignores or misreads
+            # the rest (keepalived 2.2.7 -t reports it); we read each piece
+            # as its own line, and say so, so that -t fails as keepalived's does.
+            s.diag.warning(
+                pieces[1][1],
+                f"'{pieces[1][0][0].text}' follows '{pieces[0][0][0].text}' on the same line: "
+                "keepalived reads one statement per line and misreads this; "
+                "pykeepalived reads them as separate lines",
+            )
+        for words, place, last in pieces:
             node = Node(words[0].text, [w.text for w in words[1:]], place, quoted=words[0].quoted)
             nodes.append(node)
             if last:
@@ -120,9 +131,7 @@ def _collect(s: _Stream) -> list[_Tok]:
             return out
 
 
-def _split(
-    toks: list[_Tok], spec: BlockSpec | None
-) -> list[tuple[list[Word], Place, bool]]:
+def _split(toks: list[_Tok], spec: BlockSpec | None) -> list[tuple[list[Word], Place, bool]]:
     """Split a statement that holds several flattened ones."""
     words = [t.word for t in toks]
     places = [t.place for t in toks]
