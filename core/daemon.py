@@ -297,6 +297,11 @@ def run_daemon(args: argparse.Namespace) -> int:
         log.error("configuration has errors; not starting")
         return EXIT_CONFIG
     assert isinstance(registry, PluginRegistry)
+    if args.dump_conf:
+        from .config.dump import dump_json
+
+        for line in dump_json(result.config).splitlines():
+            log.info("%s", line)
     pid_file = args.pid_file
     if pid_file:
         try:
