@@ -1,0 +1,169 @@
+"""TCP_CHECK and the scheduler: success, failure, retry, recovery, sharing, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import ClassVar
+
+import pytest
+from checkhelp import lines, manager, one_checker
+
+from pykeepalived.core.api import Checker, CheckResult, CheckTarget
+from pykeepalived.core.checking import CheckOptions, CheckScheduler, run_attempt
+from pykeepalived.core.config.model import CheckerConf
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def listener() -> tuple[asyncio.Server, int]:
+    srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+async def test_tcp_check_attempts() -> None:
+    srv, port = await listener()
+    try:
+        ok = await one_checker("TCP_CHECK {\n connect_timeout 1\n}", port=port).check()
+        assert ok.ok
+    finally:
+        srv.close()
+        await srv.wait_closed()
+    checker = one_checker("TCP_CHECK {\n connect_timeout 1\n}", port=closed_port())
+    result = await run_attempt(checker, 2)
+    assert not result.ok and "111" in result.message
+
+
+async def test_defaults_come_from_real_and_virtual_server() -> None:
+    checker = one_checker(
+        "retry 4\n  connect_timeout 2\n  TCP_CHECK {\n connect_port 81\n delay_before_retry 0.5\n}",
+        vs_extra="delay_loop 7\n  warmup 0",
+    )
+    opts = checker.conf.options
+    assert (
+        opts.retry,
+        opts.connect_timeout,
+        opts.delay_before_retry,
+        opts.delay_loop,
+        opts.warmup,
+    ) == (
+        4,
+        2.0,
+        0.5,
+        7.0,
+        0.0,
+    )
+    assert checker.target.port == 81 and checker.timeout == 2.0
+
+
+async def test_down_after_retries_then_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    srv, port = await listener()
+    m, events, _ = manager(
+        f"""virtual_server 192.0.2.100 80 {{
+  delay_loop 0.1
+  real_server 127.0.0.1 {port} {{
+    TCP_CHECK {{
+      connect_timeout 0.5
+      retry 2
+      delay_before_retry 0.05
+      warmup 0
+    }}
+  }}
+}}"""
+    )
+    await m.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert f"TCP connection to [127.0.0.1]:tcp:{port} success." in lines(caplog)
+        srv.close()
+        await srv.wait_closed()
+        for _ in range(100):
+            if not m.virtual_servers[0].reals[0].alive:
+                break
+            await asyncio.sleep(0.02)
+        assert f"TCP_CHECK on service [127.0.0.1]:tcp:{port} failed after 2 retries." in lines(
+            caplog
+        )
+        assert f"Removing service [127.0.0.1]:tcp:{port} from VS [192.0.2.100]:tcp:80" in lines(
+            caplog
+        )
+        run = m.scheduler.runs[0]
+        assert run.failures >= 3  # the attempt and its two retries
+        srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        for _ in range(100):
+            if m.virtual_servers[0].reals[0].alive:
+                break
+            await asyncio.sleep(0.02)
+        assert m.virtual_servers[0].reals[0].alive
+        assert [e.state for e in events] == ["DOWN", "DOWN", "UP", "UP"][: len(events)] or [
+            (e.kind.value, e.state) for e in events
+        ] == [("RS", "DOWN"), ("VS", "DOWN"), ("RS", "UP"), ("VS", "UP")]
+    finally:
+        srv.close()
+        await m.stop()
+
+
+async def test_identical_checks_run_once_for_all_virtual_servers() -> None:
+    srv, port = await listener()
+    block = f"""real_server 127.0.0.1 {port} {{
+    TCP_CHECK {{
+      connect_timeout 1
+      warmup 0
+    }}
+  }}"""
+    m, _, _ = manager(
+        f"virtual_server 192.0.2.100 80 {{\n delay_loop 0.05\n {block}\n}}\n"
+        f"virtual_server 192.0.2.101 80 {{\n delay_loop 0.05\n {block}\n}}\n"
+        f"virtual_server 192.0.2.102 80 {{\n delay_loop 0.05\n alpha\n {block}\n}}\n"
+    )
+    # the alpha one differs in behaviour, so it is its own check
+    assert len(m.scheduler.runs) == 2
+    assert sorted(len(r.keys) for r in m.scheduler.runs) == [1, 2]
+    await m.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert all(r.alive for vs in m.virtual_servers for r in vs.reals)
+    finally:
+        srv.close()
+        await m.stop()
+
+
+class Broken(Checker):
+    keyword: ClassVar[str] = "BROKEN"
+    mode = "raise"
+
+    async def check(self) -> CheckResult:
+        if self.target.address == "hang":
+            # ignores the first cancellation: the scheduler must still go on
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.5)
+            return CheckResult(True)
+        raise RuntimeError("plugin bug")
+
+
+async def test_a_raising_or_hanging_check_only_fails_its_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    changes: list[tuple[list[object], bool]] = []
+    sched = CheckScheduler(lambda keys, up, result, first: changes.append((keys, up)))
+    opts = CheckOptions(connect_timeout=0.1, retry=0, delay_loop=0.05, warmup=0)
+    sched.add("raises", Broken(CheckerConf("BROKEN", options=opts), CheckTarget("raise", 1)))
+    sched.add("hangs", Broken(CheckerConf("BROKEN", options=opts), CheckTarget("hang", 1)))
+    sched.start()
+    try:
+        await asyncio.sleep(1.5)
+    finally:
+        await asyncio.wait_for(sched.stop(), 5)
+    assert (["raises"], False) in changes and (["hangs"], False) in changes
+    assert all(r.attempts >= 2 for r in sched.runs)  # both kept being scheduled
+    assert any("raised RuntimeError: plugin bug" in line for line in lines(caplog))
