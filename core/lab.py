@@ -220,7 +220,8 @@ def _owner_pid(name: str, prefix: str) -> int | None:
     """The creating pid encoded in a lab namespace name, if it has one."""
     rest = name[len(prefix) :]
     tag = rest.split("-", 1)[0]
-    pid_part, sep, _ = tag.partition("x")
+    # The pid is base36, so it may itself contain "x"; the suffix is hex.
+    pid_part, sep, _ = tag.rpartition("x")
     if not sep or not pid_part:
         return None
     try:
