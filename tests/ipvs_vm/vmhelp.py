@@ -1,0 +1,31 @@
+"""Helpers of the IPVS VM tests."""
+
+from __future__ import annotations
+
+import subprocess
+
+#: Real servers and VIPs live on this dummy interface (the VM has no NIC).
+DUMMY = "pka-ipvs0"
+
+
+def run(*argv: str, check: bool = True) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def ipvsadm_rules() -> list[str]:
+    """The IPVS table as ipvsadm's save format, sorted: the oracle we compare with."""
+    return sorted(line.strip() for line in run("ipvsadm", "-Sn").splitlines() if line.strip())
+
+
+def ipvsadm_conns(service: str) -> dict[str, int]:
+    """Conns (connections scheduled since the real server was added) per real server."""
+    out = run("ipvsadm", "-Ln", "--stats", "--exact", *service.split())
+    conns = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "->" and parts[1][0].isdigit():
+            conns[parts[1]] = int(parts[2])
+    return conns
