@@ -142,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line, file=sys.stderr)
             if violations:
                 return EXIT_SCRIPT_SECURITY
+            # Some problems have their own -t exit code (failed include checks: 6).
+            special = [d.test_exit for d in result.diagnostics.failing if d.test_exit is not None]
+            if special:
+                return max(special)
             if problems or result.diagnostics.failing:
                 return EXIT_CONFIG_TEST
         if not result.ok:

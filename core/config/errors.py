@@ -41,6 +41,9 @@ class Diagnostic:
     place: Place
     severity: Severity
     message: str
+    #: The exit code keepalived 2.2.7 ``-t`` gives for this problem when it is
+    #: not the usual 5 (failed include checks give 6).
+    test_exit: int | None = None
 
     def __str__(self) -> str:
         kind = self.severity.name.lower()
@@ -56,8 +59,8 @@ class Diagnostics:
     def error(self, place: Place, message: str) -> None:
         self.items.append(Diagnostic(place, Severity.ERROR, message))
 
-    def warning(self, place: Place, message: str) -> None:
-        self.items.append(Diagnostic(place, Severity.WARNING, message))
+    def warning(self, place: Place, message: str, *, test_exit: int | None = None) -> None:
+        self.items.append(Diagnostic(place, Severity.WARNING, message, test_exit))
 
     def notice(self, place: Place, message: str) -> None:
         self.items.append(Diagnostic(place, Severity.NOTICE, message))

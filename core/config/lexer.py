@@ -35,9 +35,19 @@ MAX_INCLUDE_DEPTH = 32
 MAX_EXPANSION_DEPTH = 32
 MAX_SEQ_ITEMS = 100_000
 
-INCLUDE_KEYWORDS = frozenset(
-    {"include", "includer", "includem", "includew", "includeb", "includea"}
-)
+#: include_check options (keepalived.conf(5), global_defs include_check).
+INCLUDE_CHECKS = ("readable", "match", "wildcard_match", "brace_match")
+#: The checks each include variant adds to the current include_check level.
+INCLUDE_KEYWORDS: dict[str, frozenset[str]] = {
+    "include": frozenset(),
+    "includer": frozenset({"readable"}),
+    "includem": frozenset({"match"}),
+    "includew": frozenset({"wildcard_match"}),
+    "includeb": frozenset({"brace_match"}),
+    "includea": frozenset(INCLUDE_CHECKS),
+}
+#: keepalived 2.2.7 -t exits 6 when an include check fails (measured).
+INCLUDE_CHECK_EXIT = 6
 
 _DEF_RE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _PARAM_RE = re.compile(r"\$\{([^{}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)")
@@ -73,6 +83,8 @@ class Preprocessor:
     params: dict[str, str] = field(default_factory=dict)
     _pwd: str = "."
     _depth: int = 0
+    #: include_check level of the file being read (saved/restored per file).
+    _include_check: frozenset[str] = frozenset()
 
     # -- files ---------------------------------------------------------
     def read_file(self, path: str, place: Place | None = None) -> list[Line]:
@@ -89,12 +101,12 @@ class Preprocessor:
             self.diag.error(place or Place(path, 0), f"cannot read {path}: {exc.strerror}")
             return
         text = data.decode("utf-8", errors="replace")
-        old_pwd = self._pwd
+        old_pwd, old_check = self._pwd, self._include_check
         self._pwd = os.path.dirname(os.path.abspath(path))
         try:
             yield from self._read_lines(text.splitlines(), path)
         finally:
-            self._pwd = old_pwd
+            self._pwd, self._include_check = old_pwd, old_check
 
     def _read_lines(self, raw_lines: list[str], name: str) -> Iterator[Line]:
         pending: tuple[str, list[str], Place] | None = None  # multi-line $NAME= \
@@ -102,7 +114,11 @@ class Preprocessor:
             place = Place(name, lineno)
             if pending is not None:
                 pname, parts, _ = pending
-                stripped = raw.rstrip()
+                stripped = strip_comment(raw).rstrip()
+                if not stripped.strip():
+                    # keepalived.conf(5)'s nested example has blank lines
+                    # inside a multi-line definition: they do not end it.
+                    continue
                 if stripped.endswith("\\"):
                     parts.append(stripped[:-1])
                     continue
@@ -110,7 +126,9 @@ class Preprocessor:
                 self.params[pname] = "\n".join(p for p in parts if p.strip())
                 pending = None
                 continue
-            text = raw.strip()
+            # Comments go first, so that ${_HASH} and ${_BANG} substituted
+            # later are plain characters (keepalived.conf(5)).
+            text = strip_comment(raw).strip()
             if not text:
                 continue
             # A multi-line definition: "$NAME= \" with nothing else after '='.
@@ -158,22 +176,30 @@ class Preprocessor:
         if _REPEAT_RE.match(text):
             yield from self._repeat(text, place, depth)
             return
-        substituted = self._substitute(text, place)
+        # One level at a time: a multi-line value is split first, so that
+        # definitions inside it ($RS_NUM=2) take effect before the lines
+        # after them are substituted (keepalived.conf(5), nested example).
+        substituted = self._substitute(text, place, once=True)
         if substituted != text:
             for part in substituted.split("\n"):
                 if part.strip():
                     yield from self._process(part.strip(), place, depth + 1)
             return
-        words = tokenize(text, place, self.diag)
+        words = tokenize(text, place, self.diag, comments=False)
         if not words:
             return
         if words[0].text in INCLUDE_KEYWORDS and not words[0].quoted:
-            yield from self._include(words, place)
+            yield from self._include(
+                tokenize(text, place, Diagnostics(), split_braces=False, comments=False), place
+            )
+            return
+        if words[0].text == "include_check" and not words[0].quoted:
+            self._set_include_check(words[1:], place)
             return
         yield Line(tuple(words), place)
 
     # -- substitution -----------------------------------------------------
-    def _substitute(self, text: str, place: Place) -> str:
+    def _substitute(self, text: str, place: Place, *, once: bool = False) -> str:
         if "$" not in text:
             return text
 
@@ -187,6 +213,8 @@ class Preprocessor:
                 return value
             return self.params.get(inner, m.group(0))
 
+        if once:
+            return _PARAM_RE.sub(repl, text)
         result = text
         for _ in range(MAX_EXPANSION_DEPTH):
             new = _PARAM_RE.sub(repl, result)
@@ -250,6 +278,22 @@ class Preprocessor:
                 self.params.pop(key, None)
 
     # -- include ------------------------------------------------------------
+    def _set_include_check(self, words: list[Word], place: Place) -> None:
+        """``include_check [[+|-]OPTION ...]``; no option means all of them."""
+        if not words:
+            self._include_check = frozenset(INCLUDE_CHECKS)
+            return
+        checks = set(self._include_check) if words[0].text[:1] in "+-" else set()
+        for w in words:
+            sign, name = (w.text[0], w.text[1:]) if w.text[:1] in "+-" else ("+", w.text)
+            if name not in INCLUDE_CHECKS:
+                self.diag.warning(place, f"include_check: unknown option '{w.text}'")
+            elif sign == "-":
+                checks.discard(name)
+            else:
+                checks.add(name)
+        self._include_check = frozenset(checks)
+
     def _include(self, words: list[Word], place: Place) -> Iterator[Line]:
         keyword = words[0].text
         if len(words) < 2:
@@ -259,22 +303,51 @@ class Preprocessor:
             self.diag.error(place, f"{keyword}: includes nested more than {MAX_INCLUDE_DEPTH} deep")
             return
         pattern = " ".join(w.text for w in words[1:])
-        if not os.path.isabs(pattern):
-            pattern = os.path.join(self._pwd, pattern)
+        full = pattern if os.path.isabs(pattern) else os.path.join(self._pwd, pattern)
+        checks = self._include_check | INCLUDE_KEYWORDS[keyword]
         paths: list[str] = []
-        for expanded in expand_braces(pattern):
-            paths.extend(sorted(glob.glob(expanded)) if glob.has_magic(expanded) else [expanded])
-        existing = [p for p in paths if os.path.isfile(p)]
-        if not existing:
-            # Plain `include` is lenient in keepalived; the variants are checked.
-            if keyword == "include":
-                self.diag.warning(place, f"include: no file matches '{pattern}'")
+        missing_alternative = False
+        for expanded in expand_braces(full):
+            if glob.has_magic(expanded):
+                paths.extend(sorted(glob.glob(expanded)))
+            elif os.path.exists(expanded):
+                paths.append(expanded)
             else:
-                self.diag.error(place, f"{keyword}: no file matches '{pattern}'")
-            return
+                missing_alternative = True
+        braces = len(expand_braces(full)) > 1
+        failed = False
+        # keepalived 2.2.7's wording; plain `include` only logs (never a config error).
+        if not paths:
+            if glob.has_magic(full) and not braces:
+                msg = f"No config files matched '{pattern}'."
+                failed = "wildcard_match" in checks
+            else:
+                msg = f"Config files missing '{pattern}'."
+                failed = "wildcard_match" in checks or ("match" in checks and not braces)
+                failed = failed or ("brace_match" in checks and braces and missing_alternative)
+        elif missing_alternative and braces:
+            msg = f'Some config files missing: "{pattern}".'
+            failed = "brace_match" in checks
+        else:
+            msg = ""
+        if msg:
+            if failed:
+                self.diag.warning(place, f"{keyword}: {msg}", test_exit=INCLUDE_CHECK_EXIT)
+            else:
+                self.diag.notice(place, f"{keyword}: {msg}")
         self._depth += 1
         try:
-            for path in existing:
+            for path in paths:
+                if not os.access(path, os.R_OK):
+                    if "readable" in checks:
+                        self.diag.warning(
+                            place, f"{keyword}: cannot read '{path}'", test_exit=INCLUDE_CHECK_EXIT
+                        )
+                    else:
+                        self.diag.notice(place, f"{keyword}: cannot read '{path}'")
+                    continue
+                if os.path.isdir(path):
+                    continue
                 yield from self._read_file(path, place)
         finally:
             self._depth -= 1
@@ -394,8 +467,38 @@ _ESCAPES = {
 }
 
 
-def tokenize(text: str, place: Place, diag: Diagnostics) -> list[Word]:
-    """Split one logical line into words, as keepalived does."""
+def strip_comment(text: str) -> str:
+    """``text`` up to its first ``#`` or ``!`` outside quotes."""
+    quote: str | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote is not None:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "#!":
+            return text[:i]
+        i += 1
+    return text
+
+
+def tokenize(
+    text: str,
+    place: Place,
+    diag: Diagnostics,
+    *,
+    split_braces: bool = True,
+    comments: bool = True,
+) -> list[Word]:
+    """Split one logical line into words, as keepalived does.
+
+    ``split_braces=False`` keeps ``{`` and ``}`` inside words (include
+    patterns such as ``conf.d/{a,b}.conf``).
+    """
     words: list[Word] = []
     buf: list[str] = []
     quoted = False
@@ -426,11 +529,17 @@ def tokenize(text: str, place: Place, diag: Diagnostics) -> list[Word]:
         if ch in "\"'":
             quote = ch
             quoted = in_word = True
-        elif ch in "#!":
+        elif ch in "#!" and comments:
             break
         elif ch.isspace():
             flush()
-        elif ch in "{}":
+        elif ch == "{" and buf and buf[-1] == "$" and "}" in text[i:]:
+            # An undefined ${NAME} stays as it is (keepalived.conf(5)).
+            end = text.index("}", i)
+            buf.append(text[i : end + 1])
+            i = end + 1
+            continue
+        elif ch in "{}" and split_braces:
             flush()
             words.append(Word(ch))
         else:
