@@ -164,30 +164,38 @@ def _ssl_spec() -> BlockSpec:
 
 
 class _Sessions:
-    """aiohttp sessions shared by every HTTP checker without bind options.
+    """aiohttp sessions shared by every HTTP checker without bind options,
+    one per HTTP version (aiohttp sets the version per session).
 
     keepalived opens a new connection per check; ``force_close`` does the
-    same here, while the session and its resolver-free connector are shared.
+    same here, while the sessions and their connectors are shared.
     """
 
     def __init__(self) -> None:
-        self.session: Any = None
-        self.users = 0
+        self.sessions: dict[str, Any] = {}
+        self.users: dict[str, int] = {}
 
-    def acquire(self) -> Any:
-        import aiohttp
+    def acquire(self, protocol: str) -> Any:
+        session = self.sessions.get(protocol)
+        if session is None or session.closed:
+            session = self.sessions[protocol] = _new_session(protocol)
+        self.users[protocol] = self.users.get(protocol, 0) + 1
+        return session
 
-        if self.session is None or self.session.closed:
-            connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False)
-            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        self.users += 1
-        return self.session
+    async def release(self, protocol: str) -> None:
+        self.users[protocol] = self.users.get(protocol, 1) - 1
+        session = self.sessions.get(protocol)
+        if self.users[protocol] <= 0 and session is not None:
+            del self.sessions[protocol]
+            await session.close()
 
-    async def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0 and self.session is not None:
-            await self.session.close()
-            self.session = None
+
+def _new_session(protocol: str, local_addr: tuple[str, int] | None = None) -> Any:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False, local_addr=local_addr)
+    version = aiohttp.HttpVersion11 if protocol == "1.1" else aiohttp.HttpVersion10
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, version=version)
 
 
 _SHARED = _Sessions()
@@ -238,14 +246,11 @@ class HttpGet(BaseCheck):
             return self._session
         t = self.target
         if t.bind_address or t.bind_port:
-            import aiohttp
-
             local = (t.bind_address or "0.0.0.0", t.bind_port or 0)
-            connector = aiohttp.TCPConnector(force_close=True, local_addr=local, ssl=False)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            self._session = _new_session(self.options.http_protocol, local)
             self._private = True
         else:
-            self._session = _SHARED.acquire()
+            self._session = _SHARED.acquire(self.options.http_protocol)
         return self._session
 
     async def close(self) -> None:
@@ -254,7 +259,7 @@ class HttpGet(BaseCheck):
         if self._private:
             await self._session.close()
         else:
-            await _SHARED.release()
+            await _SHARED.release(self.options.http_protocol)
         self._session = None
 
     def _base(self) -> str:
@@ -295,7 +300,6 @@ class HttpGet(BaseCheck):
         async with session.get(
             self._base() + url.path,
             headers=headers,
-            version=version,
             timeout=timeout,
             allow_redirects=False,
             **kwargs,

@@ -1,0 +1,197 @@
+"""HTTP_GET and SSL_GET against real aiohttp servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from checkhelp import config, one_checker
+
+from pykeepalived.core.checking import run_attempt
+from pykeepalived.core.lvs import VirtualServerManager
+
+BODY = b"<html>hello keepalived</html>\n"
+SEEN_HOSTS: list[str] = []
+SEEN_SNI: list[str | None] = []
+
+
+async def _page(request: web.Request) -> web.Response:
+    SEEN_HOSTS.append(request.headers.get("Host", ""))
+    return web.Response(body=BODY, content_type="text/html")
+
+
+async def _missing(request: web.Request) -> web.Response:
+    return web.Response(status=503, text="down")
+
+
+HANG_RELEASE: list[asyncio.Event] = []
+
+
+async def _hang(request: web.Request) -> web.Response:
+    ev = asyncio.Event()
+    HANG_RELEASE.append(ev)
+    await ev.wait()
+    return web.Response(text="late")
+
+
+def _app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/", _page)
+    app.router.add_get("/503", _missing)
+    app.router.add_get("/hang", _hang)
+    return app
+
+
+async def _serve(ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def http_port() -> AsyncIterator[int]:
+    runner, port = await _serve()
+    yield port
+    await runner.cleanup()
+
+
+def http(port: int, url: str, extra: str = "", kind: str = "HTTP_GET") -> object:
+    return one_checker(
+        f"{kind} {{\n connect_timeout 1\n {extra}\n url {{\n{url}\n }}\n}}",
+        port=port,
+        vs_extra="virtualhost www.example.test",
+    )
+
+
+async def attempt(checker: object) -> tuple[bool, str]:
+    result = await run_attempt(checker, 3)  # type: ignore[arg-type]
+    await checker.close()  # type: ignore[attr-defined]
+    return result.ok, result.message
+
+
+async def test_status_code(http_port: int) -> None:
+    assert (await attempt(http(http_port, "path /")))[0]
+    ok, msg = await attempt(http(http_port, "path /503"))
+    assert not ok and msg == "HTTP status code error to"
+    assert (await attempt(http(http_port, "path /503\nstatus_code 500-599")))[0]
+
+
+async def test_digest_and_host_header(http_port: int) -> None:
+    good = hashlib.md5(BODY).hexdigest()
+    SEEN_HOSTS.clear()
+    ok, msg = await attempt(http(http_port, f"path /\ndigest {good}"))
+    assert ok and msg == f"MD5 digest success to [127.0.0.1]:tcp:{http_port} url(/)."
+    assert SEEN_HOSTS == ["www.example.test"]  # the virtual server's virtualhost
+    ok, msg = await attempt(http(http_port, f"path /\ndigest {'0' * 32}"))
+    assert not ok and msg == "MD5 digest error to"
+    await attempt(http(http_port, "path /\nvirtualhost url.example.test"))
+    assert SEEN_HOSTS[-1] == "url.example.test"
+
+
+async def test_regex(http_port: int) -> None:
+    assert (await attempt(http(http_port, 'path /\nregex "hello [a-z]+"')))[0]
+    ok, msg = await attempt(http(http_port, 'path /\nregex "goodbye"'))
+    assert not ok and msg == "Regex match failed"
+    assert (await attempt(http(http_port, 'path /\nregex "goodbye"\nregex_no_match')))[0]
+    assert not (await attempt(http(http_port, 'path /\nregex "hello"\nregex_no_match')))[0]
+
+
+async def test_every_url_must_pass(http_port: int) -> None:
+    checker = one_checker(
+        "HTTP_GET {\n connect_timeout 1\n url {\n path /\n }\n url {\n path /503\n }\n}",
+        port=http_port,
+    )
+    assert not (await attempt(checker))[0]
+
+
+async def test_server_that_never_answers_times_out(http_port: int) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    ok, msg = await attempt(http(http_port, "path /hang"))
+    assert not ok and loop.time() - start < 2.5
+    assert HANG_RELEASE  # the request did reach the server
+    for ev in HANG_RELEASE:
+        ev.set()
+
+
+async def test_connection_refused() -> None:
+    ok, _ = await attempt(http(1, "path /"))
+    assert not ok
+
+
+def test_config_errors_have_places() -> None:
+    from checkhelp import registry
+
+    from pykeepalived.core.config import load_text
+
+    res = load_text(
+        "virtual_server 192.0.2.1 80 {\n real_server 192.0.2.2 80 {\n  HTTP_GET {\n   url {\n    digest xyz\n"
+        "    status_code 200-100\n   }\n  }\n  HTTP_GET {\n  }\n }\n}\n",
+        grammar=registry().grammar(),
+    )
+    errors = [str(d) for d in res.diagnostics.errors]
+    assert any("<string>:5:" in e and "not an MD5 digest" in e for e in errors)
+    assert any("<string>:6:" in e and "Invalid HTTP_GET status code '200-100'" in e for e in errors)
+    assert any("<string>:9:" in e and "needs at least one url" in e for e in errors)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rs.example.test",
+         "-addext", "subjectAltName=DNS:rs.example.test", "-keyout", str(key), "-out", str(crt)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return crt, key
+
+
+async def test_ssl_get_with_and_without_ca(cert: tuple[Path, Path]) -> None:
+    crt, key = cert
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(crt, key)
+    SEEN_SNI.clear()
+    ctx.sni_callback = lambda sock, name, c: SEEN_SNI.append(name)  # type: ignore[assignment,misc,return-value]
+    runner, port = await _serve(ctx)
+    try:
+        # no SSL block: the certificate is not verified (keepalived's default)
+        ok, msg = await attempt(http(port, "path /", kind="SSL_GET"))
+        assert ok, msg
+        assert SEEN_SNI[-1] is None
+        # enable_sni sends the virtualhost
+        assert (await attempt(http(port, "path /", "enable_sni", kind="SSL_GET")))[0]
+        assert SEEN_SNI[-1] == "www.example.test"
+        # with a CA the chain is verified: our self-signed cert passes ...
+        m = VirtualServerManager(
+            config(
+                f"SSL {{\n ca {crt}\n}}\nvirtual_server 192.0.2.100 443 {{\n real_server 127.0.0.1 {port} {{\n"
+                "  SSL_GET {\n   connect_timeout 1\n   url {\n    path /\n   }\n  }\n }\n}\n"
+            ),
+            __import__("checkhelp").registry().checkers,
+        )
+        assert (await attempt(m.scheduler.runs[0].checker))[0]
+        # ... and plain HTTP against the TLS port fails
+        assert not (await attempt(http(port, "path /")))[0]
+    finally:
+        await runner.cleanup()
+
+
+def test_plugin_import_does_not_import_aiohttp() -> None:
+    code = "import sys, pykeepalived.plugins.checks.http_get as h; print('aiohttp' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "False"
