@@ -118,7 +118,7 @@ async def test_every_url_must_pass(http_port: int) -> None:
 async def test_server_that_never_answers_times_out(http_port: int) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
-    ok, msg = await attempt(http(http_port, "path /hang"))
+    ok, _msg = await attempt(http(http_port, "path /hang"))
     assert not ok and loop.time() - start < 2.5
     assert HANG_RELEASE  # the request did reach the server
     for ev in HANG_RELEASE:

@@ -286,9 +286,6 @@ class HttpGet(BaseCheck):
         headers = {"User-Agent": "KeepAliveClient", "Accept": "*/*"}
         if vhost:
             headers["Host"] = vhost
-        version = (
-            aiohttp.HttpVersion11 if self.options.http_protocol == "1.1" else aiohttp.HttpVersion10
-        )
         if self.options.http_protocol != "1.0":
             headers["Connection"] = "close"
         kwargs: dict[str, Any] = {}
