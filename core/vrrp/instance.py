@@ -268,6 +268,12 @@ class Instance:
                 ah_ok = last is None or dg.ah.seq > last or dg.ah.seq < 16
                 if ah_ok:
                     self.ah_last_rx[str(pkt.src)] = dg.ah.seq
+                    # keepalived keeps one AH sequence counter per instance
+                    # for sending and receiving and drops any advert whose
+                    # number is not above it.  Continuing from the highest
+                    # number heard keeps our adverts acceptable to a peer
+                    # that has been running (and counting) longer than us.
+                    self.ah_seq = max(self.ah_seq, dg.ah.seq)
             except pk.PacketError:
                 ah_ok = False
         try:
@@ -335,9 +341,7 @@ class Instance:
         if lower_prio:
             delay = self.cfg.garp_lower_prio_delay or 0.0
             repeat = self.cfg.garp_lower_prio_repeat or 0
-            self._garp_task = asyncio.ensure_future(
-                self._garp_burst(repeat, delay, once=True)
-            )
+            self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay, once=True))
             return
         repeat = self.cfg.garp_master_repeat if self.cfg.garp_master_repeat is not None else 5
         delay = self.cfg.garp_master_delay if self.cfg.garp_master_delay is not None else 5.0
