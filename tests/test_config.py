@@ -7,6 +7,7 @@ and from keepalived 2.2.7's observed behaviour.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -626,3 +627,169 @@ def test_cli_prints_file_line_messages(tmp_path: Path, capsys: pytest.CaptureFix
         re.M,
     )
     assert "Traceback" not in err
+
+
+# -- man page coverage -----------------------------------------------------------------------------
+
+#: Keywords of keepalived.conf(5) (keepalived 2.2.7), per block, extracted from
+#: the man page's syntax listings (tests/data/man_keywords.json).
+MAN_KEYWORDS: dict[str, list[str]] = json.loads(
+    (Path(__file__).parent / "data" / "man_keywords.json").read_text()
+)
+#: Handled by the preprocessor wherever they appear.
+PREPROCESSOR_KEYWORDS = {"include_check"}
+
+
+@pytest.mark.parametrize("block", sorted(MAN_KEYWORDS))
+def test_every_man_page_keyword_is_known(block: str) -> None:
+    """Parsed into the model or listed in grammar.UNSUPPORTED: never 'unknown keyword'."""
+    grammar = build_registry().grammar()
+    spec = grammar.block("real_server" if block == "real_server_checkers" else block)
+    missing = [
+        k for k in MAN_KEYWORDS[block] if spec.lookup(k) is None and k not in PREPROCESSOR_KEYWORDS
+    ]
+    assert missing == []
+
+
+def test_unsupported_keywords_are_notices_not_failures() -> None:
+    text = (
+        "global_defs {\n enable_snmp_vrrp\n vmac_prefix vr\n}\n"
+        "bfd_instance b1 {\n neighbor_ip 192.0.2.9\n}\n"
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 5\n vrf red\n"
+        " virtual_ipaddress {\n 192.0.2.1\n }\n}\n"
+    )
+    result = load_text(text, name="u.conf")
+    assert not result.diagnostics.failing
+    notices = [d for d in result.diagnostics.items if d.severity is Severity.NOTICE]
+    lines_ = sorted(d.place.line for d in notices if "not supported by pykeepalived" in d.message)
+    assert lines_ == [2, 3, 5, 11]
+
+
+@pytest.mark.parametrize(
+    "block", ["global_defs", "vrrp_instance", "virtual_server", "real_server", "top"]
+)
+def test_unsupported_lists_only_real_keepalived_keywords(block: str) -> None:
+    """grammar.UNSUPPORTED holds keepalived keywords, not typos of ours."""
+    from pykeepalived.core.config.grammar import UNSUPPORTED
+
+    known = (
+        set(MAN_KEYWORDS.get(block, []))
+        | set(MAN_KEYWORDS["vrrp_instance"])
+        | set(MAN_KEYWORDS["global_defs"])
+    )
+    # keepalived keywords the man page only mentions in prose or that 2.2.7 accepts silently
+    extra = {
+        "vrrp_startup_delay_ignored",
+        "smtp_alert_checker_hosts",
+        "vrrp_ipvs_sync",
+        "vrrp_fault_on_missing_interface",
+        "vrrp_track_process_block",
+        "instance",
+        "use_pid_dir",
+        "linkbeat_use_polling",
+        "child_wait_time",
+        "network_namespace",
+        "net_namespace",
+        "net_namespace_ipvs",
+        "namespace_with_ipsets",
+        "vrrp_nftables",
+        "lvs_sync_daemon_interface",
+        "mcast_src_ip_unicast",
+        "vrrp_skip_check_adv_addr",
+        "vmac_xmit_base_ipv6",
+        "version_check",
+        "vrrp_owner_ignore_max_auto_priority",
+        "local_address_mutated",
+        "BFD_CHECK",
+    }
+    assert set(UNSUPPORTED.get(block, {})) - known - extra == set()
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("vrrp_instance V {\n interface eth0\n virtual_router_id 0\n}\n", "virtual_router_id"),
+        ("vrrp_instance V {\n interface eth0\n virtual_router_id 256\n}\n", "virtual_router_id"),
+        ("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 0\n}\n", "priority"),
+        (
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 256\n}\n",
+            "priority",
+        ),
+        (
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n track_interface {\n eth1 weight 254\n }\n}\n",
+            "-253..253",
+        ),
+        (
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n track_interface {\n eth1 weight -254\n }\n}\n",
+            "-253..253",
+        ),
+    ],
+)
+def test_ranges_from_man_page(text: str, fragment: str) -> None:
+    errors = load_text(text).diagnostics.errors
+    assert any(fragment in str(d) for d in errors), errors
+
+
+def test_range_edges_accepted() -> None:
+    text = (
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 255\n priority 254\n"
+        " track_interface {\n eth1 weight 253\n eth2 weight -253 reverse\n }\n"
+        " virtual_ipaddress {\n 192.0.2.1\n }\n}\n"
+    )
+    result = load_text(text)
+    assert not result.diagnostics.failing
+    [vi] = result.config.vrrp_instances
+    assert [(r.name, r.weight, r.reverse) for r in vi.tracks] == [
+        ("eth1", 253, False),
+        ("eth2", -253, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "version,given,expected,warned",
+    [
+        (2, "1", 1.0, False),
+        (2, "0.5", 1.0, True),
+        (2, "2.4", 2.0, True),
+        (3, "0.5", 0.5, False),
+        (3, "0.123", 0.12, False),
+        (3, "50", 40.95, True),
+    ],
+)
+def test_advert_int_rules(version: int, given: str, expected: float, warned: bool) -> None:
+    text = f"vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n version {version}\n advert_int {given}\n virtual_ipaddress {{\n 192.0.2.1\n }}\n}}\n"
+    result = load_text(text)
+    [vi] = result.config.vrrp_instances
+    assert vi.advert_int == expected
+    assert bool(result.diagnostics.warnings) == warned
+
+
+def test_man_page_defaults() -> None:
+    cfg = load_text(
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n}\nvirtual_server 192.0.2.1 80 {\n persistence_timeout\n}\n"
+    ).config
+    gd = cfg.global_defs
+    assert (gd.vrrp_version, gd.vrrp_garp_master_delay, gd.vrrp_garp_master_repeat) == (2, 5, 5)
+    assert (
+        gd.vrrp_garp_master_refresh,
+        gd.vrrp_garp_master_refresh_repeat,
+        gd.smtp_connect_timeout,
+    ) == (0, 1, 30)
+    assert gd.default_interface == "eth0"
+    [vi] = cfg.vrrp_instances
+    assert (vi.state, vi.priority, vi.advert_int, vi.preempt, vi.preempt_delay) == (
+        "BACKUP",
+        100,
+        1,
+        True,
+        0,
+    )
+    assert vi.down_timer_adverts == 3 and vi.garp_master_delay == 5
+    [vs] = cfg.virtual_servers
+    assert (vs.lb_algo, vs.lb_kind, vs.protocol, vs.delay_loop, vs.persistence_timeout) == (
+        "wlc",
+        "NAT",
+        "TCP",
+        60,
+        360,
+    )

@@ -146,6 +146,15 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "fifo_write_vrrp_states_on_reload",
             "vrrp_startup_delay_ignored",
             "smtp_alert_checker_hosts",
+            "disable_local_igmp",
+            "nftables_ipvs",
+            "nftables_ipvs_priority",
+            "nftables_ipvs_start_fwmark",
+            "process_monitor_rcv_bufs",
+            "process_monitor_rcv_bufs_force",
+            "vmac_prefix",
+            "vmac_addr_prefix",
+            "vrrp_notify_priority_changes",
         )
     },
     "vrrp_instance": {
@@ -166,6 +175,10 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "version_check",
             "promote_secondaries",
             "track_src_ip",
+            "garp_extra_if",
+            "linkbeat_use_polling",
+            "use_ipvlan",
+            "vrf",
         )
     },
     "virtual_server": {
@@ -177,7 +190,17 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "sh-fallback",
             "mh-port",
             "mh-fallback",
+            "snmp_name",
         )
+    },
+    "real_server": {k: "no effect in pykeepalived" for k in ("snmp_name", "BFD_CHECK")},
+    "vrrp_sync_group": {
+        k: "no effect in pykeepalived" for k in ("notify_priority_changes", "track_bfd")
+    },
+    # Top-level blocks keepalived knows that pykeepalived does not implement.
+    "top": {
+        k: "not implemented by pykeepalived"
+        for k in ("bfd_instance", "garp_group", "linkbeat_interfaces", "track_group")
     },
 }
 
@@ -536,6 +559,8 @@ def core_grammar() -> Grammar:
     gd = BlockSpec("global_defs", model=m.GlobalDefs)
     g.blocks["global_defs"] = gd
     gd.add(Kw("router_id", string, 1, 1))
+    gd.add(Kw("default_interface", string, 1, 1))
+    gd.add(Kw("no_email_faults", flag, 0, 1))
     gd.add(_items("notification_email", parse_email, None))
     gd.add(Kw("notification_email_from", string, 1, 1))
     gd.add(Kw("smtp_server", _smtp_server, 1, 2))
@@ -607,6 +632,7 @@ def core_grammar() -> Grammar:
     vi.add(Kw("unicast_src_ip", ip, 1, 1))
     vi.add(_items("unicast_peer", parse_unicast_peer, {"min_ttl": 1, "max_ttl": 1}))
     vi.add(Kw("mcast_src_ip", ip, 1, 1))
+    vi.add(Kw("mcast_dst_ip", ip, 1, 1))
     vi.add(Kw("check_unicast_src", flag, 0, 1))
     vi.add(Kw("dont_track_primary", flag, 0, 1))
     vi.add(track_block_kw("track_interface", "interface"))
@@ -665,6 +691,8 @@ def core_grammar() -> Grammar:
     sg.add(track_block_kw("track_interface", "interface"))
     sg.add(Kw("smtp_alert", flag, 0, 1))
     sg.add(Kw("global_tracking", flag, 0, 1))
+    sg.add(Kw("notify_deleted", script, 1, 3))
+    _add_unsupported(sg, "vrrp_sync_group")
     sg.add(Kw("sync_group_tracking_weight", flag, 0, 1))
     _notify_kws(sg, ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"))
     top.add(
@@ -692,13 +720,15 @@ def core_grammar() -> Grammar:
     rs.add(Kw("uthreshold", integer(0, 2**31), 1, 1))
     rs.add(Kw("lthreshold", integer(0, 2**31), 1, 1))
     _common_check_kws(rs)
+    _add_unsupported(rs, "real_server")
 
     vs = BlockSpec("virtual_server", model=m.VirtualServer)
     g.blocks["virtual_server"] = vs
     vs.add(Kw("delay_loop", number(0.001, 86400), 1, 1))
     vs.add(Kw("lb_algo", _lb_algo, 1, 1, aliases=("lvs_sched",)))
     vs.add(Kw("lb_kind", _lvs_method, 1, 1, aliases=("lvs_method",)))
-    vs.add(Kw("persistence_timeout", integer(1, 2**31), 0, 1))
+    vs.add(Kw("persistence_timeout", _persistence_timeout, 0, 1))
+    vs.add(Kw("persistence_engine", string, 1, 1))
     vs.add(Kw("persistence_granularity", string, 1, 1))
     vs.add(Kw("protocol", choice("TCP", "UDP", "SCTP"), 1, 1))
     vs.add(Kw("ops", flag, 0, 1))
@@ -752,6 +782,7 @@ def core_grammar() -> Grammar:
         entries = parse_block(node.children or [], vsg, ctx).get("items", [])
         return m.VirtualServerGroup(node.args[0], node.place, entries)
 
+    _add_unsupported(top, "top")
     top.add(
         Kw(
             "virtual_server_group",
@@ -778,6 +809,16 @@ def _common_check_kws(spec: BlockSpec) -> None:
     spec.add(Kw("warmup", number(0, 86400), 1, 1))
     spec.add(Kw("connect_timeout", number(0.001, 86400), 1, 1))
     spec.add(Kw("virtualhost", string, 1, 1))
+
+
+#: keepalived.conf(5): "persistence_timeout [<INTEGER>]", default 6 minutes.
+DEFAULT_PERSISTENCE_TIMEOUT = 360
+
+
+def _persistence_timeout(node: Node, ctx: Context) -> int:
+    if not node.args:
+        return DEFAULT_PERSISTENCE_TIMEOUT
+    return parse_int(node.args[0], 1, 2**31)
 
 
 def _keyword_itself(node: Node, ctx: Context) -> str:

@@ -22,6 +22,10 @@ from .schema import IPAddress, IPInterface, Script
 class GlobalDefs:
     place: Place = UNKNOWN_PLACE
     router_id: str | None = None
+    #: Interface of static addresses/routes without ``dev`` (keepalived.conf(5)).
+    default_interface: str = "eth0"
+    #: Do not send emails about FAULT states.
+    no_email_faults: bool = False
     notification_email: list[str] = field(default_factory=list)
     notification_email_from: str | None = None
     #: (host, port); port 25 unless given.
@@ -174,6 +178,8 @@ class VrrpInstance:
     unicast_src_ip: IPAddress | None = None
     unicast_peer: list[UnicastPeer] = field(default_factory=list)
     mcast_src_ip: IPAddress | None = None
+    #: Multicast group of this instance's adverts (default: vrrp_mcast_group4/6).
+    mcast_dst_ip: IPAddress | None = None
     check_unicast_src: bool | None = None
     dont_track_primary: bool = False
     tracks: list[TrackRef] = field(default_factory=list)
@@ -223,6 +229,7 @@ class SyncGroup:
     notify_backup: Script | None = None
     notify_fault: Script | None = None
     notify_stop: Script | None = None
+    notify_deleted: Script | None = None
     notify: Script | None = None
     global_tracking: bool = False
     sync_group_tracking_weight: bool = False
@@ -286,6 +293,7 @@ class VirtualServer:
     lb_kind: str = "NAT"
     persistence_timeout: int | None = None
     persistence_granularity: str | None = None
+    persistence_engine: str | None = None
     protocol: str = "TCP"
     ops: bool = False
     ha_suspend: bool = False
