@@ -86,7 +86,8 @@ class FileCheck(BaseCheck):
         name = self.options.track_file
         if name is None:
             return
-        for tf in config.ext.get("track_file", []) or []:
+        defined = config.ext.get("track_file") or {}
+        for tf in defined.values() if isinstance(defined, dict) else defined:
             if getattr(tf, "name", None) == name:
                 self.path = getattr(tf, "file", None)
                 if not self._weight_given:
