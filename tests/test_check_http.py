@@ -195,3 +195,30 @@ def test_plugin_import_does_not_import_aiohttp() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == "False"
+
+
+async def test_genhash_matches_keepalived_genhash(
+    http_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from pykeepalived.core.genhash import main
+
+    rc = await asyncio.to_thread(main, ["-s", "127.0.0.1", "-p", str(http_port), "-u", "/"])
+    ours = capsys.readouterr().out.strip()
+    assert rc == 0 and ours == hashlib.md5(BODY).hexdigest()
+    if shutil.which("genhash"):
+        proc = await asyncio.create_subprocess_exec(
+            "genhash",
+            "-s",
+            "127.0.0.1",
+            "-p",
+            str(http_port),
+            "-u",
+            "/",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        assert out.decode().split()[-1] == ours
+    rc = await asyncio.to_thread(main, ["-s", "127.0.0.1", "-p", "1", "-u", "/"])
+    assert rc == 1 and capsys.readouterr().err
