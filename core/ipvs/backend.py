@@ -280,6 +280,8 @@ async def _probe() -> str | None:
         return str(exc)
     except NetlinkError as exc:
         return f"IPVS netlink error: {os.strerror(exc.code)}({exc.code})"
+    except TimeoutError:
+        return "IPVS netlink did not answer"
     except OSError as exc:
         return f"no netlink socket: {exc}"
     return None
@@ -311,11 +313,15 @@ class NoIpvsBackend(NullBackend):
 
 
 async def open_backend(
-    *, flush_at_start: bool = False, flush_on_stop: FlushOnStop = FlushOnStop.NO
+    *,
+    flush_at_start: bool = False,
+    flush_on_stop: FlushOnStop = FlushOnStop.NO,
+    load_module: bool = True,
 ) -> IpvsBackend | NoIpvsBackend:
     """An :class:`IpvsBackend`, or, where the kernel has no IPVS, a
-    :class:`NoIpvsBackend`.  Both have ``apply``, ``start`` and ``stop``."""
-    reason = await available()
+    :class:`NoIpvsBackend`.  Both have ``apply``, ``start`` and ``stop``.
+    ``load_module``: try ``modprobe ip_vs`` first, as keepalived does."""
+    reason = await available(load_module=load_module)
     if reason is not None:
         return NoIpvsBackend(reason)
     return IpvsBackend(flush_at_start=flush_at_start, flush_on_stop=flush_on_stop)

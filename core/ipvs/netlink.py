@@ -11,11 +11,13 @@ All requests go through :class:`pyroute2.netlink.generic.AsyncGenericNetlinkSock
 on the caller's event loop: nothing blocks (a netlink request to IPVS is
 answered by the kernel synchronously within the send, so each await is
 short).  Errors are :class:`pyroute2.netlink.exceptions.NetlinkError` with
-``.code`` an errno.
+``.code`` an errno; a request the kernel leaves unanswered for
+REQUEST_TIMEOUT raises TimeoutError (never seen; a bound all the same).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import struct
@@ -48,6 +50,8 @@ from .table import (
     ServiceKey,
     Table,
 )
+
+REQUEST_TIMEOUT = 5.0
 
 GENL_NAME = "IPVS"
 GENL_VERSION = 1
@@ -284,7 +288,8 @@ class IpvsNetlink:
     async def __aenter__(self) -> IpvsNetlink:
         sock = AsyncGenericNetlinkSocket()
         try:
-            await sock.bind(GENL_NAME, IpvsMsg)
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await sock.bind(GENL_NAME, IpvsMsg)
         except NetlinkError as exc:
             sock.close()
             if exc.code == errno.ENOENT:
@@ -308,18 +313,20 @@ class IpvsNetlink:
 
     async def _request(self, cmd: int, attrs: list[tuple[str, Any]], flags: int = 0) -> None:
         msg = _msg(cmd, attrs)
-        response = await self._sock.nlm_request(
-            msg, msg_type=self._sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK | flags
-        )
-        async for _ in response:
-            pass
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            response = await self._sock.nlm_request(
+                msg, msg_type=self._sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK | flags
+            )
+            async for _ in response:
+                pass
 
     async def _dump(self, cmd: int, attrs: list[tuple[str, Any]]) -> list[Any]:
         msg = _msg(cmd, attrs)
-        response = await self._sock.nlm_request(
-            msg, msg_type=self._sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_DUMP
-        )
-        return [m async for m in response]
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            response = await self._sock.nlm_request(
+                msg, msg_type=self._sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_DUMP
+            )
+            return [m async for m in response]
 
     # -- reading --
 
