@@ -1,0 +1,1 @@
+"""Example pykeepalived plugin (see :mod:`pykeepalived_example.plugin`)."""
