@@ -99,7 +99,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve live status as JSON on this unix socket",
     )
     p.add_argument("-v", "--version", action="version", version=f"pykeepalived {__version__}")
+    compat = p.add_argument_group(
+        "keepalived options accepted for compatibility (no effect in pykeepalived)"
+    )
+    for short, long, metavar, what in KEEPALIVED_COMPAT_OPTIONS:
+        if metavar is None:
+            compat.add_argument(short, long, action="store_true", help=what)
+        else:
+            compat.add_argument(short, long, metavar=metavar, help=what)
     return p
+
+
+#: keepalived 2.2.7's other command-line options (``keepalived --help``):
+#: accepted so that unit files and scripts written for keepalived work.
+KEEPALIVED_COMPAT_OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
+    ("-B", "--no_bfd", None, "don't run the BFD subsystem"),
+    ("-G", "--no-syslog", None, "don't log via syslog"),
+    ("-u", "--umask", "MASK", "umask for file creation"),
+    ("-X", "--release-vips", None, "drop VIPs and VRRP routes on exit"),
+    ("-V", "--dont-release-vrrp", None, "don't remove VRRP VIPs and routes on exit"),
+    ("-I", "--dont-release-ipvs", None, "don't remove IPVS topology on exit"),
+    ("-R", "--dont-respawn", None, "don't respawn child processes"),
+    ("-r", "--vrrp_pid", "FILE", "VRRP child pid file"),
+    ("-c", "--checkers_pid", "FILE", "checkers child pid file"),
+    ("-a", "--address-monitoring", None, "report all address additions/deletions"),
+    ("-b", "--bfd_pid", "FILE", "BFD child pid file"),
+    ("-x", "--snmp", None, "enable SNMP subsystem"),
+    ("-A", "--snmp-agent-socket", "FILE", "SNMP agent socket"),
+    ("-s", "--namespace", "NAME", "run in network namespace NAME"),
+    ("-m", "--core-dump", None, "produce core dump if terminate abnormally"),
+    ("-M", "--core-dump-pattern", "PATTERN", "core dump file name pattern"),
+    ("-e", "--all-config", None, "don't load if any configuration file is missing"),
+    ("-T", "--genhash", None, "genhash mode (use the genhash tool)"),
+)
 
 
 def load_config(args: argparse.Namespace) -> tuple[LoadResult, object] | None:

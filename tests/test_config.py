@@ -793,3 +793,9 @@ def test_man_page_defaults() -> None:
         60,
         360,
     )
+
+
+def test_several_global_defs_blocks_merge() -> None:
+    text = "global_defs {\n router_id a\n script_user root\n}\nglobal_defs {\n enable_script_security\n router_id b\n}\n"
+    gd = load_text(text).config.global_defs
+    assert (gd.router_id, gd.script_user, gd.enable_script_security) == ("b", ("root", None), True)

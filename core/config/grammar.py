@@ -6,7 +6,7 @@ Checker and tracker keywords are not here: plugins add them through the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import model as m
@@ -18,12 +18,14 @@ from .schema import (
     Kw,
     build_model,
     choice,
+    construct,
     flag,
     integer,
     ip,
     ip_address,
     ip_interface,
     number,
+    parse_block,
     parse_int,
     port,
     script,
@@ -604,7 +606,7 @@ def core_grammar() -> Grammar:
     ):
         gd.add(Kw(k, script, 1, 3))
     _add_unsupported(gd, "global_defs")
-    top.add(Kw("global_defs", sub(gd), needs_block=True, block=gd))
+    top.add(Kw("global_defs", _global_defs(gd), needs_block=True, block=gd))
 
     # static addresses / routes / rules ---------------------------------------
     top.add(_items("static_ipaddress", parse_vip, _VIP_OPTIONS))
@@ -819,6 +821,24 @@ def _persistence_timeout(node: Node, ctx: Context) -> int:
     if not node.args:
         return DEFAULT_PERSISTENCE_TIMEOUT
     return parse_int(node.args[0], 1, 2**31)
+
+
+def _global_defs(spec: BlockSpec) -> Any:
+    """Every global_defs block adds to the same settings, as in keepalived:
+    a later block overrides only the keywords it sets."""
+
+    def conv(node: Node, ctx: Context) -> m.GlobalDefs:
+        previous = ctx.values.get("global_defs") if ctx.values is not None else None
+        values = parse_block(node.children, spec, ctx)
+        if not isinstance(previous, m.GlobalDefs):
+            return construct(m.GlobalDefs, values, node.place)  # type: ignore[no-any-return]
+        merged: dict[str, Any] = dict(previous.ext)
+        merged.update({f.name: getattr(previous, f.name) for f in fields(previous)})
+        del merged["ext"], merged["place"]
+        merged.update(values)
+        return construct(m.GlobalDefs, merged, previous.place)  # type: ignore[no-any-return]
+
+    return conv
 
 
 def _keyword_itself(node: Node, ctx: Context) -> str:

@@ -40,6 +40,9 @@ class Context:
 
     diag: Diagnostics
     config_id: str = ""
+    #: Values collected so far in the block being walked (global_defs merges
+    #: with an earlier global_defs block through it).
+    values: dict[str, Any] | None = None
 
     def warn(self, place: Place, msg: str) -> None:
         self.diag.warning(place, msg)
@@ -174,6 +177,15 @@ def parse_block(nodes: list[Node] | None, spec: BlockSpec, ctx: Context) -> dict
                 ctx.diag.error(node.place, f"{spec.name}: {exc}")
         values["items"] = items
         return values
+    saved, ctx.values = ctx.values, values
+    try:
+        _walk(nodes, spec, ctx, values)
+    finally:
+        ctx.values = saved
+    return values
+
+
+def _walk(nodes: list[Node], spec: BlockSpec, ctx: Context, values: dict[str, Any]) -> None:
     for node in nodes:
         kw = spec.lookup(node.keyword) if not node.quoted else None
         if kw is None:
@@ -217,7 +229,6 @@ def parse_block(nodes: list[Node] | None, spec: BlockSpec, ctx: Context) -> dict
             values.setdefault(kw.target, []).append(value)
         else:
             values[kw.target] = value
-    return values
 
 
 def build_model(spec: BlockSpec, node: Node, ctx: Context, **extra: Any) -> Any:
