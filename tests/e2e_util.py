@@ -98,6 +98,7 @@ def _noop(ctx: Ctx) -> None:
 
 
 def _add_iface(ctx: Ctx) -> None:
+    ctx.host.ip("link", "del", "trk0", check=False)
     ctx.host.ip("link", "add", "trk0", "type", "veth", "peer", "name", "trk0p")
     ctx.host.ip("link", "set", "trk0p", "up")
     ctx.host.ip("link", "set", "trk0", "up")
@@ -252,6 +253,18 @@ class Pair:
         action(self.ctx)
         wait_holder(self.hosts, self.vip, to.name, timeout, interval=0.01)
         return time.monotonic() - t0
+
+    def stop(self) -> None:
+        """Stop both daemons (SIGTERM: VIPs removed) and the tracked service."""
+        for node in (self.tracked, self.peer):
+            if node.running():
+                try:
+                    node.terminate(10)
+                except subprocess.TimeoutExpired:
+                    node.kill()
+        for proc in self.ctx.procs.values():
+            kill_quietly(proc)
+        self.ctx.procs.clear()
 
     def logs(self) -> str:
         return "\n".join(f"--- {n.label}\n{n.tail(40)}" for n in (self.tracked, self.peer))
