@@ -399,8 +399,6 @@ def test_nested_multiline_definitions_man_example(tmp_path: Path) -> None:
             assert rs.inhibit_on_failure and rs.smtp_alert and rs.weight == 1
             assert rs.notify_down is not None
             assert rs.notify_down.argv[1:3] == [f"RS_notify.i1.{n}.{i}", "DOWN"]
-    if not any(spec.lookup("MISC_CHECK") for spec in grammar.blocks.values()):
-        pytest.xfail("plugin misc_check not yet implemented (MISC_CHECK)")
     assert not result.diagnostics.errors
     for vs in vss:
         for rs in vs.real_servers:

@@ -22,9 +22,8 @@ Two things are checked for every file:
    re-measures keepalived's exit codes so this table cannot drift;
 2. meaning: the model holds what keepalived makes of the file.
 
-Tracker and checker keywords come from plugins; while a plugin is not there
-yet, the assertions needing it are xfailed with the plugin's name
-(:func:`require`).
+Tracker and checker keywords come from plugins, loaded through the real
+registry (:func:`require` fails naming the plugin if one is missing).
 """
 
 from __future__ import annotations
@@ -118,10 +117,10 @@ def _known(grammar: Grammar, keyword: str) -> bool:
 
 
 def require(grammar: Grammar, *keywords: str) -> None:
-    """xfail the test while a plugin keyword it needs is not implemented."""
-    for kw in keywords:
-        if not _known(grammar, kw):
-            pytest.xfail(f"plugin {PLUGIN_OF[kw]} not yet implemented ({kw})")
+    """The plugin keywords a fixture needs are registered (all plugins have landed:
+    a missing one is a failure, no longer an xfail)."""
+    missing = [f"{kw} (plugin {PLUGIN_OF[kw]})" for kw in keywords if not _known(grammar, kw)]
+    assert not missing, f"plugin keywords not registered: {missing}"
 
 
 def _load(name: str, grammar: Grammar) -> LoadResult:
