@@ -36,7 +36,7 @@ async def test_ping_loopback() -> None:
 
 
 @pytest.mark.skipif(not _can_ping(), reason="neither ICMP datagram nor raw sockets are allowed")
-async def test_ping_unanswered_times_out() -> None:
-    # 127.0.0.1 with an interface that has no route to it: SO_BINDTODEVICE to a missing device fails
+async def test_ping_that_cannot_be_sent_is_down() -> None:
+    # bind_if names a device that does not exist: the attempt fails, the check is down
     checker = one_checker("PING_CHECK {\n connect_timeout 0.3\n bind_if pka-nosuchdev\n}")
     assert not (await run_attempt(checker, 1)).ok

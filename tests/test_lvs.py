@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from checkhelp import lines, manager
+
 from pykeepalived.core.api import CheckResult, EventKind
 from pykeepalived.core.lvs import Forward, VirtualServerManager
 

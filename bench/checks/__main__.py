@@ -132,12 +132,21 @@ async def measure_baseline(n: int, kind: str, seconds: float) -> dict[str, float
     import random
 
     count = [0, 0]
+    loop = asyncio.get_running_loop()
 
     async def one(addr: str, port: int) -> None:
         await asyncio.sleep(random.uniform(0, 1))
         while True:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port), 3)
+                # numeric address, no resolver: the same work TCP_CHECK does
+                sock = socket.socket()
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, (addr, port)), 3)
+                except BaseException:
+                    sock.close()
+                    raise
+                reader, writer = await asyncio.open_connection(sock=sock)
                 if kind == "http":
                     writer.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
                     data = await asyncio.wait_for(reader.read(), 3)
