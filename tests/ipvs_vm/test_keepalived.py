@@ -11,14 +11,13 @@ it.  The two tables must be equal, rule for rule.
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vmhelp import ipvsadm_rules
+from vmhelp import ipvsadm_rules, start_keepalived, stop_keepalived
 
 from pykeepalived.core.config import load_text
 from pykeepalived.core.ipvs import IpvsBackend
@@ -51,31 +50,13 @@ def wait_for_table(deadline: float) -> list[str]:
 
 
 async def test_same_table_as_keepalived(web_servers: object, tmp_path: Path) -> None:
-    log = (tmp_path / "keepalived.log").open("w+")
-    keepalived = subprocess.Popen(
-        [
-            "keepalived",
-            "-n",
-            "-l",
-            "-D",
-            "-C",
-            "-f",
-            str(CONF),
-            "-p",
-            str(tmp_path / "ka.pid"),
-            "-c",
-            str(tmp_path / "ka-checkers.pid"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    keepalived, log = start_keepalived(CONF, tmp_path)
     try:
         rules = wait_for_table(time.monotonic() + 30)
         time.sleep(SETTLE)
         theirs = ipvsadm_rules()
     finally:
-        keepalived.send_signal(signal.SIGTERM)
-        keepalived.wait(timeout=20)
+        stop_keepalived(keepalived)
     log.seek(0)
     ka_log = log.read()
     assert rules == theirs, f"keepalived's table changed while settling\n{ka_log}"

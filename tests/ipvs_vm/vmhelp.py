@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+from pathlib import Path
+from typing import IO
 
 #: Real servers and VIPs live on this dummy interface (the VM has no NIC).
 DUMMY = "pka-ipvs0"
@@ -29,3 +32,16 @@ def ipvsadm_conns(service: str) -> dict[str, int]:
         if parts and parts[0] == "->" and parts[1][0].isdigit():
             conns[parts[1]] = int(parts[2])
     return conns
+
+
+def start_keepalived(conf: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], IO[str]]:
+    """keepalived's checker process only, in the foreground, logging to a file."""
+    log = (workdir / "keepalived.log").open("w+")
+    argv = ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--check"]
+    argv += ["-f", str(conf), "-p", str(workdir / "ka.pid"), "-c", str(workdir / "kac.pid")]
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def stop_keepalived(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
