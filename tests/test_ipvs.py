@@ -21,6 +21,7 @@ from pykeepalived.core.ipvs import (
     DestKey,
     FlushOnStop,
     FwdMethod,
+    IpvsBackend,
     KernelService,
     NoIpvsBackend,
     OpKind,
@@ -265,6 +266,19 @@ def test_without_ipvs_a_null_backend_says_so_once(caplog: pytest.LogCaptureFixtu
     said = [r.getMessage() for r in caplog.records if "not available" in r.getMessage()]
     assert len(said) == 1 and reason in said[0]
     assert backend.services == []
+
+
+def test_start_and_stop_never_raise(caplog: pytest.LogCaptureFixture) -> None:
+    if asyncio.run(available(load_module=False)) is None:
+        pytest.skip("this kernel has IPVS; the failure path cannot be seen here")
+    backend = IpvsBackend(flush_at_start=True, flush_on_stop=FlushOnStop.VS)
+    asyncio.run(backend.start())
+    asyncio.run(backend.stop())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "IPVS: cannot flush the table at startup: no IPVS generic netlink family (ip_vs not loaded)",
+        "IPVS: cannot clean up the table at shutdown: no IPVS generic netlink family (ip_vs not loaded)",
+    ]
 
 
 # -- the VM session -------------------------------------------------------------------------------

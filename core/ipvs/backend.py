@@ -94,10 +94,15 @@ class IpvsBackend:
         self._generation = 0
 
     async def start(self) -> None:
-        """Startup: ``lvs_flush`` empties the table (keepalived does it at start)."""
-        if self.flush_at_start:
+        """Startup: ``lvs_flush`` empties the table (keepalived does it at start).
+        Never raises: a failure is logged and the daemon carries on."""
+        if not self.flush_at_start:
+            return
+        try:
             async with self._lock, IpvsNetlink() as nl:
                 await self._flush(nl)
+        except (IpvsUnavailable, NetlinkError, TimeoutError, OSError) as exc:
+            log.error("IPVS: cannot flush the table at startup: %s", _why(exc))
 
     async def apply(self, services: list[IpvsService]) -> ApplyResult:
         """Make the kernel hold exactly ``services`` among the services we own.
@@ -118,8 +123,14 @@ class IpvsBackend:
         return result
 
     async def stop(self) -> None:
-        """Shutdown, as lvs_flush_on_stop says (call instead of ``apply([])``)."""
+        """Shutdown, as lvs_flush_on_stop says.  Never raises (logs instead)."""
         self._generation += 1
+        try:
+            await self._stop()
+        except (IpvsUnavailable, NetlinkError, TimeoutError, OSError) as exc:
+            log.error("IPVS: cannot clean up the table at shutdown: %s", _why(exc))
+
+    async def _stop(self) -> None:
         async with self._lock, IpvsNetlink() as nl:
             if self.flush_on_stop is FlushOnStop.ALL:
                 await self._flush(nl)
@@ -186,6 +197,14 @@ class IpvsBackend:
             log.debug("IPVS: %s", op)
             result.done.append(op)
         return result
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, NetlinkError):
+        return f"{os.strerror(exc.code)}({exc.code})"
+    if isinstance(exc, TimeoutError):
+        return "no answer from the kernel"
+    return str(exc)
 
 
 def _harmless(op: Op, code: int) -> bool:
