@@ -152,8 +152,27 @@ def load_config(args: argparse.Namespace) -> tuple[LoadResult, object] | None:
     return result, registry
 
 
+def _compat_used(args: argparse.Namespace) -> list[str]:
+    used = []
+    for short, long, _metavar, _what in KEEPALIVED_COMPAT_OPTIONS:
+        value = getattr(args, long.lstrip("-").replace("-", "_"), None)
+        if value not in (None, False):
+            used.append(f"{short}/{long}")
+    return used
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["genhash"]:
+        from .genhash import main as genhash_main
+
+        return genhash_main(argv[1:])
     args = build_parser().parse_args(argv)
+    for opt in _compat_used(args):
+        print(
+            f"pykeepalived: warning: keepalived option {opt} is not supported; ignored",
+            file=sys.stderr,
+        )
     if args.config_test or args.dump_conf_json:
         loaded = load_config(args)
         if loaded is None:
