@@ -84,6 +84,9 @@ class Instance:
             )
             self.auth_pass = cfg.authentication.auth_pass
         self.src = self._source_address()
+        self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
+        self._tx_cache: dict[int, list[tuple[str, bytes]]] = {}
+        self._rx_ok: dict[bytes, tuple[tuple[bytes, int | None, bytes], RxAdvert]] = {}
         self.unicast = [str(p.address) for p in cfg.unicast_peer]
         self.mcast_dst = str(
             (gd.vrrp_mcast_group6 or pk.VRRP_MCAST_V6)
@@ -146,6 +149,8 @@ class Instance:
         self._loop = loop
         if self.src is None:
             self.src = self._source_address()
+        self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
+        self._tx_cache.clear()
         self.sender = Sender(
             self.ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
         )
@@ -213,9 +218,56 @@ class Instance:
     def send_advert(self, priority: int) -> None:
         if self.sender is None:
             return
-        version = self.cfg.version or 2
+        if self.auth_type != pk.AuthType.AH:
+            # Without AH an advert depends only on the priority and the
+            # destination (pseudo-header checksum): encode it once.
+            cached = self._tx_cache.get(priority)
+            if cached is None:
+                cached = self._tx_cache[priority] = [
+                    (dst, self._encode(priority, dst)) for dst in self.unicast or [self.mcast_dst]
+                ]
+            for dst, data in cached:
+                self.sender.send(data, dst)
+            self.counters["adverts_sent"] += 1
+            if priority == 0:
+                self.counters["pri_zero_sent"] += 1
+            return
+        # AH: every advert has a new sequence number and ICV.
         adv = pk.make_advert(
-            version=version,
+            version=self.cfg.version or 2,
+            vrid=self.cfg.virtual_router_id or 1,
+            priority=priority,
+            advert_int=self.cfg.advert_int,
+            addresses=self._advert_addresses,
+            auth_type=self.auth_type,
+            auth_pass=self.auth_pass,
+            family=socket.AF_INET,
+        )
+        self.ah_seq += 1
+        self.ah_ident = self.ah_ident % 0xFFFF + 1
+        src = ipaddress.ip_address(self.src) if self.src else None
+        if not isinstance(src, ipaddress.IPv4Address):
+            return  # no IPv4 source address: nothing we could sign
+        for dst in self.unicast or [self.mcast_dst]:
+            dst_ip = ipaddress.ip_address(dst)
+            assert isinstance(dst_ip, ipaddress.IPv4Address)
+            data = pk.build_ah_packet(
+                adv,
+                src=src,
+                dst=dst_ip,
+                key=self.auth_pass,
+                seq=self.ah_seq,
+                ident=self.ah_ident,
+                unicast=bool(self.unicast),
+            )
+            self.sender.send(data, dst)
+        self.counters["adverts_sent"] += 1
+        if priority == 0:
+            self.counters["pri_zero_sent"] += 1
+
+    def _encode(self, priority: int, dst: str) -> bytes:
+        adv = pk.make_advert(
+            version=self.cfg.version or 2,
             vrid=self.cfg.virtual_router_id or 1,
             priority=priority,
             advert_int=self.cfg.advert_int,
@@ -224,39 +276,35 @@ class Instance:
             auth_pass=self.auth_pass,
             family=socket.AF_INET if self.family == 4 else socket.AF_INET6,
         )
-        targets = self.unicast or [self.mcast_dst]
-        if self.auth_type == pk.AuthType.AH:
-            self.ah_seq += 1
-            self.ah_ident = self.ah_ident % 0xFFFF + 1
-        src = ipaddress.ip_address(self.src) if self.src else None
-        for dst in targets:
-            dst_ip = ipaddress.ip_address(dst)
-            if self.auth_type == pk.AuthType.AH and isinstance(src, ipaddress.IPv4Address):
-                assert isinstance(dst_ip, ipaddress.IPv4Address)
-                data = pk.build_ah_packet(
-                    adv,
-                    src=src,
-                    dst=dst_ip,
-                    key=self.auth_pass,
-                    seq=self.ah_seq,
-                    ident=self.ah_ident,
-                    unicast=bool(self.unicast),
-                )
-            elif self.family == 6:
-                data = pk.encode_advert(adv)  # the kernel fills the checksum
-            else:
-                data = pk.encode_advert(
-                    adv, src=src, dst=dst_ip, v3_checksum_as_v2=self.cfg.v3_checksum_as_v2
-                )
-            self.sender.send(data, dst)
-        self.counters["adverts_sent"] += 1
-        if priority == 0:
-            self.counters["pri_zero_sent"] += 1
+        if self.family == 6:
+            return pk.encode_advert(adv)  # the kernel fills the checksum
+        return pk.encode_advert(
+            adv,
+            src=ipaddress.ip_address(self.src) if self.src else None,
+            dst=ipaddress.ip_address(dst),
+            v3_checksum_as_v2=self.cfg.v3_checksum_as_v2,
+        )
+
+    def update_config(self, cfg: VrrpInstance, gd: GlobalDefs) -> None:
+        """A reload kept this instance: take the new objects, drop caches."""
+        self.cfg = cfg
+        self.gd = gd
+        self._tx_cache.clear()
+        self._rx_ok.clear()
 
     def on_packet(self, pkt: RawPacket) -> None:
-        if self.src is not None and str(pkt.src) == self.src:
+        if pkt.src_raw == self._src_packed:
             return  # our own advert looped back
         self.counters["adverts_received"] += 1
+        if pkt.proto != pk.IPPROTO_AH:
+            # A master repeats the same advert every interval; one that
+            # passed every check before passes them again (the checks
+            # depend only on the packet and our configuration).
+            hit = self._rx_ok.get(pkt.src_raw)
+            if hit is not None and hit[0] == (pkt.dst_raw, pkt.ttl, pkt.payload):
+                assert self._loop is not None
+                self.run(self.fsm.advert_received(self._loop.time(), hit[1]))
+                return
         ah_ok: bool | None = None
         if pkt.proto == pk.IPPROTO_AH:
             try:
@@ -302,11 +350,12 @@ class Instance:
             self._reject(rejection.label, _rejection_text(rejection, pkt, adv))
             return
         assert self._loop is not None
-        self.run(
-            self.fsm.advert_received(
-                self._loop.time(), RxAdvert(adv.priority, pkt.src.packed, adv.advert_int)
-            )
-        )
+        rx = RxAdvert(adv.priority, pkt.src_raw, adv.advert_int)
+        if pkt.proto != pk.IPPROTO_AH:
+            if len(self._rx_ok) > 64:  # bounded: a peer per source address
+                self._rx_ok.clear()
+            self._rx_ok[pkt.src_raw] = ((pkt.dst_raw, pkt.ttl, pkt.payload), rx)
+        self.run(self.fsm.advert_received(self._loop.time(), rx))
 
     def _reject(self, reason: str, text: str) -> None:
         self.counters[f"rx_drop_{reason}"] += 1

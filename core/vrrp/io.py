@@ -17,7 +17,6 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .packet import IPPROTO_AH, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TOS, VRRP_TTL
 
@@ -29,22 +28,66 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+_MCAST_V6_PACKED = VRRP_MCAST_V6.packed
 
 
-@dataclass(frozen=True)
 class RawPacket:
-    """One received packet, before VRRP decoding."""
+    """One received packet, before VRRP decoding.
 
-    family: int  # 4 or 6
-    src: ipaddress.IPv4Address | ipaddress.IPv6Address
-    dst: ipaddress.IPv4Address | ipaddress.IPv6Address
-    ttl: int | None
-    proto: int
-    #: The whole IPv4 datagram (for AH) or the IPv6 payload.
-    datagram: bytes
-    #: The VRRP payload (after IP and AH headers).
-    payload: bytes
-    vrid: int
+    Addresses are kept as packed bytes; the :mod:`ipaddress` objects are
+    built only when asked for (a rejection message, a first advert), since
+    at hundreds of adverts per second building them for every packet is a
+    noticeable share of the receive path.
+    """
+
+    __slots__ = (
+        "_dst",
+        "_src",
+        "datagram",
+        "dst_raw",
+        "family",
+        "payload",
+        "proto",
+        "src_raw",
+        "ttl",
+        "vrid",
+    )
+
+    def __init__(
+        self,
+        family: int,
+        src_raw: bytes,
+        dst_raw: bytes,
+        ttl: int | None,
+        proto: int,
+        datagram: bytes,
+        payload: bytes,
+        vrid: int,
+    ) -> None:
+        self.family = family  # 4 or 6
+        self.src_raw = src_raw
+        self.dst_raw = dst_raw
+        self.ttl = ttl
+        self.proto = proto
+        #: The whole IPv4 datagram (for AH) or the IPv6 payload.
+        self.datagram = datagram
+        #: The VRRP payload (after IP and AH headers).
+        self.payload = payload
+        self.vrid = vrid
+        self._src: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        self._dst: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    @property
+    def src(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        if self._src is None:
+            self._src = ipaddress.ip_address(self.src_raw)
+        return self._src
+
+    @property
+    def dst(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        if self._dst is None:
+            self._dst = ipaddress.ip_address(self.dst_raw)
+        return self._dst
 
 
 Handler = Callable[[RawPacket], None]
@@ -146,8 +189,8 @@ class Receiver:
             return None
         return RawPacket(
             4,
-            ipaddress.IPv4Address(data[12:16]),
-            ipaddress.IPv4Address(data[16:20]),
+            data[12:16],
+            data[16:20],
             data[8],
             proto,
             data,
@@ -161,13 +204,13 @@ class Receiver:
         if len(data) < 2:
             return None
         ttl: int | None = None
-        dst = VRRP_MCAST_V6
+        dst = _MCAST_V6_PACKED
         for level, typ, cdata in anc:
             if level == socket.IPPROTO_IPV6 and typ == IPV6_HOPLIMIT and len(cdata) >= 4:
                 ttl = struct.unpack("@i", cdata[:4])[0]
             elif level == socket.IPPROTO_IPV6 and typ == IPV6_PKTINFO and len(cdata) >= 16:
-                dst = ipaddress.IPv6Address(cdata[:16])
-        src = ipaddress.IPv6Address(addr[0].split("%", 1)[0])
+                dst = cdata[:16]
+        src = socket.inet_pton(socket.AF_INET6, addr[0].split("%", 1)[0])
         return RawPacket(6, src, dst, ttl, IPPROTO_VRRP, data, data, data[1])
 
 

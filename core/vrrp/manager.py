@@ -121,8 +121,7 @@ class VrrpManager:
                 if cfg is None:
                     inst._event("DELETED")
             else:
-                inst.cfg = cfg
-                inst.gd = config.global_defs
+                inst.update_config(cfg, config.global_defs)
         for name, cfg in new_cfgs.items():
             if name not in self.instances:
                 self._add(cfg)
