@@ -255,6 +255,13 @@ class KaNode(Node):
             str(self.dir / "vrrp.pid"),
         ]
 
+    def start(self, config: str) -> Node:
+        # After a kill -9 the pid files remain; keepalived would refuse to
+        # start if a recycled pid in them looked alive ("already running").
+        for name in ("keepalived.pid", "vrrp.pid"):
+            (self.dir / name).unlink(missing_ok=True)
+        return super().start(config)
+
     def kill(self) -> None:
         """kill -9 the whole process group (parent and VRRP child)."""
         if self.proc is None:
@@ -264,6 +271,14 @@ class KaNode(Node):
         except ProcessLookupError:
             pass
         self.proc.wait(5)
+        # The VRRP child is reparented, not waited for by us: wait until gone.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
 
     def terminate(self, wait: float = 10.0) -> int | None:
         if not self.running():
