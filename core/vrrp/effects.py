@@ -70,6 +70,13 @@ class Netlink:
 
     def __init__(self) -> None:
         self._ipr: _IPRouteProxy | None = None
+        self._gratuitous: GratuitousSender | None = None
+
+    def gratuitous(self, dev: str, mac: bytes, addresses: Iterable[str]) -> int:
+        """GARP/NA for ``addresses`` on ``dev`` through shared sockets."""
+        if self._gratuitous is None:
+            self._gratuitous = GratuitousSender()
+        return self._gratuitous.send(dev, mac, addresses)
 
     @property
     def ipr(self) -> Any:
@@ -78,6 +85,9 @@ class Netlink:
         return self._ipr
 
     def close(self) -> None:
+        if self._gratuitous is not None:
+            self._gratuitous.close()
+            self._gratuitous = None
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
@@ -231,30 +241,103 @@ def na_packet(mac: bytes, ip6: str) -> bytes:
     return struct.pack("!BBHI", ICMPV6_NA, 0, 0, flags) + target + opt
 
 
-def send_gratuitous(dev: str, mac: bytes, addresses: Iterable[str]) -> int:
-    """Send one GARP per IPv4 and one NA per IPv6 address on ``dev``."""
-    sent = 0
-    v4 = [a for a in addresses if ":" not in a]
-    v6 = [a for a in addresses if ":" in a]
-    if v4:
-        try:
-            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as s:
+class GratuitousSender:
+    """GARP and unsolicited NA through one long-lived socket per interface.
+
+    keepalived keeps a shared gratuitous ARP/NDISC channel for the same
+    reason: closing an AF_PACKET socket waits for an RCU grace period (tens
+    of milliseconds), so a socket per burst would block the event loop for
+    seconds when hundreds of instances become MASTER together.
+    """
+
+    def __init__(self) -> None:
+        self._arp: dict[str, socket.socket] = {}
+        self._na: dict[str, tuple[socket.socket, int]] = {}
+
+    def _arp_sock(self, dev: str) -> socket.socket:
+        s = self._arp.get(dev)
+        if s is None:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+            try:
                 s.bind((dev, ETH_P_ARP))
-                for a in v4:
-                    s.send(garp_frame(mac, a))
-                    sent += 1
-        except OSError as exc:
-            log.warning("gratuitous ARP on %s failed: %s", dev, exc)
-    if v6:
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+                s.setblocking(False)
+            except OSError:
+                s.close()
+                raise
+            self._arp[dev] = s
+        return s
+
+    def _na_sock(self, dev: str) -> tuple[socket.socket, int]:
+        entry = self._na.get(dev)
+        if entry is None:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+            try:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
                 idx = socket.if_nametoindex(dev)
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
-                for a in v6:
-                    s.sendto(na_packet(mac, a), (ALL_NODES6, 0, 0, idx))
+                s.setblocking(False)
+            except OSError:
+                s.close()
+                raise
+            entry = self._na[dev] = (s, idx)
+        return entry
+
+    def send(self, dev: str, mac: bytes, addresses: Iterable[str]) -> int:
+        """Send one GARP per IPv4 and one NA per IPv6 address on ``dev``."""
+        sent = 0
+        v4 = [a for a in addresses if ":" not in a]
+        v6 = [a for a in addresses if ":" in a]
+        # A socket of an interface that went away (and maybe came back with
+        # another index) fails: drop it and retry once with a fresh one.
+        for attempt in (0, 1):
+            try:
+                s = self._arp_sock(dev) if v4 else None
+                for a in v4[sent:]:
+                    assert s is not None
+                    s.send(garp_frame(mac, a))
                     sent += 1
-        except OSError as exc:
-            log.warning("unsolicited NA on %s failed: %s", dev, exc)
-    return sent
+                break
+            except OSError as exc:
+                self._drop(self._arp, dev)
+                if attempt:
+                    log.warning("gratuitous ARP on %s failed: %s", dev, exc)
+        done6 = 0
+        for attempt in (0, 1):
+            try:
+                if v6:
+                    s6, idx = self._na_sock(dev)
+                    for a in v6[done6:]:
+                        s6.sendto(na_packet(mac, a), (ALL_NODES6, 0, 0, idx))
+                        done6 += 1
+                break
+            except OSError as exc:
+                entry = self._na.pop(dev, None)
+                if entry is not None:
+                    entry[0].close()
+                if attempt:
+                    log.warning("unsolicited NA on %s failed: %s", dev, exc)
+        return sent + done6
+
+    @staticmethod
+    def _drop(cache: dict[str, socket.socket], dev: str) -> None:
+        s = cache.pop(dev, None)
+        if s is not None:
+            s.close()
+
+    def close(self) -> None:
+        for s in self._arp.values():
+            s.close()
+        for s, _ in self._na.values():
+            s.close()
+        self._arp.clear()
+        self._na.clear()
+
+
+def send_gratuitous(dev: str, mac: bytes, addresses: Iterable[str]) -> int:
+    """One-shot :meth:`GratuitousSender.send` (opens and closes its sockets)."""
+    sender = GratuitousSender()
+    try:
+        return sender.send(dev, mac, addresses)
+    finally:
+        sender.close()

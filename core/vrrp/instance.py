@@ -20,7 +20,7 @@ from typing import Any
 from ..api import EventKind, StateEvent
 from ..config.model import GlobalDefs, VrrpInstance
 from . import packet as pk
-from .effects import Netlink, send_gratuitous
+from .effects import Netlink
 from .fsm import (
     AddVips,
     FsmParams,
@@ -428,7 +428,7 @@ class Instance:
             for dev, addrs in by_dev.items():
                 mac = self.netlink.mac(dev)
                 if mac is not None:
-                    self.counters["gratuitous_sent"] += send_gratuitous(dev, mac, addrs)
+                    self.counters["gratuitous_sent"] += self.netlink.gratuitous(dev, mac, addrs)
             if i + 1 < repeat:
                 await asyncio.sleep(interval)
 
