@@ -77,7 +77,9 @@ def main() -> int:
     if reason is not None:
         _say(f"demo needs network namespaces: {reason}")
         return 3
-    exe = shutil.which("pykeepalived") or os.path.join(os.path.dirname(sys.executable), "pykeepalived")
+    exe = shutil.which("pykeepalived") or os.path.join(
+        os.path.dirname(sys.executable), "pykeepalived"
+    )
     work = Path(tempfile.mkdtemp(prefix="pykeepalived-demo-"))
     notify_log = work / "notify.log"
     notify = work / "notify.sh"
@@ -102,12 +104,16 @@ def main() -> int:
                     stderr=subprocess.STDOUT,
                 )
 
-            _say("pykeepalived demo: three nodes on a bridge, one VIP (%s)" % VIP)
+            _say(f"pykeepalived demo: three nodes on a bridge, one VIP ({VIP})")
             for h in hosts:
                 _say(f"  {h.name}: {h.ip4:<13} priority {prios[h.name][1]}")
                 start(h)
             t = wait_holder(hosts, "h1", 15)
-            _say(f"\n[1] election: VIP on {holder(hosts)} after {t:.2f}s" if t else "\n[1] election FAILED")
+            _say(
+                f"\n[1] election: VIP on {holder(hosts)} after {t:.2f}s"
+                if t
+                else "\n[1] election FAILED"
+            )
             if t is None:
                 return _fail(work)
             time.sleep(1)
@@ -117,7 +123,11 @@ def main() -> int:
             procs["h1"].kill()
             hosts[0].link_set("eth0", False)
             t = wait_holder(hosts[1:], "h2", 10)
-            _say(f"    VIP moved to h2 in {time.monotonic() - t0:.2f}s (3 x advert_int + skew)" if t else "    FAILED")
+            _say(
+                f"    VIP moved to h2 in {time.monotonic() - t0:.2f}s (3 x advert_int + skew)"
+                if t
+                else "    FAILED"
+            )
             if t is None:
                 return _fail(work)
 
@@ -125,7 +135,11 @@ def main() -> int:
             t0 = time.monotonic()
             procs["h2"].terminate()
             t = wait_holder(hosts[1:], "h3", 10)
-            _say(f"    VIP moved to h3 in {time.monotonic() - t0:.2f}s (skew time only)" if t else "    FAILED")
+            _say(
+                f"    VIP moved to h3 in {time.monotonic() - t0:.2f}s (skew time only)"
+                if t
+                else "    FAILED"
+            )
             if t is None:
                 return _fail(work)
 

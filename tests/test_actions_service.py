@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
+
 from pykeepalived.core import hookspecs
 from pykeepalived.core.api import EventKind, StateEvent
 from pykeepalived.core.config import load_text

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pluggy
 import pytest
+
 from pykeepalived import hookimpl
 from pykeepalived.core import hookspecs
 from pykeepalived.core.api import EventKind, Notifier, StateEvent

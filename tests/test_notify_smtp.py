@@ -14,6 +14,7 @@ import pluggy
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
 from pykeepalived.core import hookspecs
 from pykeepalived.core.api import EventKind, StateEvent
 from pykeepalived.core.config import load_text

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pykeepalived.core.vrrp.fsm import (
     ALLOWED_TRANSITIONS,
     LOG_DETAIL,

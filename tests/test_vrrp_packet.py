@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pykeepalived.core.vrrp.packet import (
     AH_HEADER_LEN,
     IPPROTO_AH,

@@ -38,6 +38,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
+
 from pykeepalived import hookimpl
 from pykeepalived.core.api import EventKind, Notifier, StateEvent
 from pykeepalived.core.config.model import Config
