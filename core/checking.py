@@ -337,6 +337,23 @@ async def run_attempt(checker: Checker, timeout: float) -> CheckResult:
     return result
 
 
+async def cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them.
+
+    Cancelled again until done: on Python 3.11 ``asyncio.wait_for`` inside a
+    check can swallow a cancellation that races with its inner result
+    (CPython gh-86296), and one cancel would then leave the loop running.
+    """
+    pending = set(tasks)
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("check task %s ended with %r", t.get_name(), t.exception())
+
+
 def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
@@ -399,12 +416,8 @@ class CheckScheduler:
         run.task = asyncio.get_running_loop().create_task(self._loop(run), name=name)
 
     async def stop(self) -> None:
-        tasks = [r.task for r in self._runs.values() if r.task is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        tasks = {r.task for r in self._runs.values() if r.task is not None}
+        await cancel_all(tasks)
         for run in self._runs.values():
             run.task = None
             with contextlib.suppress(Exception):

@@ -22,7 +22,6 @@ Desired-table contract (stable; the IPVS backend is written against it):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import inspect
 import ipaddress
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .api import Checker, CheckResult, EventKind, StateEvent
-from .checking import BaseCheck, CheckScheduler, resolve
+from .checking import BaseCheck, CheckScheduler, cancel_all, resolve
 from .config.model import Config, RealServer, VirtualServer, VirtualServerGroup
 from .config.schema import IPAddress
 
@@ -376,6 +375,25 @@ class VirtualServerManager:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def inherit(self, old: VirtualServerManager) -> int:
+        """Reload: real servers that exist in both configurations keep their
+        health (keepalived keeps a checked server's state across SIGHUP),
+        so a server that was down is not put back in service by a reload.
+        Returns how many real servers were carried over."""
+        before = {(vs.label, real.label): real for vs in old.virtual_servers for real in vs.reals}
+        carried = 0
+        for vs in self.virtual_servers:
+            for real in vs.reals:
+                prev = before.get((vs.label, real.label))
+                if prev is None:
+                    continue
+                real.alive = prev.alive
+                if set(prev.checkers) == set(real.checkers):
+                    real.checkers = dict(prev.checkers)
+                    real.deltas = dict(prev.deltas)
+                carried += 1
+        return carried
+
     async def start(self) -> None:
         for vs in self.virtual_servers:
             vs.quorum_up = vs.weight_sum() >= vs.quorum + vs.hysteresis
@@ -398,13 +416,16 @@ class VirtualServerManager:
         self._changed()
         self.scheduler.start()
 
-    async def stop(self) -> None:
+    async def stop(self, *, remove_services: bool = True) -> None:
+        """Stop checking.  ``remove_services=False`` (reload) leaves the IPVS
+        table as it is, so the next manager's table is applied as a diff and
+        live connections survive."""
         await self.scheduler.stop()
         if self._pusher is not None:
-            self._pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pusher
+            await cancel_all({self._pusher})
             self._pusher = None
+        if not remove_services:
+            return
         for vs in self.virtual_servers:
             for real in vs.reals:
                 log.info("Shutting down service %s from VS %s", real.label, vs.label)
@@ -429,6 +450,25 @@ class VirtualServerManager:
                 self.scheduler.resume(keys)
 
     # -- the desired table ------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, object]]:
+        """Live state of every virtual server, for the status socket."""
+        return [
+            {
+                "virtual_server": vs.label,
+                "quorum": vs.quorum,
+                "hysteresis": vs.hysteresis,
+                "quorum_up": vs.quorum_up,
+                "sorry_server_active": vs.sorry_active,
+                "suspended": vs.suspended,
+                "weight_sum": vs.weight_sum(),
+                "real_servers": [
+                    {"real_server": r.label, "alive": r.alive, "weight": r.weight}
+                    for r in vs.reals
+                ],
+            }
+            for vs in self.virtual_servers
+        ]
 
     def table(self) -> list[IpvsService]:
         out: list[IpvsService] = []

@@ -165,9 +165,9 @@ async def measure_baseline(n: int, kind: str, seconds: float) -> dict[str, float
     a0, c0, t0 = count[0], cpu(), time.monotonic()
     await asyncio.sleep(seconds)
     a1, c1, t1 = count[0], cpu(), time.monotonic()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    from pykeepalived.core.checking import cancel_all
+
+    await cancel_all(set(tasks))
     return {
         "rate": (a1 - a0) / (t1 - t0),
         "cpu": (c1 - c0) / max(1, a1 - a0),
@@ -211,21 +211,25 @@ def main() -> int:
                 if server.stdout.readline().strip() != "ready":
                     raise SystemExit("server process failed to start")
                 for which in ("pykeepalived", "asyncio"):
-                    out = subprocess.run(
-                        [
-                            sys.executable,
-                            here,
-                            "--seconds",
-                            str(args.seconds),
-                            "--one",
-                            which,
-                            str(n),
-                            kind,
-                        ],
-                        capture_output=True,
-                        text=True,
-                        timeout=args.seconds * 4 + 120,
-                    )
+                    try:
+                        out = subprocess.run(
+                            [
+                                sys.executable,
+                                here,
+                                "--seconds",
+                                str(args.seconds),
+                                "--one",
+                                which,
+                                str(n),
+                                kind,
+                            ],
+                            capture_output=True,
+                            text=True,
+                            timeout=args.seconds * 4 + 120,
+                        )
+                    except subprocess.TimeoutExpired:
+                        print(f"{which} {kind} {n}: timed out", file=sys.stderr)
+                        continue
                     if out.returncode:
                         print(out.stderr, file=sys.stderr)
                         raise SystemExit(f"{which} {kind} {n} failed")
