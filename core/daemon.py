@@ -129,6 +129,30 @@ class Daemon:
         await self.lvs.start()
         self._ha_suspend_update()
 
+    async def _reload_lvs(self) -> None:
+        """A new manager for the new virtual servers; the IPVS backend applies
+        its table as a diff against the kernel's, so nothing is flushed and
+        live connections survive.  Real servers in both configurations keep
+        their health."""
+        old = self.lvs
+        wanted = not self.args.vrrp and bool(self.config.virtual_servers)
+        if old is None:
+            if wanted:
+                await self._start_lvs()
+            return
+        if not wanted:
+            await self._stop_lvs()
+            return
+        await old.stop(remove_services=False)
+        from .lvs import VirtualServerManager
+
+        self.lvs = VirtualServerManager(
+            self.config, self.registry.checkers, backend=self.ipvs, emit=self.emit
+        )
+        self.lvs.inherit(old)
+        await self.lvs.start()
+        self._ha_suspend_update()
+
     async def _stop_lvs(self) -> None:
         if self.lvs is not None:
             await self.lvs.stop()
@@ -184,23 +208,7 @@ class Daemon:
         if self.vrrp is not None:
             self.vrrp.reload(self.config)
             await self._start_trackers()
-        if self.lvs is not None or self.config.virtual_servers:
-            # The IPVS backend applies the new table as a diff against the
-            # kernel's, so a new manager does not flush live connections.
-            if self.lvs is not None:
-                await self.lvs.stop_checks() if hasattr(self.lvs, "stop_checks") else None
-                self.lvs = None
-            if not self.args.vrrp and self.config.virtual_servers:
-                if self.ipvs is None:
-                    await self._start_lvs()
-                else:
-                    from .lvs import VirtualServerManager
-
-                    self.lvs = VirtualServerManager(
-                        self.config, self.registry.checkers, backend=self.ipvs, emit=self.emit
-                    )
-                    await self.lvs.start()
-                    self._ha_suspend_update()
+        await self._reload_lvs()
         self._hook("pykeepalived_configure", config=self.config)
         del old
 

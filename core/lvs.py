@@ -463,8 +463,7 @@ class VirtualServerManager:
                 "suspended": vs.suspended,
                 "weight_sum": vs.weight_sum(),
                 "real_servers": [
-                    {"real_server": r.label, "alive": r.alive, "weight": r.weight}
-                    for r in vs.reals
+                    {"real_server": r.label, "alive": r.alive, "weight": r.weight} for r in vs.reals
                 ],
             }
             for vs in self.virtual_servers

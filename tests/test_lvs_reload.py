@@ -1,0 +1,54 @@
+"""Reload (SIGHUP) of virtual servers: health carried over, table not flushed."""
+
+from __future__ import annotations
+
+from checkhelp import manager
+
+from pykeepalived.core.api import CheckResult
+from pykeepalived.core.lvs import VirtualServerManager
+
+DOWN = CheckResult(False)
+
+
+def conf(reals: range) -> str:
+    body = "\n".join(
+        f"  real_server 192.0.2.{20 + i} 80 {{\n    TCP_CHECK {{\n      connect_port {8000 + i}\n    }}\n  }}"
+        for i in reals
+    )
+    return f"virtual_server 192.0.2.100 80 {{\n  lb_kind DR\n{body}\n}}\n"
+
+
+def alive(m: VirtualServerManager) -> dict[str, bool]:
+    return {r.label: r.alive for vs in m.virtual_servers for r in vs.reals}
+
+
+async def test_reload_keeps_health_and_does_not_flush() -> None:
+    old, _, backend = manager(conf(range(1, 3)))
+    await old.start()
+    old.checker_result(0, 0, 0, False, DOWN)  # 192.0.2.21 fails
+    await old.settled()
+    assert alive(old) == {"[192.0.2.21]:tcp:80": False, "[192.0.2.22]:tcp:80": True}
+    await old.stop(remove_services=False)
+    pushed = len(backend.pushes)
+    assert backend.pushes[-1] != []  # the table was not emptied
+
+    new, _, _ = manager(conf(range(1, 4)))
+    new.backend = backend
+    assert new.inherit(old) == 2
+    await new.start()
+    try:
+        await new.settled()
+        # the failed server stays out of service; the added one comes in
+        assert alive(new) == {
+            "[192.0.2.21]:tcp:80": False,
+            "[192.0.2.22]:tcp:80": True,
+            "[192.0.2.23]:tcp:80": True,
+        }
+        (svc,) = backend.pushes[-1]
+        assert {str(d.address) for d in svc.destinations} == {"192.0.2.22", "192.0.2.23"}
+        assert len(backend.pushes) > pushed
+        status = new.status()
+        assert status[0]["virtual_server"] == "[192.0.2.100]:tcp:80"
+    finally:
+        await new.stop()
+    assert backend.pushes[-1] == []  # a real stop removes what we programmed
