@@ -131,7 +131,7 @@ def test_config_test_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         ),
         (("priority 150", "priority 300"), 8, "error: priority: 300 is out of range 1..255"),
         (("state MASTER", "state master"), 5, "error: state: 'master' is not one of"),
-        (("lb_kind DR", "lb_kind dr"), 20, "error: lb_kind: 'dr' is not one of NAT, DR, TUN"),
+        (("lb_kind DR", "lb_kind dr"), 20, "warning: lb_kind: unknown routing method 'dr'"),
         (("    advert_int 1\n", "    advert_int 1 priority 20\n"), 9, "same line"),
     ],
 )

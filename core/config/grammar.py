@@ -449,19 +449,40 @@ def _smtp_server(node: Node, ctx: Context) -> tuple[str, int]:
     return host, (p if p is not None else 25)
 
 
-def _lvs_method(node: Node, ctx: Context) -> str:
-    # Case-sensitive as in keepalived 2.2.7 ("unknown [nat] routing method").
-    word = node.args[0]
-    if word not in LVS_METHODS:
-        raise Invalid(f"'{node.args[0]}' is not one of {', '.join(LVS_METHODS)}")
-    return word
+def _lvs_method_or(default: str | None) -> Any:
+    """Case-sensitive as in keepalived 2.2.7, which reports an unknown
+    method ("unknown [nat] routing method") and keeps the default; so do we
+    (a warning: ``-t`` fails, the daemon runs)."""
+
+    def conv(node: Node, ctx: Context) -> str | None:
+        word = node.args[0]
+        if word not in LVS_METHODS:
+            keep = f"keeping {default}" if default else "keeping the virtual server's"
+            ctx.warn(
+                node.place,
+                f"{node.keyword}: unknown routing method '{word}' (one of "
+                f"{', '.join(LVS_METHODS)}, case-sensitive); {keep}",
+            )
+            return default
+        return word
+
+    return conv
+
+
+_lvs_method = _lvs_method_or("NAT")
 
 
 def _lb_algo(node: Node, ctx: Context) -> str:
-    # Case-sensitive as in keepalived 2.2.7 ("Invalid lvs_scheduler 'RR'").
+    # Case-sensitive as in keepalived 2.2.7 ("Invalid lvs_scheduler 'RR'"),
+    # which then keeps its default scheduler.
     word = node.args[0]
     if word not in LVS_SCHEDULERS:
-        raise Invalid(f"'{node.args[0]}' is not a scheduler ({', '.join(LVS_SCHEDULERS)})")
+        ctx.warn(
+            node.place,
+            f"{node.keyword}: invalid scheduler '{word}' (one of "
+            f"{', '.join(LVS_SCHEDULERS)}); keeping wlc",
+        )
+        return "wlc"
     return word
 
 
@@ -718,7 +739,7 @@ def core_grammar() -> Grammar:
     rs.add(Kw("notify_up", script, 1, 3))
     rs.add(Kw("notify_down", script, 1, 3))
     rs.add(Kw("smtp_alert", flag, 0, 1))
-    rs.add(Kw("lvs_method", _lvs_method, 1, 1))
+    rs.add(Kw("lvs_method", _lvs_method_or(None), 1, 1))
     rs.add(Kw("uthreshold", integer(0, 2**31), 1, 1))
     rs.add(Kw("lthreshold", integer(0, 2**31), 1, 1))
     _common_check_kws(rs)
@@ -742,7 +763,7 @@ def core_grammar() -> Grammar:
     vs.add(Kw("quorum_down", script, 1, 3))
     vs.add(Kw("sorry_server", _sorry_server, 1, 2))
     vs.add(Kw("sorry_server_inhibit", flag, 0, 1))
-    vs.add(Kw("sorry_server_lvs_method", _lvs_method, 1, 1))
+    vs.add(Kw("sorry_server_lvs_method", _lvs_method_or(None), 1, 1))
     vs.add(Kw("inhibit_on_failure", flag, 0, 1))
     vs.add(Kw("smtp_alert", flag, 0, 1))
     vs.add(Kw("lb_flags", words, 1, None, field="sched_flags"))
