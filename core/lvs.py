@@ -131,6 +131,8 @@ class NullBackend:
 
 #: IPVS weights are 0..65535 (keepalived's real_weight clamps to this range).
 IPVS_WEIGHT_MAX = 65535
+#: Minimum seconds between two pushes of the table to the backend.
+PUSH_INTERVAL = 0.05
 #: Expanding a virtual_server_group range or prefix stops here.
 MAX_GROUP_ADDRESSES = 65536
 
@@ -178,8 +180,16 @@ class VirtualServerState:
     sorry_active: bool = False
     suspended: bool = False
 
+    #: Sum of the weights of live real servers, kept up to date by the
+    #: manager (a VS may have thousands of real servers; results arrive
+    #: thousands a second).
+    live_weight: int = 0
+
+    def recompute_weight(self) -> None:
+        self.live_weight = sum(r.weight for r in self.reals if r.alive)
+
     def weight_sum(self) -> int:
-        return sum(r.weight for r in self.reals if r.alive)
+        return self.live_weight
 
 
 class VirtualServerManager:
@@ -382,8 +392,8 @@ class VirtualServerManager:
         Returns how many real servers were carried over."""
         before = {(vs.label, real.label): real for vs in old.virtual_servers for real in vs.reals}
         carried = 0
-        for vs in self.virtual_servers:
-            for real in vs.reals:
+        for vi, vs in enumerate(self.virtual_servers):
+            for ri, real in enumerate(vs.reals):
                 prev = before.get((vs.label, real.label))
                 if prev is None:
                     continue
@@ -391,11 +401,17 @@ class VirtualServerManager:
                 if set(prev.checkers) == set(real.checkers):
                     real.checkers = dict(prev.checkers)
                     real.deltas = dict(prev.deltas)
+                    # the new checks start from the verdicts they inherit
+                    for ci, up in real.checkers.items():
+                        run = self.scheduler.run_for((vi, ri, ci))
+                        if run is not None:
+                            run.is_up, run.has_run = up, True
                 carried += 1
         return carried
 
     async def start(self) -> None:
         for vs in self.virtual_servers:
+            vs.recompute_weight()
             vs.quorum_up = vs.weight_sum() >= vs.quorum + vs.hysteresis
             if not vs.quorum_up and vs.conf.sorry_server is not None:
                 threshold = vs.quorum - vs.hysteresis
@@ -522,6 +538,9 @@ class VirtualServerManager:
             wanted = self._wanted
             await self._apply(self.table())
             self._pushed = wanted
+            # One push per PUSH_INTERVAL at most: a storm of results (startup
+            # of thousands of checks) becomes a few table pushes.
+            await asyncio.sleep(PUSH_INTERVAL)
 
     async def _apply(self, services: list[IpvsService]) -> None:
         try:
@@ -552,6 +571,8 @@ class VirtualServerManager:
         real = vs.reals[ri]
         was_up = real.checkers.get(ci, True)
         old_weight = real.weight
+        before = (real.alive, old_weight, vs.sorry_active, vs.quorum_up)
+        vs.live_weight -= old_weight if real.alive else 0
         if up and result.weight is not None:
             real.deltas[ci] = result.weight - real.conf.weight
         new_weight = real.weight
@@ -572,8 +593,10 @@ class VirtualServerManager:
             # keepalived notifies the first verdict of an alpha checker even
             # when it does not change the real server's state.
             self._rs_event(vs, real)
+        vs.live_weight += real.weight if real.alive else 0
         self._update_quorum(vs)
-        self._changed()
+        if (real.alive, real.weight, vs.sorry_active, vs.quorum_up) != before:
+            self._changed()
 
     def _set_alive(self, vs: VirtualServerState, real: RealServerState, alive: bool) -> None:
         if alive:

@@ -177,7 +177,7 @@ async def test_ssl_get_with_and_without_ca(cert: tuple[Path, Path]) -> None:
         # with a CA the chain is verified: our self-signed cert passes ...
         m = VirtualServerManager(
             config(
-                f"SSL {{\n ca {crt}\n}}\nvirtual_server 192.0.2.100 443 {{\n real_server 127.0.0.1 {port} {{\n"
+                f"SSL {{\n ca {crt}\n}}\nvirtual_server 192.0.2.100 443 {{\n protocol TCP\n real_server 127.0.0.1 {port} {{\n"
                 "  SSL_GET {\n   connect_timeout 1\n   url {\n    path /\n   }\n  }\n }\n}\n"
             ),
             __import__("checkhelp").registry().checkers,

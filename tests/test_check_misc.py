@@ -63,6 +63,7 @@ async def test_dynamic_weight_reaches_table(
     path = script(tmp_path, "exit 7")
     m, _, _ = manager(
         f"""virtual_server 192.0.2.100 80 {{
+  protocol TCP
   delay_loop 0.1
   real_server 192.0.2.21 80 {{
     weight 3

@@ -68,6 +68,7 @@ async def test_down_after_retries_then_recovery(caplog: pytest.LogCaptureFixture
     srv, port = await listener()
     m, events, _ = manager(
         f"""virtual_server 192.0.2.100 80 {{
+  protocol TCP
   delay_loop 0.1
   real_server 127.0.0.1 {port} {{
     TCP_CHECK {{
@@ -124,9 +125,9 @@ async def test_identical_checks_run_once_for_all_virtual_servers() -> None:
     }}
   }}"""
     m, _, _ = manager(
-        f"virtual_server 192.0.2.100 80 {{\n delay_loop 0.05\n {block}\n}}\n"
-        f"virtual_server 192.0.2.101 80 {{\n delay_loop 0.05\n {block}\n}}\n"
-        f"virtual_server 192.0.2.102 80 {{\n delay_loop 0.05\n alpha\n {block}\n}}\n"
+        f"virtual_server 192.0.2.100 80 {{\n protocol TCP\n delay_loop 0.05\n {block}\n}}\n"
+        f"virtual_server 192.0.2.101 80 {{\n protocol TCP\n delay_loop 0.05\n {block}\n}}\n"
+        f"virtual_server 192.0.2.102 80 {{\n protocol TCP\n delay_loop 0.05\n alpha\n {block}\n}}\n"
     )
     # the alpha one differs in behaviour, so it is its own check
     assert len(m.scheduler.runs) == 2

@@ -19,7 +19,9 @@ def three(extra: str = "", rs_extra: str = "") -> str:
         f"  real_server 192.0.2.{20 + i} 80 {{\n    {rs_extra}\n    TCP_CHECK {{\n connect_port {8000 + i}\n }}\n  }}"
         for i in range(1, 4)
     )
-    return f"virtual_server 192.0.2.100 80 {{\n  lb_kind DR\n  {extra}\n{reals}\n}}\n"
+    return (
+        f"virtual_server 192.0.2.100 80 {{\n protocol TCP\n  lb_kind DR\n  {extra}\n{reals}\n}}\n"
+    )
 
 
 def dests(m: VirtualServerManager) -> dict[str, int]:
@@ -148,6 +150,7 @@ async def test_dynamic_weight_and_weight_sum(caplog: pytest.LogCaptureFixture) -
 async def test_several_checkers_all_must_pass() -> None:
     m, _, _ = manager(
         """virtual_server 192.0.2.100 80 {
+  protocol TCP
   real_server 192.0.2.21 80 {
     TCP_CHECK {
       connect_port 1
@@ -183,6 +186,7 @@ virtual_server group web {
   }
 }
 virtual_server fwmark 9 {
+  protocol TCP
   lb_algo rr
   persistence_timeout 300
   real_server 2001:db8::21 80 {

@@ -106,7 +106,9 @@ async def measure_pykeepalived(n: int, kind: str, seconds: float) -> dict[str, f
         else "HTTP_GET {\n connect_timeout 3\n url {\n path /\n }\n}"
     )
     reals = "\n".join(f"real_server {a} {p} {{\n{block}\n}}" for a, p in endpoints(n))
-    text = f"virtual_server 192.0.2.100 80 {{\n delay_loop 1\n warmup 1\n{reals}\n}}\n"
+    text = (
+        f"virtual_server 192.0.2.100 80 {{\n protocol TCP\n delay_loop 1\n warmup 1\n{reals}\n}}\n"
+    )
     res = load_text(text, grammar=reg.grammar())
     assert not res.diagnostics.errors, res.diagnostics.errors[:3]
     import logging
