@@ -797,3 +797,17 @@ def test_several_global_defs_blocks_merge() -> None:
     text = "global_defs {\n router_id a\n script_user root\n}\nglobal_defs {\n enable_script_security\n router_id b\n}\n"
     gd = load_text(text).config.global_defs
     assert (gd.router_id, gd.script_user, gd.enable_script_security) == ("b", ("root", None), True)
+
+
+def test_address_owner_initial_state() -> None:
+    """keepalived: priority 255 without `state` starts MASTER; an explicit
+    `state BACKUP` is kept (it then waits like any backup)."""
+    from pykeepalived.core.config import load_text
+
+    base = "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 5\n priority {p}\n {s}\n virtual_ipaddress {{\n  192.0.2.1\n }}\n}}\n"
+    owner = load_text(base.format(p=255, s=""))
+    assert owner.config.vrrp_instances[0].state == "MASTER"
+    explicit = load_text(base.format(p=255, s="state BACKUP"))
+    assert explicit.config.vrrp_instances[0].state == "BACKUP"
+    plain = load_text(base.format(p=100, s=""))
+    assert plain.config.vrrp_instances[0].state == "BACKUP"

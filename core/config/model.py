@@ -161,7 +161,9 @@ class TrackRef:
 class VrrpInstance:
     name: str
     place: Place = UNKNOWN_PLACE
-    state: str = "BACKUP"
+    #: As configured; "" (not given) becomes MASTER for an address owner
+    #: (priority 255) and BACKUP otherwise, as keepalived decides.
+    state: str = ""
     interface: str | None = None
     virtual_router_id: int | None = None
     priority: int = 100

@@ -63,6 +63,10 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
 
 def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
     tag = f"({vi.name})"
+    if not vi.state:
+        # keepalived: an address owner without a configured state starts as
+        # MASTER; with an explicit "state BACKUP" it waits like any backup.
+        vi.state = "MASTER" if vi.priority == 255 else "BACKUP"
     if vi.virtual_router_id is None:
         diag.error(vi.place, f"{tag} the virtual router id must be set")
     if vi.interface is None and not vi.unicast_peer:
@@ -109,11 +113,6 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
             auth.auth_pass = auth.auth_pass[:8]
         if auth.auth_type == "NONE":
             diag.error(auth.place, f"{tag} authentication block without auth_type")
-    if vi.priority == 255 and vi.state != "MASTER":
-        diag.notice(
-            vi.place, f"{tag} priority 255 means address owner; setting initial state MASTER"
-        )
-        vi.state = "MASTER"
     if vi.priority == 255:
         for ref in vi.tracks:
             if ref.weight not in (None, 0):
