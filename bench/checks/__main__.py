@@ -248,7 +248,9 @@ def main() -> int:
             f"{r['rss'] / 1024:>13.1f} {int(r['fails']):>7}"
         )
     print(
-        f"\n{os.cpu_count()} CPUs; delay_loop 1 s, so 'want/s' checks per second keep up with the schedule."
+        f"\n{os.cpu_count()} CPUs; delay_loop 1 s, so 'want/s' checks per second keep up with the schedule;\n"
+        "a lower rate is the CPU ceiling of one event loop (failures there are checks that timed out\n"
+        "in an overloaded loop).  keepalived's default delay_loop of 60 s needs N/60 checks per second."
     )
     print(
         "keepalived's checker is not measured: it needs IPVS (ip_vs kernel module) to run its checkers."
