@@ -45,6 +45,8 @@ class Daemon:
 
         self.netlink = Netlink()
         self.vrrp: Any = None
+        self.vrrp_thread: Any = None
+        self._main_loop: asyncio.AbstractEventLoop | None = None
         self.trackers: Any = None
         self.events: Any = None
         self.lvs: Any = None
@@ -59,10 +61,15 @@ class Daemon:
         if self.lvs is not None and event.kind.value == "INSTANCE":
             self._ha_suspend_update()
 
+    def _emit_from_vrrp(self, event: StateEvent) -> None:
+        """Called on the VRRP thread: hand the event to the main loop."""
+        if self._main_loop is not None and not self._main_loop.is_closed():
+            self._main_loop.call_soon_threadsafe(self.emit, event)
+
     def _ha_suspend_update(self) -> None:
         if self.vrrp is None or self.lvs is None:
             return
-        master = any(i.state.value == "MASTER" for i in self.vrrp.instances.values())
+        master = any(i.state.value == "MASTER" for i in list(self.vrrp.instances.values()))
         setter = getattr(self.lvs, "set_vrrp_master", None)
         if setter is not None:
             setter(master)
@@ -73,17 +80,22 @@ class Daemon:
         await self._start_events()
         self._hook("pykeepalived_configure", config=self.config)
         if not self.args.check:
+            from .loopthread import LoopThread
             from .vrrp.manager import VrrpManager
 
-            self.vrrp = VrrpManager(self.netlink, self.emit)
-            self.vrrp.start(self.config, loop)
+            # The VRRP engine gets a loop of its own: see core/loopthread.py.
+            self._main_loop = loop
+            self.vrrp_thread = LoopThread("vrrp")
+            self.vrrp_thread.start()
+            self.vrrp = VrrpManager(self.netlink, self._emit_from_vrrp)
+            await self.vrrp_thread.call(self.vrrp.start, self.config, self.vrrp_thread.loop)
             await self._start_trackers()
         if not self.args.vrrp and self.config.virtual_servers:
             await self._start_lvs()
         if self.args.status_socket:
             from .status import StatusServer
 
-            self.status_server = StatusServer(self.args.status_socket, self.status)
+            self.status_server = StatusServer(self.args.status_socket, self.status_async)
             await self.status_server.start()
 
     async def _start_events(self) -> None:
@@ -115,7 +127,7 @@ class Daemon:
         verdict = self.trackers.verdict(name)
         if verdict is None:
             return
-        self.vrrp.apply_tracking(name, verdict.priority, verdict.fault)
+        self.vrrp_thread.call_soon(self.vrrp.apply_tracking, name, verdict.priority, verdict.fault)
 
     async def _start_lvs(self) -> None:
         from .ipvs import open_backend
@@ -167,7 +179,8 @@ class Daemon:
             if asyncio.iscoroutine(res):
                 await res
         if self.vrrp is not None:
-            self.vrrp.stop()
+            await self.vrrp_thread.call(self.vrrp.stop)
+            self.vrrp_thread.stop()
         await self._stop_lvs()
         self._hook("pykeepalived_unconfigure", config=self.config)
         if self.events is not None:
@@ -206,7 +219,7 @@ class Daemon:
                 await asyncio.wait_for(self.events.close(), SHUTDOWN_TIMEOUT)
             await self._start_events()
         if self.vrrp is not None:
-            self.vrrp.reload(self.config)
+            await self.vrrp_thread.call(self.vrrp.reload, self.config)
             await self._start_trackers()
         await self._reload_lvs()
         self._hook("pykeepalived_configure", config=self.config)
@@ -226,13 +239,20 @@ class Daemon:
                 log.exception("plugin %s: %s failed", impl.plugin_name, name)
 
     # -- status ---------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    async def status_async(self) -> dict[str, Any]:
+        """The status, with the VRRP part read on the VRRP thread."""
+        vrrp: list[dict[str, Any]] = []
+        if self.vrrp is not None and self.vrrp_thread is not None:
+            vrrp = await self.vrrp_thread.call(self.vrrp.status)
+        return self.status(vrrp)
+
+    def status(self, vrrp: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "pid": os.getpid(),
             "uptime": round(time.time() - self.started, 3),
             "config_files": self.config.files,
             "plugins": self.registry.plugin_names(),
-            "vrrp_instances": self.vrrp.status() if self.vrrp is not None else [],
+            "vrrp_instances": vrrp if vrrp is not None else [],
         }
         if self.lvs is not None and hasattr(self.lvs, "status"):
             out["virtual_servers"] = self.lvs.status()
@@ -241,9 +261,15 @@ class Daemon:
         return out
 
     def write_status(self) -> None:
+        task = asyncio.ensure_future(self._write_status())
+        self._hook_tasks.add(task)
+        task.add_done_callback(self._hook_tasks.discard)
+
+    async def _write_status(self) -> None:
+        data = await self.status_async()
         try:
             with open(STATUS_FILE, "w") as fh:
-                json.dump(self.status(), fh, indent=2, default=str)
+                json.dump(data, fh, indent=2, default=str)
             log.info("Status written to %s", STATUS_FILE)
         except OSError as exc:
             log.error("cannot write %s: %s", STATUS_FILE, exc)

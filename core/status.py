@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
 class StatusServer:
-    def __init__(self, path: str, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        path: str,
+        snapshot: Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]],
+    ) -> None:
         self.path = path
         self.snapshot = snapshot
         self._server: asyncio.AbstractServer | None = None
@@ -29,7 +34,10 @@ class StatusServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(json.dumps(self.snapshot(), default=str).encode() + b"\n")
+            data = self.snapshot()
+            if inspect.isawaitable(data):
+                data = await data
+            writer.write(json.dumps(data, default=str).encode() + b"\n")
             await writer.drain()
         finally:
             writer.close()

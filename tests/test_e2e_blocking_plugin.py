@@ -1,0 +1,96 @@
+"""A plugin that blocks its event loop does not stop adverts.
+
+The VRRP engine runs on a loop of its own (core/loopthread.py); a tracker
+plugin calling ``time.sleep`` (or any blocking I/O) in ``run()`` stalls the
+plugins' loop only.  Before that split, such a plugin left 1.9 s gaps
+between adverts at advert_int 1.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from e2e_util import capture_adverts, fake_distribution, gaps, render, with_env
+from vrrp_helpers import PyNode, wait_holder
+
+from pykeepalived.core.lab import Lab
+
+BLOCKING_PLUGIN = textwrap.dedent(
+    '''
+    """A tracker that blocks the event loop for 1.8 s at a time."""
+    from __future__ import annotations
+
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from pykeepalived import hookimpl
+    from pykeepalived.core.api import Tracker, TrackStatus
+    from pykeepalived.core.config.grammar import track_block_kw
+    from pykeepalived.core.config.schema import BlockSpec, Kw
+
+
+    class Blocking(Tracker):
+        family = "e2e_block"
+        config_key = "e2e_block"
+        value_based = False
+
+        async def run(self) -> None:
+            self.report(TrackStatus(up=True))
+            while True:
+                print("e2e tracker blocking", flush=True)
+                time.sleep(1.8)  # the bug under test: blocks its loop
+                await asyncio.sleep(0.05)
+
+
+    def _definition(node, ctx):
+        return SimpleNamespace(name=node.args[0])
+
+
+    @hookimpl
+    def pykeepalived_register_keywords(grammar):
+        grammar.add(
+            "top",
+            Kw("e2e_block", _definition, 1, 1, block=BlockSpec("e2e_block"),
+               needs_block=True, multiple=True),
+        )
+        grammar.add("vrrp_instance", track_block_kw("track_e2e_block", "e2e_block"))
+
+
+    @hookimpl
+    def pykeepalived_register_trackers():
+        return {"e2e_block": Blocking}
+    '''
+)
+
+
+def test_blocking_plugin_does_not_delay_adverts(lab: type[Lab], tmp_path: Path) -> None:
+    net = lab(2)
+    h1, h2 = net.hosts
+    plugin = fake_distribution(
+        tmp_path / "plugin",
+        "pka_e2e_block",
+        BLOCKING_PLUGIN,
+        "[pykeepalived]\ne2e_block = pka_e2e_block\n",
+    )
+    master = PyNode(h1, tmp_path, "master")
+    backup = PyNode(h2, tmp_path, "backup")
+    with_env(master, {"PYTHONPATH": str(plugin)})
+    defs = "e2e_block anything {\n}\n"
+    track = "    track_e2e_block {\n        anything weight 0\n    }\n"
+    master.start(render("master", priority=150, state="MASTER", defs=defs, track=track))
+    backup.start(render("backup", priority=100))
+    try:
+        wait_holder(net.hosts, "192.0.2.100", "h1", 15)
+        backup.wait_log("Entering BACKUP STATE", 10)
+        adverts = capture_adverts(h2, h1.ip4, 5.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{master.tail()}\n{backup.tail()}") from None
+    g = gaps(adverts)
+    print(
+        f"\nadverts in 5 s: {len(adverts)}, gaps min {min(g, default=0):.3f}s max {max(g, default=0):.3f}s"
+    )
+    assert len(adverts) >= 4, master.tail()
+    assert max(g) < 1.3, (g, master.tail())
+    assert backup.count("Entering MASTER STATE", since_mark=False) == 0, backup.tail()
