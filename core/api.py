@@ -10,6 +10,7 @@ methods that the core calls in the same isolated way.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from abc import ABC, abstractmethod
@@ -68,8 +69,16 @@ class Checker(ABC):
 
     @property
     def identity(self) -> tuple[Any, ...]:
-        """Checks with equal identities run once and feed every real server."""
-        return (self.keyword, self.target, repr(self.conf.options))
+        """Checks with equal identities run once and feed every real server.
+
+        The virtual server's label is only for log lines: the same check of
+        the same endpoint from several virtual servers is one check
+        (keepalived issue #2111)."""
+        return (
+            self.keyword,
+            dataclasses.replace(self.target, virtual_server=""),
+            repr(self.conf.options),
+        )
 
     @abstractmethod
     async def check(self) -> CheckResult:

@@ -237,16 +237,6 @@ class BaseCheck(Checker):
     real_server_weight: int = 1
 
     @property
-    def identity(self) -> tuple[Any, ...]:
-        # The virtual server's label is only used for log lines; checks of the
-        # same endpoint from several virtual servers are one check (#2111).
-        return (
-            self.keyword,
-            dataclasses.replace(self.target, virtual_server=""),
-            repr(self.conf.options),
-        )
-
-    @property
     def where(self) -> str:
         return fmt_target(self.target)
 

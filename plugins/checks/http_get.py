@@ -134,10 +134,10 @@ def _url_spec() -> BlockSpec:
     spec.add(Kw("virtualhost", string, 1, 1))
     spec.add(Kw("regex", _regex, 1, 1))
     spec.add(Kw("regex_no_match", flag, 0, 1))
-    spec.add(Kw("regex_options", words, 1, None))
+    spec.add(Kw("regex_options", words, 1, None, unsupported="Python re is used, not PCRE2"))
     spec.add(Kw("regex_min_offset", integer(0, 2**31), 1, 1))
     spec.add(Kw("regex_max_offset", integer(0, 2**31), 1, 1))
-    spec.add(Kw("regex_stack", words, 2, 2))
+    spec.add(Kw("regex_stack", words, 2, 2, unsupported="Python re is used, not PCRE2"))
     return spec
 
 
@@ -146,7 +146,7 @@ def _http_keywords(spec: BlockSpec) -> None:
     spec.add(Kw("url", sub(url), block=url, needs_block=True, multiple=True))
     spec.add(Kw("http_protocol", _http_protocol, 1, 1))
     spec.add(Kw("virtualhost", string, 1, 1))
-    spec.add(Kw("fast_recovery", flag, 0, 1))
+    spec.add(Kw("fast_recovery", flag, 0, 1, unsupported="every url is checked each round"))
     spec.add(Kw("enable_sni", flag, 0, 1))
     spec.add(Kw("sni_name", string, 1, 1))
 
