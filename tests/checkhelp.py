@@ -52,6 +52,7 @@ def one_checker(
     m, _, _ = manager(
         f"""
 virtual_server 192.0.2.100 80 {{
+    lb_algo wlc
   protocol TCP
   delay_loop 1
   {vs_extra}

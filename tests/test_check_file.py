@@ -17,6 +17,7 @@ def make(tmp_path: Path, check: str) -> tuple[object, Path]:
   weight 2
 }}
 virtual_server 192.0.2.100 80 {{
+    lb_algo wlc
   protocol TCP
   real_server 192.0.2.21 80 {{
     weight 10

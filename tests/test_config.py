@@ -784,10 +784,12 @@ def test_man_page_defaults() -> None:
     )
     assert vi.down_timer_adverts == 3 and vi.garp_master_delay == 5
     [vs] = cfg.virtual_servers
+    # keepalived 2.2.7 reports a missing protocol and scheduler and uses UDP
+    # ("the kernel takes protocol 0 as UDP") and wlc.
     assert (vs.lb_algo, vs.lb_kind, vs.protocol, vs.delay_loop, vs.persistence_timeout) == (
         "wlc",
         "NAT",
-        "TCP",
+        "UDP",
         60,
         360,
     )
@@ -811,3 +813,16 @@ def test_address_owner_initial_state() -> None:
     assert explicit.config.vrrp_instances[0].state == "BACKUP"
     plain = load_text(base.format(p=100, s=""))
     assert plain.config.vrrp_instances[0].state == "BACKUP"
+
+
+def test_virtual_server_without_protocol_or_scheduler_as_keepalived() -> None:
+    """keepalived 2.2.7 -t: "no protocol set - defaulting to UDP" and
+    "no scheduler set, setting default 'wlc'", both configuration problems."""
+    result = load_text("virtual_server 192.0.2.1 80 {\n real_server 192.0.2.2 80 {\n }\n}\n")
+    [vs] = result.config.virtual_servers
+    assert (vs.protocol, vs.lb_algo, vs.label) == ("UDP", "wlc", "[192.0.2.1]:udp:80")
+    failing = [d.message for d in result.diagnostics.failing]
+    assert "Virtual server [192.0.2.1]:none:80: no protocol set - defaulting to UDP" in failing
+    assert "Virtual server [192.0.2.1]:udp:80: no scheduler set, setting default 'wlc'" in failing
+    fwmark = load_text("virtual_server fwmark 7 {\n lb_algo rr\n}\n")
+    assert not [d for d in fwmark.diagnostics.failing if "protocol" in d.message]

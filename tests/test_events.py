@@ -265,7 +265,7 @@ def test_keepalived_lvs_names() -> None:
 
     from pykeepalived.core.config.model import RealServer, VirtualServer
 
-    vs = VirtualServer(address=ipaddress.ip_address("192.0.2.100"), port=80)
+    vs = VirtualServer(address=ipaddress.ip_address("192.0.2.100"), port=80, protocol="TCP")
     rs = RealServer(ipaddress.ip_address("192.0.2.21"), 8080)
     assert format_vs(vs) == "[192.0.2.100]:tcp:80"
     assert format_rs(rs, vs) == "[192.0.2.21]:tcp:8080"

@@ -15,7 +15,7 @@ def conf(reals: range) -> str:
         f"  real_server 192.0.2.{20 + i} 80 {{\n    TCP_CHECK {{\n      connect_port {8000 + i}\n    }}\n  }}"
         for i in reals
     )
-    return f"virtual_server 192.0.2.100 80 {{\n  lb_kind DR\n{body}\n}}\n"
+    return f"virtual_server 192.0.2.100 80 {{\n  protocol TCP\n  lb_algo wlc\n  lb_kind DR\n{body}\n}}\n"
 
 
 def alive(m: VirtualServerManager) -> dict[str, bool]:

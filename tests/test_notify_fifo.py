@@ -33,6 +33,8 @@ def config(text: str) -> Config:
 
 VS = """
 virtual_server 192.0.2.100 80 {
+    protocol TCP
+    lb_algo wlc
     real_server 192.0.2.21 80 { weight 1 }
 }
 """

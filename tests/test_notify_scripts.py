@@ -191,6 +191,8 @@ async def test_real_server_and_quorum_scripts(bin_dir: Path) -> None:
     b = bin_dir
     cfg = config(f"""
 virtual_server 192.0.2.100 80 {{
+    protocol TCP
+    lb_algo wlc
     quorum_up "{b}/qup vs80"
     quorum_down {b}/qdown
     real_server 192.0.2.21 80 {{

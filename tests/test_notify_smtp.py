@@ -111,6 +111,8 @@ vrrp_instance VI_2 {{
     virtual_ipaddress {{ 192.0.2.101/24 }}
 }}
 virtual_server 192.0.2.100 80 {{
+    protocol TCP
+    lb_algo wlc
     smtp_alert
     real_server 192.0.2.21 80 {{ weight 1 }}
 }}

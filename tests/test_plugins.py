@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "pykeepalived-example"
 DOCS = ROOT / "docs" / "plugins.md"
 
-TCP_CONF = "virtual_server 192.0.2.1 80 {\n real_server 192.0.2.2 80 {\n TCP_CHECK {\n connect_timeout 3\n }\n }\n}\n"
+TCP_CONF = "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n real_server 192.0.2.2 80 {\n TCP_CHECK {\n connect_timeout 3\n }\n }\n}\n"
 
 
 def _plugin(name: str, **hooks: object) -> types.ModuleType:
@@ -112,7 +112,7 @@ def test_cli_disable_plugin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli_main(["-t", "-f", str(conf)]) == 0
     assert cli_main(["-t", "-f", str(conf), "--disable-plugin", "tcp_check"]) == 5
     assert (
-        f"{conf}:3: warning: unknown keyword 'TCP_CHECK' in real_server" in capsys.readouterr().err
+        f"{conf}:5: warning: unknown keyword 'TCP_CHECK' in real_server" in capsys.readouterr().err
     )
 
 
@@ -253,6 +253,8 @@ global_defs {
     example_event_log /tmp/pka-example-events.log
 }
 virtual_server 192.0.2.10 25 {
+    protocol TCP
+    lb_algo wlc
     real_server 192.0.2.11 25 {
         EXAMPLE_CHECK {
             expect "220 "

@@ -291,12 +291,14 @@ class VirtualServer:
     fwmark: int | None = None
     group: str | None = None
     delay_loop: float = 60.0
-    lb_algo: str = "wlc"
+    #: "" until semantics: keepalived reports a missing scheduler and uses wlc.
+    lb_algo: str = ""
     lb_kind: str = "NAT"
     persistence_timeout: int | None = None
     persistence_granularity: str | None = None
     persistence_engine: str | None = None
-    protocol: str = "TCP"
+    #: "" until semantics: keepalived programs UDP when none is set.
+    protocol: str = ""
     ops: bool = False
     ha_suspend: bool = False
     alpha: bool = False
@@ -327,7 +329,7 @@ class VirtualServer:
             return f"FWM {self.fwmark}"
         if self.group is not None:
             return f"group {self.group}"
-        return f"[{self.address}]:{self.protocol.lower()}:{self.port}"
+        return f"[{self.address}]:{(self.protocol or 'none').lower()}:{self.port}"
 
 
 @dataclass

@@ -59,6 +59,27 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
             diag.error(vs.place, f"virtual_server group '{vs.group}' is not defined")
         if not vs.real_servers and vs.sorry_server is None:
             diag.notice(vs.place, f"virtual server {vs.label} has no real servers")
+        _virtual_server(vs, diag)
+
+
+def _virtual_server(vs: m.VirtualServer, diag: Diagnostics) -> None:
+    """keepalived 2.2.7 reports these as configuration problems (``-t``
+    exits 5) and runs with the default it names."""
+    if not vs.protocol:
+        if vs.fwmark is None:
+            # The kernel takes protocol 0 as UDP, so keepalived says so.
+            diag.warning(vs.place, f"Virtual server {vs.label}: no protocol set - defaulting to UDP")
+            vs.protocol = "UDP"
+        else:
+            vs.protocol = "TCP"  # not used by a fwmark service; only in labels
+    if not vs.lb_algo:
+        diag.warning(vs.place, f"Virtual server {vs.label}: no scheduler set, setting default 'wlc'")
+        vs.lb_algo = "wlc"
+    if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
+        diag.warning(
+            vs.place, f"Virtual server {vs.label}: one packet scheduling requires UDP - resetting"
+        )
+        vs.ops = False
 
 
 def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
