@@ -403,6 +403,9 @@ def test_sync_group_members_move_together(lab: Any, tmp_path: Path, nodes: Any) 
     st = {i["name"]: i["state"] for i in na.status()["vrrp_instances"]}
     assert st == {"VI_1": "FAULT", "VI_2": "FAULT"}, st
     assert na.count("(VI_1) Entering FAULT STATE") == 1, na.since()
+    # The group itself changes state once its members agree: GROUP events.
+    assert na.count("VRRP_Group(G1) Syncing instances to FAULT state") == 1, na.since()
+    assert nb.count("VRRP_Group(G1) Syncing instances to MASTER state", since_mark=False) == 1
 
     # eth1 is back: A preempts both members together.
     a.link_set("eth1", True)
@@ -414,6 +417,8 @@ def test_sync_group_members_move_together(lab: Any, tmp_path: Path, nodes: Any) 
         time.sleep(0.2)
     st = {i["name"]: i["state"] for i in nb.status()["vrrp_instances"]}
     assert st == {"VI_1": "BACKUP", "VI_2": "BACKUP"}, st
+    assert na.count("VRRP_Group(G1) Syncing instances to MASTER state", since_mark=False) == 2
+    assert nb.count("VRRP_Group(G1) Syncing instances to BACKUP state", since_mark=False) == 2
 
 
 def test_auth_mismatch_isolates(lab: Any, tmp_path: Path, nodes: Any) -> None:

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..api import StateEvent
-from ..config.model import Config, VrrpInstance
+from ..api import EventKind, StateEvent
+from ..config.model import Config, SyncGroup, VrrpInstance
 from .effects import Netlink
 from .fsm import State, Transition, WantMaster
 from .instance import Instance
@@ -30,6 +30,9 @@ class VrrpManager:
         self.instances: dict[str, Instance] = {}
         self.receivers: dict[tuple[str, int], Receiver] = {}
         self.group_of: dict[str, list[str]] = {}
+        self.group_name: dict[str, SyncGroup] = {}
+        self.group_state: dict[str, str] = {}
+        self._dirty_groups: set[str] = set()
         self.config: Config | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._syncing = False
@@ -44,9 +47,13 @@ class VrrpManager:
 
     def _set_groups(self, config: Config) -> None:
         self.group_of = {}
+        self.group_name = {}
         for sg in config.vrrp_sync_groups:
             for member in sg.group:
                 self.group_of[member] = list(sg.group)
+                self.group_name[member] = sg
+        names = {sg.name for sg in config.vrrp_sync_groups}
+        self.group_state = {k: v for k, v in self.group_state.items() if k in names}
 
     def _add(self, cfg: VrrpInstance) -> Instance | None:
         assert self._loop is not None and self.config is not None
@@ -145,6 +152,8 @@ class VrrpManager:
 
     # -- sync groups -----------------------------------------------------------------
     def _after_actions(self, inst: Instance, actions: list[Any]) -> None:
+        if inst.name in self.group_name and any(isinstance(a, Transition) for a in actions):
+            self._dirty_groups.add(self.group_name[inst.name].name)
         if self._syncing or inst.name not in self.group_of or self._loop is None:
             return
         members = [self.instances[m] for m in self.group_of[inst.name] if m in self.instances]
@@ -174,9 +183,54 @@ class VrrpManager:
                                 m.run(m.fsm.force_master(now, f"{inst.name} became MASTER"))
         finally:
             self._syncing = False
+        self._emit_group_states()
+
+    def _emit_group_states(self) -> None:
+        """A sync group's own state changes when all its members agree
+        (FAULT as soon as one member is in FAULT): then a GROUP event goes to
+        the notifiers (notify_master/backup/fault/stop of vrrp_sync_group)."""
+        dirty, self._dirty_groups = self._dirty_groups, set()
+        groups = {sg.name: sg for sg in self.group_name.values()}
+        for name in sorted(dirty):
+            sg = groups.get(name)
+            if sg is None:
+                continue
+            members = [self.instances[m] for m in sg.group if m in self.instances]
+            state = _group_state({m.fsm.state for m in members})
+            if state is None or self.group_state.get(name) == state:
+                continue
+            previous = self.group_state.get(name)
+            self.group_state[name] = state
+            log.info("VRRP_Group(%s) Syncing instances to %s state", name, state)
+            priority = max((m.fsm.effective_priority for m in members), default=0)
+            self.emit(
+                StateEvent(
+                    kind=EventKind.GROUP,
+                    name=name,
+                    state=state,
+                    priority=priority,
+                    previous=previous,
+                    subject=sg,
+                )
+            )
 
     def status(self) -> list[dict[str, Any]]:
         return [i.status() for i in self.instances.values()]
+
+
+def _group_state(states: set[State]) -> str | None:
+    """The group's state from its members', or None while they disagree."""
+    if not states:
+        return None
+    if State.FAULT in states:
+        return "FAULT"
+    if states == {State.MASTER}:
+        return "MASTER"
+    if states == {State.STOP}:
+        return "STOP"
+    if states <= {State.BACKUP, State.INIT}:
+        return "BACKUP"
+    return None
 
 
 def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
