@@ -288,10 +288,10 @@ async def run_script(
         timed_out = False
     except TimeoutError:
         timed_out = True
-        await _kill_group(proc)
+        await kill_group(proc)
     finally:
         if proc.returncode is None:  # cancelled
-            await asyncio.shield(_kill_group(proc))
+            await asyncio.shield(kill_group(proc))
     if reader is not None:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -299,8 +299,9 @@ async def run_script(
     return ScriptResult(proc.returncode, timed_out, tail.decode("utf-8", "replace"))
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+async def kill_group(proc: asyncio.subprocess.Process, grace: float = KILL_GRACE) -> None:
+    """SIGTERM the process's whole group, SIGKILL it after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
         try:

@@ -373,3 +373,52 @@ __all__ = [
     "tracker_cases",
     "with_env",
 ]
+
+
+_TRACKER_PLUGIN = '''
+"""A test tracker plugin of family {family!r}: its run() is the case under test."""
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+from pykeepalived import hookimpl
+from pykeepalived.core.api import Tracker, TrackStatus
+from pykeepalived.core.config.grammar import track_block_kw
+from pykeepalived.core.config.schema import BlockSpec, Kw
+
+
+class E2ETracker(Tracker):
+    family = {family!r}
+    config_key = {family!r}
+    value_based = False
+    runs = 0
+
+{run}
+
+
+def _definition(node, ctx):
+    return SimpleNamespace(name=node.args[0])
+
+
+@hookimpl
+def pykeepalived_register_keywords(grammar):
+    grammar.add(
+        "top",
+        Kw({family!r}, _definition, 1, 1, block=BlockSpec({family!r}),
+           needs_block=True, multiple=True),
+    )
+    grammar.add("vrrp_instance", track_block_kw("track_" + {family!r}, {family!r}))
+
+
+@hookimpl
+def pykeepalived_register_trackers():
+    return {{{family!r}: E2ETracker}}
+'''
+
+
+def tracker_plugin(family: str, run_method: str) -> str:
+    """Source of a one-tracker plugin module; ``run_method`` is the body of
+    the class from ``async def run`` on (indented by four spaces)."""
+    return _TRACKER_PLUGIN.format(family=family, run=run_method)

@@ -11,57 +11,26 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from e2e_util import capture_adverts, fake_distribution, gaps, render, with_env
+from e2e_util import capture_adverts, fake_distribution, gaps, render, tracker_plugin, with_env
 from vrrp_helpers import PyNode, wait_holder
 
 from pykeepalived.core.lab import Lab
 
-BLOCKING_PLUGIN = textwrap.dedent(
-    '''
-    """A tracker that blocks the event loop for 1.8 s at a time."""
-    from __future__ import annotations
-
-    import asyncio
-    import time
-    from types import SimpleNamespace
-
-    from pykeepalived import hookimpl
-    from pykeepalived.core.api import Tracker, TrackStatus
-    from pykeepalived.core.config.grammar import track_block_kw
-    from pykeepalived.core.config.schema import BlockSpec, Kw
-
-
-    class Blocking(Tracker):
-        family = "e2e_block"
-        config_key = "e2e_block"
-        value_based = False
-
-        async def run(self) -> None:
-            self.report(TrackStatus(up=True))
-            while True:
-                print("e2e tracker blocking", flush=True)
-                time.sleep(1.8)  # the bug under test: blocks its loop
-                await asyncio.sleep(0.05)
-
-
-    def _definition(node, ctx):
-        return SimpleNamespace(name=node.args[0])
-
-
-    @hookimpl
-    def pykeepalived_register_keywords(grammar):
-        grammar.add(
-            "top",
-            Kw("e2e_block", _definition, 1, 1, block=BlockSpec("e2e_block"),
-               needs_block=True, multiple=True),
-        )
-        grammar.add("vrrp_instance", track_block_kw("track_e2e_block", "e2e_block"))
-
-
-    @hookimpl
-    def pykeepalived_register_trackers():
-        return {"e2e_block": Blocking}
-    '''
+BLOCKING_PLUGIN = tracker_plugin(
+    "e2e_block",
+    textwrap.indent(
+        textwrap.dedent(
+            """\
+            async def run(self) -> None:
+                self.report(TrackStatus(up=True))
+                while True:
+                    print("e2e tracker blocking", flush=True)
+                    time.sleep(1.8)  # the bug under test: blocks its loop
+                    await asyncio.sleep(0.05)
+            """
+        ),
+        "    ",
+    ),
 )
 
 

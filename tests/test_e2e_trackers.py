@@ -24,6 +24,7 @@ from e2e_util import (
     gaps,
     render,
     tracker_cases,
+    tracker_plugin,
     with_env,
 )
 from vrrp_helpers import PyNode, wait_holder
@@ -58,53 +59,22 @@ def test_tracker_moves_vip_and_back(lab: type[Lab], tmp_path: Path, name: str) -
     assert pair.peer.count("Entering MASTER STATE") == 1, pair.logs()
 
 
-HANG_PLUGIN = textwrap.dedent(
-    '''
-    """Trackers that misbehave: one raises at once, one after reporting."""
-    from __future__ import annotations
-
-    import asyncio
-    from types import SimpleNamespace
-
-    from pykeepalived import hookimpl
-    from pykeepalived.core.api import Tracker, TrackStatus
-    from pykeepalived.core.config.grammar import track_block_kw
-    from pykeepalived.core.config.schema import BlockSpec, Kw
-
-
-    class Raising(Tracker):
-        family = "e2e_raise"
-        config_key = "e2e_raise"
-        value_based = False
-        runs = 0
-
-        async def run(self) -> None:
-            Raising.runs += 1
-            if Raising.runs % 2:
-                raise RuntimeError("e2e tracker raised")
-            self.report(TrackStatus(up=True))
-            await asyncio.sleep(0.3)
-            raise ValueError("e2e tracker raised later")
-
-
-    def _definition(node, ctx):
-        return SimpleNamespace(name=node.args[0])
-
-
-    @hookimpl
-    def pykeepalived_register_keywords(grammar):
-        grammar.add(
-            "top",
-            Kw("e2e_raise", _definition, 1, 1, block=BlockSpec("e2e_raise"),
-               needs_block=True, multiple=True),
-        )
-        grammar.add("vrrp_instance", track_block_kw("track_e2e_raise", "e2e_raise"))
-
-
-    @hookimpl
-    def pykeepalived_register_trackers():
-        return {"e2e_raise": Raising}
-    '''
+HANG_PLUGIN = tracker_plugin(
+    "e2e_raise",
+    textwrap.indent(
+        textwrap.dedent(
+            """\
+            async def run(self) -> None:
+                E2ETracker.runs += 1
+                if E2ETracker.runs % 2:
+                    raise RuntimeError("e2e tracker raised")
+                self.report(TrackStatus(up=True))
+                await asyncio.sleep(0.3)
+                raise ValueError("e2e tracker raised later")
+            """
+        ),
+        "    ",
+    ),
 )
 
 

@@ -29,7 +29,6 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import stat
 from dataclasses import dataclass, field
 
@@ -38,7 +37,7 @@ from pykeepalived.core.api import EventKind, Notifier, StateEvent
 from pykeepalived.core.config.model import Config
 from pykeepalived.core.config.schema import Script
 from pykeepalived.core.events import format_rs, format_vs, subject_of, virtual_server_of
-from pykeepalived.core.scripts import ScriptSecurityError, check_script, resolve_user
+from pykeepalived.core.scripts import ScriptSecurityError, check_script, kill_group, resolve_user
 
 log = logging.getLogger("pykeepalived.notify.fifo")
 
@@ -192,7 +191,7 @@ class FifoNotifier(Notifier):
                 f.fd = -1
             proc, f.reader = f.reader, None
             if proc is not None and proc.returncode is None:
-                await _kill_group(proc)
+                await kill_group(proc, grace=1.0)
 
     @staticmethod
     def _unlink(f: Fifo) -> None:
@@ -225,17 +224,6 @@ class FifoNotifier(Notifier):
                     )
                 else:
                     log.info("%snotify fifo write error: %s", f.label, exc.strerror)
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    for sig, wait in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            await asyncio.wait_for(proc.wait(), wait)
-            return
-        except TimeoutError:
-            continue
 
 
 @hookimpl
