@@ -15,9 +15,9 @@ DNS_CHECK 3 and MISC_CHECK 0, delay_before_retry 3 s for HTTP_GET/SSL_GET,
 delay_loop for DNS_CHECK and 1 s otherwise, warmup up to delay_loop).
 :func:`resolve` fills them in once, when checks are built.
 
-Schedule.  :class:`CheckScheduler` runs each check as its own task, the way
-keepalived's checker threads do (check_tcp.c ``tcp_epilog``): an attempt
-every delay_loop; a failed attempt of an up checker is retried ``retry``
+Schedule.  :class:`CheckScheduler` runs each check the way keepalived's
+checker threads do (check_tcp.c ``tcp_epilog``): an attempt delay_loop
+after the previous one ended; a failed attempt of an up checker is retried ``retry``
 times, delay_before_retry apart, before the checker goes down; a down
 checker goes up on its first success.  The first check starts after a
 random delay up to ``warmup``; with ``alpha`` a checker starts down.
@@ -32,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
-import time
+import socket
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -281,34 +282,52 @@ def _failure_line(checker: Checker, result: CheckResult, retries: int) -> str:
 ChangeCallback = Callable[[list[Hashable], bool, CheckResult, bool], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CheckRun:
-    """One running check, shared by every subscriber with the same identity."""
+    """One running check, shared by every subscriber with the same identity.
+
+    The schedule settings are read from the checker once, when the run is
+    built; ``task`` is the attempt in flight, if any.
+    """
 
     checker: Checker
     keys: list[Hashable] = field(default_factory=list)
     is_up: bool = True
     has_run: bool = False
     weight: int | None = None
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[CheckResult] | None = None
     attempts: int = 0
     failures: int = 0
     last_duration: float = 0.0
+    delay_loop: float = DEFAULT_DELAY_LOOP
+    retry: int = 1
+    delay_before_retry: float = 1.0
+    warmup: float = 0.0
+    log_all: bool = False
+    #: Seconds an attempt may take before the scheduler calls it hung.
+    deadline: float = DEFAULT_CONNECT_TIMEOUT + ATTEMPT_GRACE
+    name: str = ""
+    retry_it: int = 0
+    started: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+    watchdog: asyncio.TimerHandle | None = None
+
+    def __post_init__(self) -> None:
+        checker = self.checker
+        self.delay_loop = float(setting(checker, "delay_loop", DEFAULT_DELAY_LOOP))
+        self.retry = int(setting(checker, "retry", 1))
+        self.delay_before_retry = float(setting(checker, "delay_before_retry", 1.0))
+        self.warmup = float(setting(checker, "warmup", 0.0))
+        self.log_all = bool(setting(checker, "log_all_failures", False))
+        # The checker enforces its own timeout; ours only catches a hang.
+        self.deadline = checker.timeout + ATTEMPT_GRACE
+        self.name = f"check {checker.keyword} {fmt_target(checker.target)}"
 
 
-async def run_attempt(checker: Checker, timeout: float) -> CheckResult:
-    """One isolated attempt: exceptions and hangs become a failed result."""
-    task = asyncio.ensure_future(checker.check())
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        # A check that ignores cancellation must not hold us: collect it later.
-        task.add_done_callback(_consume)
-        return CheckResult(False, f"timeout after {timeout:g}s")
+def outcome(checker: Checker, task: asyncio.Future[Any]) -> CheckResult:
+    """The result of a finished attempt: exceptions become a failed result."""
+    if task.cancelled():
+        return CheckResult(False, "cancelled")
     exc = task.exception()
     if exc is not None:
         if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
@@ -327,20 +346,43 @@ async def run_attempt(checker: Checker, timeout: float) -> CheckResult:
     return result
 
 
-async def cancel_all(tasks: set[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait for them.
+async def run_attempt(checker: Checker, timeout: float) -> CheckResult:
+    """One isolated attempt: exceptions and hangs become a failed result."""
+    task = asyncio.ensure_future(checker.check())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        # A check that ignores cancellation must not hold us: collect it later.
+        task.add_done_callback(_consume)
+        return CheckResult(False, f"timeout after {timeout:g}s")
+    return outcome(checker, task)
+
+
+async def cancel_all(tasks: set[asyncio.Task[None]], limit: float | None = None) -> None:
+    """Cancel ``tasks`` and wait for them (at most ``limit`` seconds, if given).
 
     Cancelled again until done: on Python 3.11 ``asyncio.wait_for`` inside a
     check can swallow a cancellation that races with its inner result
     (CPython gh-86296), and one cancel would then leave the loop running.
     """
-    pending = set(tasks)
+    pending: set[Any] = set(tasks)
+    loop = asyncio.get_running_loop()
+    end = None if limit is None else loop.time() + limit
     while pending:
         for t in pending:
             t.cancel()
+        if end is not None and loop.time() >= end:
+            for t in pending:  # still refusing: collected whenever they end
+                t.add_done_callback(_consume)
+            log.warning("%d check task(s) ignored cancellation", len(pending))
+            break
         _, pending = await asyncio.wait(pending, timeout=0.2)
     for t in tasks:
-        if not t.cancelled() and t.exception() is not None:
+        if t.done() and not t.cancelled() and t.exception() is not None:
             log.error("check task %s ended with %r", t.get_name(), t.exception())
 
 
@@ -356,6 +398,13 @@ class CheckScheduler:
     to find its real server) to a check; identical checks share one run.
     ``suspend(keys)``/``resume(keys)``: a run whose subscribers are all
     suspended skips its attempts (keepalived's ha_suspend).
+
+    Between attempts a run is only a timer in the event loop (no sleeping
+    task per check): each attempt is one task, watched by one timer for a
+    hang, and its done-callback settles the verdict and sets the next timer,
+    delay_loop (or delay_before_retry) after the attempt ended, as
+    keepalived's checkers do.  This keeps the cost per attempt to what the
+    check itself needs, so 10,000 real servers fit in one event loop.
     """
 
     def __init__(self, on_change: ChangeCallback, *, rng: random.Random | None = None) -> None:
@@ -365,6 +414,9 @@ class CheckScheduler:
         self._suspended: set[Hashable] = set()
         self._rng = rng or random.Random()
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Attempts given up as hung that have not ended yet.
+        self._abandoned: set[asyncio.Task[CheckResult]] = set()
 
     @property
     def runs(self) -> list[CheckRun]:
@@ -393,67 +445,116 @@ class CheckScheduler:
         self._suspended.difference_update(keys)
 
     def _is_suspended(self, run: CheckRun) -> bool:
+        if not self._suspended:
+            return False
         return bool(run.keys) and all(k in self._suspended for k in run.keys)
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._started = True
         for run in self._runs.values():
-            if run.task is None:
+            if run.timer is None and run.task is None:
                 self._start(run)
 
     def _start(self, run: CheckRun) -> None:
-        name = f"check {run.checker.keyword} {fmt_target(run.checker.target)}"
-        run.task = asyncio.get_running_loop().create_task(self._loop(run), name=name)
+        assert self._loop is not None
+        # keepalived.conf(5) warmup: the first check after a random delay up
+        # to warmup, which also spreads thousands of checks over the loop.
+        delay = self._rng.uniform(0, run.warmup) if run.warmup > 0 else 0.0
+        run.timer = self._loop.call_later(delay, self._attempt, run)
 
     async def stop(self) -> None:
-        tasks = {r.task for r in self._runs.values() if r.task is not None}
-        await cancel_all(tasks)
+        self._started = False
+        tasks: set[Any] = set(self._abandoned)
         for run in self._runs.values():
-            run.task = None
+            if run.timer is not None:
+                run.timer.cancel()
+                run.timer = None
+            if run.watchdog is not None:
+                run.watchdog.cancel()
+                run.watchdog = None
+            if run.task is not None:
+                tasks.add(run.task)
+                run.task = None
+        self._abandoned.clear()
+        if tasks:
+            await cancel_all(tasks, limit=2.0)
+        for run in self._runs.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(run.checker.close(), 5.0)
-        self._started = False
 
-    async def _loop(self, run: CheckRun) -> None:
-        checker = run.checker
-        delay_loop = float(setting(checker, "delay_loop", DEFAULT_DELAY_LOOP))
-        retry = int(setting(checker, "retry", 1))
-        delay_before_retry = float(setting(checker, "delay_before_retry", 1.0))
-        warmup = float(setting(checker, "warmup", 0.0))
-        log_all = bool(setting(checker, "log_all_failures", False))
-        if warmup > 0:
-            await asyncio.sleep(self._rng.uniform(0, warmup))
-        retry_it = 0
-        while True:
-            if self._is_suspended(run):
-                await asyncio.sleep(delay_loop)
-                continue
-            started = time.monotonic()
-            # The checker enforces its own timeout; ours only catches a hang.
-            result = await run_attempt(checker, checker.timeout + ATTEMPT_GRACE)
-            run.last_duration = time.monotonic() - started
-            run.attempts += 1
-            if not result.ok:
-                run.failures += 1
-                if run.is_up and log_all:
-                    log.info("%s", _attempt_failed_line(checker, result))
-            if result.ok or retry_it >= retry:
-                delay = delay_loop
-                retries, retry_it = retry_it, 0
-                self._settle(run, result, retries)
-            else:
-                delay = delay_before_retry
-                retry_it += 1
-            run.has_run = True
-            await asyncio.sleep(delay)
+    # -- one attempt: timer -> task -> done callback -> timer --------------------------------
+
+    def _attempt(self, run: CheckRun) -> None:
+        loop = self._loop
+        assert loop is not None
+        run.timer = None
+        if self._is_suspended(run):
+            run.timer = loop.call_later(run.delay_loop, self._attempt, run)
+            return
+        run.started = loop.time()
+        try:
+            task = loop.create_task(run.checker.check(), name=run.name)
+        except Exception as exc:  # check() itself raised instead of returning a coroutine
+            failed = loop.create_future()
+            failed.set_exception(exc)
+            self._finish(run, outcome(run.checker, failed))
+            return
+        run.task = task
+        run.watchdog = loop.call_at(run.started + run.deadline, self._hung, run, task)
+        task.add_done_callback(functools.partial(self._done, run))
+
+    def _hung(self, run: CheckRun, task: asyncio.Task[CheckResult]) -> None:
+        run.watchdog = None
+        if run.task is not task:
+            return
+        run.task = None
+        task.cancel()
+        # A check that ignores cancellation must not hold us: collect it later.
+        self._abandoned.add(task)
+        self._finish(run, CheckResult(False, f"timeout after {run.deadline:g}s"))
+
+    def _done(self, run: CheckRun, task: asyncio.Task[CheckResult]) -> None:
+        if run.task is not task:  # given up as hung, or the scheduler stopped
+            self._abandoned.discard(task)
+            _consume(task)
+            return
+        run.task = None
+        if run.watchdog is not None:
+            run.watchdog.cancel()
+            run.watchdog = None
+        self._finish(run, outcome(run.checker, task))
+
+    def _finish(self, run: CheckRun, result: CheckResult) -> None:
+        loop = self._loop
+        assert loop is not None
+        run.last_duration = loop.time() - run.started
+        run.attempts += 1
+        if not result.ok:
+            run.failures += 1
+            if run.is_up and run.log_all:
+                log.info("%s", _attempt_failed_line(run.checker, result))
+        if result.ok or run.retry_it >= run.retry:
+            delay = run.delay_loop
+            retries, run.retry_it = run.retry_it, 0
+            self._settle(run, result, retries)
+        else:
+            delay = run.delay_before_retry
+            run.retry_it += 1
+        run.has_run = True
+        if self._started:
+            run.timer = loop.call_later(delay, self._attempt, run)
 
     def _settle(self, run: CheckRun, result: CheckResult, retries: int) -> None:
         """A final verdict of one round (after retries): report what changed."""
         first = not run.has_run
-        if result.ok and (not run.is_up or first):
-            for line in _success_lines(run.checker, result):
-                log.info("%s", line)
-        elif not result.ok and (run.is_up or first):
+        if result.ok:
+            if run.is_up and not first and (result.weight is None or result.weight == run.weight):
+                return  # the common case: an up checker still up, nothing to say
+            if not run.is_up or first:
+                for line in _success_lines(run.checker, result):
+                    log.info("%s", line)
+        elif run.is_up or first:
             log.info("%s", _failure_line(run.checker, result, retries if run.has_run else 0))
         changed = result.ok != run.is_up
         weight_changed = result.ok and result.weight is not None and result.weight != run.weight
@@ -478,12 +579,8 @@ def _attempt_failed_line(checker: Checker, result: CheckResult) -> str:
 
 def make_socket(target: CheckTarget, kind: int, proto: int = 0, fwmark: int | None = None) -> Any:
     """A non-blocking socket bound as the checker asks (bindto, bind_port, bind_if, fwmark)."""
-    import ipaddress
-    import socket
-
-    family = (
-        socket.AF_INET6 if ipaddress.ip_address(target.address).version == 6 else socket.AF_INET
-    )
+    # target.address is a normalised address string: only IPv6 has a colon.
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = socket.socket(family, kind, proto)
     try:
         sock.setblocking(False)
@@ -504,18 +601,53 @@ def make_socket(target: CheckTarget, kind: int, proto: int = 0, fwmark: int | No
     return sock
 
 
+def _writable(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _expired(fut: asyncio.Future[None], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError(f"timeout after {timeout:g}s"))
+
+
+async def sock_connect(sock: socket.socket, address: tuple[str, int], timeout: float) -> None:
+    """Connect the non-blocking ``sock`` to a numeric ``address`` within ``timeout``.
+
+    What ``loop.sock_connect`` under ``asyncio.wait_for`` does, without the
+    task, the resolver check and the extra futures those cost per attempt
+    (TCP_CHECK of 10,000 real servers spends most of its time here).
+    Raises OSError (errno of the failed connect) or TimeoutError.
+    """
+    try:
+        sock.connect(address)
+        return
+    except (BlockingIOError, InterruptedError):
+        pass
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _writable, fut)
+    timer = loop.call_later(timeout, _expired, fut, timeout)
+    try:
+        await fut
+    finally:
+        timer.cancel()
+        loop.remove_writer(fd)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"Connect call failed {address}")
+
+
 async def tcp_connect(
     target: CheckTarget, timeout: float, fwmark: int | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to ``target`` over TCP with the checker's bind options."""
-    import socket
-
     if target.port is None:
         raise OSError("no port to connect to (set connect_port)")
     sock = make_socket(target, socket.SOCK_STREAM, fwmark=fwmark)
     try:
-        loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.sock_connect(sock, (target.address, target.port)), timeout)
+        await sock_connect(sock, (target.address, target.port), timeout)
     except BaseException:
         sock.close()
         raise

@@ -10,21 +10,36 @@ every url in turn.  SSL_GET uses the top-level ``SSL { ca certificate key
 password }`` block; without ``ca`` the server's certificate is not verified,
 as keepalived does.
 
-aiohttp is imported when the first HTTP checker is built, not when the
-plugin module is loaded.
+The client is keepalived's own minimal one, not a general HTTP library: a
+new connection per url (``GET path HTTP/1.0``, ``User-Agent:
+KeepAliveClient``, ``Host``; ``Connection: close`` for 1.0C and 1.1), the
+answer read until the server closes, Content-Length is reached or the last
+chunk arrives, then the connection closed.  Plain HTTP runs on the
+non-blocking socket itself (no transport, no streams): a check of 10,000
+real servers every few seconds then fits in one event loop.  SSL_GET
+wraps the same exchange in asyncio's TLS streams.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pykeepalived import hookimpl
 from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw
+from pykeepalived.core.checking import (
+    BaseCheck,
+    CheckOptions,
+    checker_kw,
+    make_socket,
+    setting,
+    sock_connect,
+)
 from pykeepalived.core.config.grammar import Grammar
 from pykeepalived.core.config.schema import (
     BlockSpec,
@@ -46,6 +61,9 @@ if TYPE_CHECKING:
 HTTP_PROTOCOLS = ("1.0", "1.0C", "1.1")
 #: Bytes of body read at most (digest and regex see this much).
 MAX_BODY = 1 << 20
+#: Bytes of status line and headers read at most.
+MAX_HEAD = 1 << 16
+RECV_SIZE = 1 << 16
 
 
 @dataclass
@@ -163,44 +181,6 @@ def _ssl_spec() -> BlockSpec:
 # -- the check ---------------------------------------------------------------------------------
 
 
-class _Sessions:
-    """aiohttp sessions shared by every HTTP checker without bind options,
-    one per HTTP version (aiohttp sets the version per session).
-
-    keepalived opens a new connection per check; ``force_close`` does the
-    same here, while the sessions and their connectors are shared.
-    """
-
-    def __init__(self) -> None:
-        self.sessions: dict[str, Any] = {}
-        self.users: dict[str, int] = {}
-
-    def acquire(self, protocol: str) -> Any:
-        session = self.sessions.get(protocol)
-        if session is None or session.closed:
-            session = self.sessions[protocol] = _new_session(protocol)
-        self.users[protocol] = self.users.get(protocol, 0) + 1
-        return session
-
-    async def release(self, protocol: str) -> None:
-        self.users[protocol] = self.users.get(protocol, 1) - 1
-        session = self.sessions.get(protocol)
-        if self.users[protocol] <= 0 and session is not None:
-            del self.sessions[protocol]
-            await session.close()
-
-
-def _new_session(protocol: str, local_addr: tuple[str, int] | None = None) -> Any:
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False, local_addr=local_addr)
-    version = aiohttp.HttpVersion11 if protocol == "1.1" else aiohttp.HttpVersion10
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False, version=version)
-
-
-_SHARED = _Sessions()
-
-
 def ssl_context(conf: SslConf | None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -221,11 +201,107 @@ class _UrlVerdict:
     url: Url
 
 
+class HttpResponseError(ConnectionError):
+    """The server's answer is not an HTTP response (an OSError: a failed check)."""
+
+
+class ResponseReader:
+    """Incremental reader of one HTTP/1.x response (pure: bytes in, verdict out).
+
+    ``feed`` bytes as they arrive; ``complete`` turns true once the body is
+    whole (Content-Length reached, the last chunk seen, or ``limit`` bytes
+    of body); otherwise the server's close ends it.  ``result()`` gives the
+    status code and the body (chunked transfer decoded; content encodings
+    left as they are).
+    """
+
+    __slots__ = ("body_start", "buf", "chunked", "complete", "length", "limit", "status")
+
+    def __init__(self, limit: int = MAX_BODY) -> None:
+        self.buf = bytearray()
+        self.status: int | None = None
+        self.body_start = 0
+        self.length: int | None = None
+        self.chunked = False
+        self.complete = False
+        self.limit = limit
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        if self.status is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEAD:
+                    raise HttpResponseError("HTTP header too long from")
+                return
+            self._head(bytes(self.buf[:end]))
+            self.body_start = end + 4
+        size = len(self.buf) - self.body_start
+        # chunked: the limit counts the chunk framing too, give it room
+        enough = self.limit + (MAX_HEAD if self.chunked else 0)
+        if (self.length is not None and size >= self.length) or size >= enough:
+            self.complete = True
+        elif self.chunked and self.buf.endswith(b"\r\n\r\n"):
+            self.complete = dechunk(bytes(self.buf[self.body_start :]))[1]
+
+    def _head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise HttpResponseError("Invalid HTTP response from")
+        self.status = int(parts[1])
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            name = name.strip().lower()
+            if name == b"content-length" and value.strip().isdigit():
+                self.length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                self.chunked = True
+        if self.chunked:
+            self.length = None  # RFC 9112 6.3: chunked wins over Content-Length
+
+    def result(self) -> tuple[int, bytes]:
+        if self.status is None:
+            raise HttpResponseError("No HTTP header received from")
+        body = bytes(self.buf[self.body_start :])
+        if self.chunked:
+            body = dechunk(body)[0]
+        elif self.length is not None:
+            body = body[: self.length]
+        return self.status, body[: self.limit]
+
+
+def dechunk(data: bytes) -> tuple[bytes, bool]:
+    """Decode a chunked body: (the data, whether the last chunk was seen)."""
+    out = bytearray()
+    pos = 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return bytes(out), False
+        size_text = data[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise HttpResponseError("Invalid HTTP chunk from") from None
+        if size == 0:
+            return bytes(out), True
+        start = eol + 2
+        out += data[start : start + size]
+        if start + size + 2 > len(data):
+            return bytes(out), False
+        pos = start + size + 2
+
+
 class HttpGet(BaseCheck):
     keyword: ClassVar[str] = "HTTP_GET"
     log_name: ClassVar[str] = "HTTP_CHECK"
     default_delay_before_retry: ClassVar[float | None] = 3.0
     tls: ClassVar[bool] = False
+    #: The TLS context without an ``SSL`` block, shared by every SSL_GET.
+    _default_ssl: ClassVar[ssl.SSLContext | None] = None
 
     options: HttpOptions
 
@@ -233,41 +309,47 @@ class HttpGet(BaseCheck):
         super().__init__(conf, target)
         self.options = conf.options
         self._ssl: ssl.SSLContext | None = None
-        self._session: Any = None
-        self._private = False
+        #: The request of each url, built once.
+        self._requests: dict[int, bytes] = {}
 
     def configure(self, config: Config) -> None:
         if self.tls:
             conf = config.ext.get("SSL")
-            self._ssl = ssl_context(conf if isinstance(conf, SslConf) else None)
+            if isinstance(conf, SslConf):
+                self._ssl = ssl_context(conf)
 
-    def _get_session(self) -> Any:
-        if self._session is not None and not self._session.closed:
-            return self._session
-        t = self.target
-        if t.bind_address or t.bind_port:
-            local = (t.bind_address or "0.0.0.0", t.bind_port or 0)
-            self._session = _new_session(self.options.http_protocol, local)
-            self._private = True
-        else:
-            self._session = _SHARED.acquire(self.options.http_protocol)
-        return self._session
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is not None:
+            return self._ssl
+        cls = type(self)
+        if cls._default_ssl is None:
+            cls._default_ssl = ssl_context(None)
+        return cls._default_ssl
+
+    def request(self, url: Url) -> bytes:
+        """keepalived's GET request for ``url``."""
+        req = self._requests.get(id(url))
+        if req is None:
+            vhost = url.virtualhost or self.options.virtualhost
+            if not vhost:
+                # keepalived: the address, with the port unless it is the default
+                t = self.target
+                vhost = f"[{t.address}]" if ":" in t.address else t.address
+                if t.port != (443 if self.tls else 80):
+                    vhost += f":{t.port}"
+            proto = self.options.http_protocol
+            lines = [
+                f"GET {url.path} HTTP/{proto[:3]}",
+                "User-Agent: KeepAliveClient",
+                f"Host: {vhost}",
+            ]
+            if proto != "1.0":
+                lines.append("Connection: close")
+            req = self._requests[id(url)] = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return req
 
     async def close(self) -> None:
-        if self._session is None:
-            return
-        if self._private:
-            await self._session.close()
-        else:
-            await _SHARED.release(self.options.http_protocol)
-        self._session = None
-
-    def _base(self) -> str:
-        host = self.target.address
-        if ":" in host:
-            host = f"[{host}]"
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://{host}:{self.target.port}"
+        self._requests.clear()
 
     async def check(self) -> CheckResult:
         message = ""
@@ -279,31 +361,48 @@ class HttpGet(BaseCheck):
         return CheckResult(True, message)
 
     async def fetch(self, url: Url) -> _UrlVerdict:
-        import aiohttp
-
-        session = self._get_session()
-        vhost = url.virtualhost or self.options.virtualhost
-        headers = {"User-Agent": "KeepAliveClient", "Accept": "*/*"}
-        if vhost:
-            headers["Host"] = vhost
-        if self.options.http_protocol != "1.0":
-            headers["Connection"] = "close"
-        kwargs: dict[str, Any] = {}
-        if self.tls:
-            kwargs["ssl"] = self._ssl or ssl_context(None)
-            if self.options.enable_sni or self.options.sni_name:
-                kwargs["server_hostname"] = self.options.sni_name or vhost or self.target.address
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with session.get(
-            self._base() + url.path,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-            **kwargs,
-        ) as resp:
-            body = await resp.content.read(MAX_BODY)
-            status = resp.status
+        """One GET of ``url`` on a new connection, within connect_timeout."""
+        target = self.target
+        if target.port is None:
+            raise OSError("no port to connect to (set connect_port)")
+        request = self.request(url)
+        reader = ResponseReader()
+        timeout = self.timeout
+        sock = make_socket(target, socket.SOCK_STREAM, fwmark=setting(self, "fwmark", None))
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    await sock_connect(sock, (target.address, target.port), timeout)
+                    if self.tls:
+                        await self._exchange_tls(sock, request, reader, url)
+                    else:
+                        await _exchange(sock, request, reader)
+            except TimeoutError:
+                raise TimeoutError(f"timeout after {timeout:g}s") from None
+        finally:
+            sock.close()
+        status, body = reader.result()
         return judge(url, status, body)
+
+    async def _exchange_tls(
+        self, sock: socket.socket, request: bytes, reader: ResponseReader, url: Url
+    ) -> None:
+        server_hostname = ""  # no SNI unless asked, as keepalived
+        if self.options.enable_sni or self.options.sni_name:
+            vhost = url.virtualhost or self.options.virtualhost
+            server_hostname = self.options.sni_name or vhost or self.target.address
+        stream, writer = await asyncio.open_connection(
+            sock=sock, ssl=self._context(), server_hostname=server_hostname
+        )
+        try:
+            writer.write(request)
+            while not reader.complete:
+                data = await stream.read(RECV_SIZE)
+                if not data:
+                    break
+                reader.feed(data)
+        finally:
+            writer.close()
 
     def success_lines(self, result: CheckResult) -> list[str]:
         lines = [result.message] if result.message else []
@@ -312,6 +411,17 @@ class HttpGet(BaseCheck):
 
     def attempt_failed_line(self, result: CheckResult) -> str:
         return f"{result.message} server {self.where}."
+
+
+async def _exchange(sock: socket.socket, request: bytes, reader: ResponseReader) -> None:
+    """Send ``request`` on the connected ``sock`` and read the answer into ``reader``."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, request)
+    while not reader.complete:
+        data = await loop.sock_recv(sock, RECV_SIZE)
+        if not data:
+            break
+        reader.feed(data)
 
 
 def judge(url: Url, status: int, body: bytes) -> _UrlVerdict:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
+import socket
 from typing import ClassVar
 
 from pykeepalived import hookimpl
 from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw, setting, tcp_connect
+from pykeepalived.core.checking import (
+    BaseCheck,
+    CheckOptions,
+    checker_kw,
+    make_socket,
+    setting,
+    sock_connect,
+)
 from pykeepalived.core.config.grammar import Grammar
+
+_UP = CheckResult(True)
 
 
 class TcpCheck(BaseCheck):
@@ -16,11 +25,16 @@ class TcpCheck(BaseCheck):
     log_name: ClassVar[str] = "TCP_CHECK"
 
     async def check(self) -> CheckResult:
-        _, writer = await tcp_connect(self.target, self.timeout, setting(self, "fwmark", None))
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return CheckResult(True)
+        # keepalived's tcp_check: connect, then close at once; no streams needed.
+        target = self.target
+        if target.port is None:
+            raise OSError("no port to connect to (set connect_port)")
+        sock = make_socket(target, socket.SOCK_STREAM, fwmark=setting(self, "fwmark", None))
+        try:
+            await sock_connect(sock, (target.address, target.port), self.timeout)
+        finally:
+            sock.close()
+        return _UP
 
     def success_line(self, result: CheckResult) -> str:
         return f"TCP connection to {self.where} success."
