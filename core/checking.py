@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import logging
 import random
 import socket
@@ -405,7 +406,17 @@ class CheckScheduler:
     delay_loop (or delay_before_retry) after the attempt ended, as
     keepalived's checkers do.  This keeps the cost per attempt to what the
     check itself needs, so 10,000 real servers fit in one event loop.
+
+    Started schedulers freeze the garbage collector's view of the heap
+    (``gc.freeze()``): the configuration, its real servers and their checks
+    live until the next reload, and without this every full collection
+    walks them all, 100-200 ms with 10,000 real servers, during which no
+    check starts.  The last scheduler to stop unfreezes, so what a reload
+    drops is collected.
     """
+
+    #: Schedulers started and not yet stopped, in this process.
+    _running: ClassVar[int] = 0
 
     def __init__(self, on_change: ChangeCallback, *, rng: random.Random | None = None) -> None:
         self._on_change = on_change
@@ -451,7 +462,10 @@ class CheckScheduler:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if not self._started:
+            CheckScheduler._running += 1
         self._started = True
+        gc.freeze()
         for run in self._runs.values():
             if run.timer is None and run.task is None:
                 self._start(run)
@@ -464,6 +478,10 @@ class CheckScheduler:
         run.timer = self._loop.call_later(delay, self._attempt, run)
 
     async def stop(self) -> None:
+        if self._started:
+            CheckScheduler._running -= 1
+            if CheckScheduler._running == 0:
+                gc.unfreeze()
         self._started = False
         tasks: set[Any] = set(self._abandoned)
         for run in self._runs.values():

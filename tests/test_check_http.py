@@ -16,6 +16,7 @@ from checkhelp import config, one_checker
 
 from pykeepalived.core.checking import run_attempt
 from pykeepalived.core.lvs import VirtualServerManager
+from pykeepalived.plugins.checks.http_get import HttpResponseError, ResponseReader, dechunk
 
 BODY = b"<html>hello keepalived</html>\n"
 SEEN_HOSTS: list[str] = []
@@ -222,3 +223,94 @@ async def test_genhash_matches_keepalived_genhash(
         assert out.decode().split()[-1] == ours
     rc = await asyncio.to_thread(main, ["-s", "127.0.0.1", "-p", "1", "-u", "/"])
     assert rc == 1 and capsys.readouterr().err
+
+
+async def _raw_server(answer: bytes, seen: list[bytes]) -> tuple[asyncio.Server, int]:
+    """A server that records the request and writes ``answer`` as it is."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+async def test_request_is_keepalived_s() -> None:
+    seen: list[bytes] = []
+    srv, port = await _raw_server(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", seen)
+    try:
+        checker = one_checker(
+            "HTTP_GET {\n connect_timeout 1\n url {\n path /x?a=1\n }\n}", port=port
+        )
+        assert (await attempt(checker))[0]
+        assert seen[-1] == (
+            b"GET /x?a=1 HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\n"
+            b"Host: 127.0.0.1:" + str(port).encode() + b"\r\n\r\n"
+        )
+        for proto, line in (("1.1", b"GET / HTTP/1.1\r\n"), ("1.0C", b"GET / HTTP/1.0\r\n")):
+            ok, _ = await attempt(http(port, "path /", f"http_protocol {proto}"))
+            assert ok
+            assert seen[-1].startswith(line)
+            assert seen[-1].endswith(b"Host: www.example.test\r\nConnection: close\r\n\r\n")
+    finally:
+        srv.close()
+
+
+async def test_chunked_answer_is_decoded_for_the_digest() -> None:
+    body = b"<html>hello keepalived</html>\n"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"6\r\n" + body[:6] + b"\r\n" + hex(len(body) - 6)[2:].encode() + b"\r\n"
+    chunked += body[6:] + b"\r\n0\r\n\r\n"
+    srv, port = await _raw_server(chunked, [])
+    try:
+        good = hashlib.md5(body).hexdigest()
+        ok, msg = await attempt(http(port, f"path /\ndigest {good}", "http_protocol 1.1"))
+        assert ok, msg
+    finally:
+        srv.close()
+
+
+async def test_garbage_answer_fails_the_check() -> None:
+    srv, port = await _raw_server(b"SSH-2.0-OpenSSH\r\n\r\n", [])
+    try:
+        ok, msg = await attempt(http(port, "path /"))
+        assert not ok and msg == "Invalid HTTP response from"
+    finally:
+        srv.close()
+
+
+def test_response_reader() -> None:
+    r = ResponseReader()
+    r.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n")
+    assert not r.complete and r.status is None
+    r.feed(b"\r\nabc")
+    assert r.status == 404 and not r.complete
+    r.feed(b"de and more")
+    assert r.complete and r.result() == (404, b"abcde")
+    # no length: the body is what came before the server closed
+    r = ResponseReader()
+    r.feed(b"HTTP/1.0 200 OK\r\n\r\nall of it")
+    assert not r.complete and r.result() == (200, b"all of it")
+    # chunked, split anywhere; complete at the last chunk; extensions ignored
+    raw = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    for cut in range(1, len(raw)):
+        r = ResponseReader()
+        r.feed(raw[:cut])
+        r.feed(raw[cut:])
+        assert r.complete and r.result() == (200, b"abcde")
+    assert dechunk(b"3\r\nab") == (b"ab", False)
+    with pytest.raises(HttpResponseError):
+        dechunk(b"zz\r\n")
+    # the body is capped
+    r = ResponseReader(limit=4)
+    r.feed(b"HTTP/1.0 200 OK\r\n\r\n123456")
+    assert r.complete and r.result() == (200, b"1234")
+    with pytest.raises(HttpResponseError, match="No HTTP header"):
+        ResponseReader().result()
+    with pytest.raises(HttpResponseError, match="too long"):
+        ResponseReader().feed(b"x" * (1 << 17))

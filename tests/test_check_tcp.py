@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import logging
 import socket
 from typing import ClassVar
@@ -172,3 +174,123 @@ async def test_a_raising_or_hanging_check_only_fails_its_server(
     assert (["raises"], False) in changes and (["hangs"], False) in changes
     assert all(r.attempts >= 2 for r in sched.runs)  # both kept being scheduled
     assert any("raised RuntimeError: plugin bug" in line for line in lines(caplog))
+
+
+async def test_connect_timeout_is_logged_as_timedout(caplog: pytest.LogCaptureFixture) -> None:
+    """A SYN that gets no answer: the checker's own connect_timeout ends the
+    attempt, logged as keepalived does ("timedout", not "failed")."""
+    caplog.set_level(logging.INFO)
+    # a listener whose accept queue is full drops further SYNs
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        await asyncio.sleep(0.05)
+        checker = one_checker("TCP_CHECK {\n connect_timeout 0.2\n log_all_failures\n}", port=port)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        result = await run_attempt(checker, 5)
+        assert not result.ok and result.message == "timeout after 0.2s"
+        assert 0.15 < loop.time() - start < 1.0  # the checker's timeout, not the grace
+        assert checker.attempt_failed_line(result) == (  # type: ignore[attr-defined]
+            f"TCP connection to [127.0.0.1]:tcp:{port} timedout."
+        )
+    finally:
+        for c in fillers:
+            c.close()
+        full.close()
+
+
+async def test_schedule_warmup_spread_and_delay_after_the_attempt() -> None:
+    """The first attempts spread over warmup; the next one is delay_loop
+    after the previous attempt ended (keepalived's thread_add_timer)."""
+    starts: dict[str, list[float]] = {}
+    loop = asyncio.get_running_loop()
+
+    class Slow(Checker):
+        keyword: ClassVar[str] = "SLOW"
+
+        async def check(self) -> CheckResult:
+            starts.setdefault(self.target.address, []).append(loop.time())
+            await asyncio.sleep(0.1)
+            return CheckResult(True)
+
+    sched = CheckScheduler(lambda *a: None)
+    opts = CheckOptions(connect_timeout=1, retry=0, delay_loop=0.2, warmup=0.5)
+    for i in range(20):
+        sched.add(i, Slow(CheckerConf("SLOW", options=opts), CheckTarget(f"rs{i}", 1)))
+    t0 = loop.time()
+    sched.start()
+    try:
+        await asyncio.sleep(1.2)
+    finally:
+        await sched.stop()
+    firsts = sorted(s[0] - t0 for s in starts.values())
+    assert len(firsts) == 20 and firsts[0] < 0.25 and firsts[-1] > 0.25  # spread, not a burst
+    assert max(firsts) <= 0.55
+    gaps = [b - a for s in starts.values() for a, b in itertools.pairwise(s)]
+    assert gaps and all(0.29 <= g < 0.6 for g in gaps), gaps  # 0.1 s attempt + 0.2 s delay
+
+
+async def test_suspended_runs_skip_and_stop_ends_attempts_in_flight() -> None:
+    calls: list[str] = []
+    cancelled: list[str] = []
+
+    class Rec(Checker):
+        keyword: ClassVar[str] = "REC"
+
+        async def check(self) -> CheckResult:
+            calls.append(self.target.address)
+            try:
+                await asyncio.sleep(0.3 if self.target.address == "slow" else 0)
+            except asyncio.CancelledError:
+                cancelled.append(self.target.address)
+                raise
+            return CheckResult(True)
+
+    sched = CheckScheduler(lambda *a: None)
+    opts = CheckOptions(connect_timeout=1, retry=0, delay_loop=0.02, warmup=0)
+    sched.add("a", Rec(CheckerConf("REC", options=opts), CheckTarget("a", 1)))
+    sched.add("slow", Rec(CheckerConf("REC", options=opts), CheckTarget("slow", 1)))
+    sched.suspend(["a"])
+    sched.start()
+    assert gc.get_freeze_count() > 0  # the long-lived heap is out of the collector's way
+    try:
+        await asyncio.sleep(0.1)
+        assert "a" not in calls
+        sched.resume(["a"])
+        await asyncio.sleep(0.1)
+        assert calls.count("a") >= 2
+    finally:
+        await sched.stop()
+    assert cancelled == ["slow"] and gc.get_freeze_count() == 0
+    n = len(calls)
+    await asyncio.sleep(0.1)
+    assert len(calls) == n  # nothing scheduled after stop
+
+
+async def test_a_check_that_raises_before_it_awaits(caplog: pytest.LogCaptureFixture) -> None:
+    class NotAsync(Checker):
+        keyword: ClassVar[str] = "NOTASYNC"
+
+        def check(self) -> CheckResult:  # type: ignore[override]
+            raise ValueError("not a coroutine")
+
+    changes: list[bool] = []
+    sched = CheckScheduler(lambda keys, up, result, first: changes.append(up))
+    opts = CheckOptions(connect_timeout=1, retry=0, delay_loop=0.05, warmup=0)
+    sched.add("x", NotAsync(CheckerConf("NOTASYNC", options=opts), CheckTarget("x", 1)))
+    sched.start()
+    try:
+        await asyncio.sleep(0.2)
+    finally:
+        await sched.stop()
+    assert changes == [False] and sched.runs[0].attempts >= 2
+    assert any("raised ValueError: not a coroutine" in line for line in lines(caplog))
