@@ -538,55 +538,65 @@ class VrrpMachine:
         return []  # keepalived ignores adverts in INIT and FAULT
 
     def _backup_rx(self, now: float, adv: RxAdvert) -> list[Action]:
+        # The steady state of a backup is an equal or higher advert from the
+        # same master every interval: that path formats nothing and
+        # allocates only the (empty) result.  Source addresses are rendered
+        # only for the log lines actually produced.
         actions: list[Action] = []
-        src = format_ip(adv.src_ip)
-        if adv.src_ip != self.master_src:
+        src_ip = adv.src_ip
+        prio = adv.priority
+        if src_ip != self.master_src:
             if self.master_src is None:
-                actions.append(self._log(f"master set to {src}", LOG_DETAIL))
+                actions.append(self._log(f"master set to {format_ip(src_ip)}", LOG_DETAIL))
             else:
                 actions.append(
                     self._log(
-                        f"master changed from {format_ip(self.master_src)} to {src}", LOG_DETAIL
+                        f"master changed from {format_ip(self.master_src)} to {format_ip(src_ip)}",
+                        LOG_DETAIL,
                     )
                 )
         eff = self.effective_priority
-        if adv.priority == PRIO_STOP:
+        if prio == PRIO_STOP:
             actions.append(self._log("Backup received priority 0 advertisement", LOG_DETAIL))
             self._deadline = now + self.skew_time
             return actions
+        preempt_delay = self.preempt_delay
         if (
-            not self.preempt
-            or adv.priority >= eff
-            or (self.preempt_delay > 0 and (self.preempt_time is None or self.preempt_time > now))
+            prio >= eff
+            or not self.preempt
+            or (preempt_delay > 0 and (self.preempt_time is None or self.preempt_time > now))
         ):
             # Accept the advert.
-            actions += self._learn_adver_int(adv)
+            if adv.advert_int != self.master_adver_int:
+                actions += self._learn_adver_int(adv)
             self._deadline = now + self.master_down_interval
-            self.master_src = adv.src_ip
-            self.master_priority = adv.priority
-            if self.preempt_delay > 0:
-                if adv.priority >= eff:
+            self.master_src = src_ip
+            self.master_priority = prio
+            if preempt_delay > 0:
+                if prio >= eff:
                     if self.preempt_time is not None:
                         actions.append(self._log("stop preempt delay", LOG_DETAIL))
                         self.preempt_time = None
                 elif self.preempt_time is None:
                     actions.append(
-                        self._log(f"start preempt delay ({self.preempt_delay:.6f})", LOG_DETAIL)
+                        self._log(f"start preempt delay ({preempt_delay:.6f})", LOG_DETAIL)
                     )
-                    self.preempt_time = now + self.preempt_delay
+                    self.preempt_time = now + preempt_delay
             self.wants_master = False
             return actions
         # Preempting: discard, so that the master-down timer runs out.
         actions.append(
-            self._log(f"received lower priority ({adv.priority}) advert from {src} - discarding")
+            self._log(
+                f"received lower priority ({prio}) advert from {format_ip(src_ip)} - discarding"
+            )
         )
-        self.master_src = adv.src_ip
+        self.master_src = src_ip
         return actions
 
     def _master_rx(self, now: float, adv: RxAdvert) -> list[Action]:
         actions: list[Action] = []
         eff = self.effective_priority
-        src = format_ip(adv.src_ip)
+        src = format_ip(adv.src_ip)  # a master's adverts are rare: never the hot path
         addr_cmp = _addr_cmp(adv.src_ip, self.params.primary_ip)
         higher = adv.priority > eff or (adv.priority == eff and addr_cmp > 0)
         lower = adv.priority < eff or (adv.priority == eff and addr_cmp < 0)

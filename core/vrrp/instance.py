@@ -68,6 +68,8 @@ class Instance:
         self.counters: Counter[str] = Counter()
         self._last_log: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._drain_rx: Callable[[], None] | None = None
         self._garp_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,13 +173,14 @@ class Instance:
     # -- the action loop ---------------------------------------------------------
     def run(self, actions: list[Any]) -> None:
         """Carry out the state machine's actions, in order, then re-arm the timer."""
-        for action in actions:
-            try:
-                self._do(action)
-            except Exception:  # one failing effect must not stop the others
-                log.exception("(%s) failed to carry out %s", self.name, type(action).__name__)
-        if self.on_actions is not None:
-            self.on_actions(self, actions)
+        if actions:
+            for action in actions:
+                try:
+                    self._do(action)
+                except Exception:  # one failing effect must not stop the others
+                    log.exception("(%s) failed to carry out %s", self.name, type(action).__name__)
+            if self.on_actions is not None:
+                self.on_actions(self, actions)
         self._arm()
 
     def _do(self, action: Any) -> None:
@@ -199,10 +202,32 @@ class Instance:
             pass  # the sync group coordinator reads it through on_actions
 
     def _arm(self) -> None:
-        self._cancel_timer()
+        """Make the loop call :meth:`_on_timer` by the machine's deadline.
+
+        A backup's master-down deadline moves later with every advert it
+        accepts.  Re-scheduling the timer for each (cancel + ``call_at``)
+        is a noticeable share of the receive path, and letting a stale
+        timer fire early costs a loop wake-up, which is dearer still.  So a
+        timer due no later than the deadline is kept while it is more than
+        one advert interval away (the next advert will come first and
+        look again); otherwise it is replaced.  A timer that does fire
+        early finds the deadline not reached and re-arms for the rest.
+        """
         deadline = self.fsm.next_deadline
-        if deadline is not None and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        timer = self._timer
+        loop = self._loop
+        if timer is not None:
+            if (
+                deadline is not None
+                and loop is not None
+                and loop.time() + self.fsm.master_adver_int < self._timer_when <= deadline
+            ):
+                return
+            timer.cancel()
+            self._timer = None
+        if deadline is not None and loop is not None:
+            self._timer_when = deadline
+            self._timer = loop.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -211,8 +236,21 @@ class Instance:
 
     def _on_timer(self) -> None:
         self._timer = None
-        assert self._loop is not None
-        self.run(self.fsm.timer_expired(self._loop.time()))
+        loop = self._loop
+        assert loop is not None
+        if self.fsm.state is State.BACKUP and self._drain_rx is not None:
+            # Adverts may wait in the socket while the receiver batches its
+            # reads (see io.Receiver): read them before deciding that the
+            # master is down.
+            self._drain_rx()
+            if self._timer is not None:
+                return  # an advert re-armed the timer
+        now = loop.time()
+        self.run(self.fsm.timer_expired(now))
+
+    def attach_receiver(self, drain: Callable[[], None] | None) -> None:
+        """The receiver that feeds this instance; ``drain`` reads what is queued."""
+        self._drain_rx = drain
 
     # -- adverts ------------------------------------------------------------------
     def send_advert(self, priority: int) -> None:
@@ -303,7 +341,11 @@ class Instance:
             hit = self._rx_ok.get(pkt.src_raw)
             if hit is not None and hit[0] == (pkt.dst_raw, pkt.ttl, pkt.payload):
                 assert self._loop is not None
-                self.run(self.fsm.advert_received(self._loop.time(), hit[1]))
+                actions = self.fsm.advert_received(self._loop.time(), hit[1])
+                if actions:
+                    self.run(actions)
+                else:
+                    self._arm()
                 return
         ah_ok: bool | None = None
         if pkt.proto == pk.IPPROTO_AH:

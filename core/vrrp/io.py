@@ -29,6 +29,11 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
 _MCAST_V6_PACKED = VRRP_MCAST_V6.packed
+#: Larger than any VRRP packet (IPv6: 8 + 255 * 16 bytes; IPv4 with AH:
+#: 20 + 24 + 8 + 255 * 4 + 8 bytes).
+RECV_SIZE = 8192
+#: See the comment above :meth:`Receiver._readable`.
+BATCH_INTERVAL = 0.02
 
 
 class RawPacket:
@@ -96,13 +101,25 @@ Handler = Callable[[RawPacket], None]
 class Receiver:
     """Reads VRRP (and AH) packets on one interface for one address family."""
 
-    def __init__(self, ifname: str, family: int, groups: set[str], with_ah: bool) -> None:
+    def __init__(
+        self,
+        ifname: str,
+        family: int,
+        groups: set[str],
+        with_ah: bool,
+        *,
+        batch_interval: float = BATCH_INTERVAL,
+    ) -> None:
         self.ifname = ifname
         self.family = family
         self.handlers: dict[int, list[Handler]] = {}
         self.ifindex = socket.if_nametoindex(ifname)
         self.socks: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.batch_interval = batch_interval
+        self._batching = False
+        self._last_wake = -1e9
+        self._poll_handle: asyncio.TimerHandle | None = None
         protos = [IPPROTO_VRRP, IPPROTO_AH] if (with_ah and family == 4) else [IPPROTO_VRRP]
         for proto in protos:
             self.socks.append(self._open(proto, groups))
@@ -136,12 +153,20 @@ class Receiver:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._listen()
+
+    def _listen(self) -> None:
+        assert self._loop is not None
         for s in self.socks:
-            loop.add_reader(s.fileno(), self._readable, s)
+            self._loop.add_reader(s.fileno(), self._readable, s)
+        self._batching = False
 
     def close(self) -> None:
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+            self._poll_handle = None
         for s in self.socks:
-            if self._loop is not None:
+            if self._loop is not None and not self._batching:
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(s.fileno())
             s.close()
@@ -149,6 +174,9 @@ class Receiver:
 
     def add(self, vrid: int, handler: Handler) -> None:
         self.handlers.setdefault(vrid, []).append(handler)
+        attach = getattr(getattr(handler, "__self__", None), "attach_receiver", None)
+        if attach is not None:
+            attach(self.drain)
 
     def remove(self, vrid: int, handler: Handler) -> None:
         lst = self.handlers.get(vrid, [])
@@ -157,27 +185,79 @@ class Receiver:
         if not lst:
             self.handlers.pop(vrid, None)
 
+    # -- reading ------------------------------------------------------------------
+    #
+    # Waking the loop costs far more than handling an advert (tens of
+    # microseconds: the selector, the loop's bookkeeping, cold caches), and
+    # with hundreds of instances adverts arrive one by one.  So while they
+    # come closer together than ``batch_interval``, the receiver stops
+    # watching its sockets and reads them on a timer instead, every
+    # ``batch_interval``; when a timed read finds nothing it goes back to
+    # waking per packet.  An advert therefore waits at most
+    # ``batch_interval`` in the socket; an instance reads what is queued
+    # (:meth:`drain`) before it declares its master down, so the wait never
+    # causes a takeover, it can only make one later by that much.
+
     def _readable(self, s: socket.socket) -> None:
-        for _ in range(64):  # bounded batch, then yield to the loop
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        self._read(s, 64)  # bounded batch, then yield to the loop
+        if now - self._last_wake < self.batch_interval and not self._batching and self.socks:
+            for sock in self.socks:
+                loop.remove_reader(sock.fileno())
+            self._batching = True
+            self._poll_handle = loop.call_at(now + self.batch_interval, self._poll)
+        self._last_wake = now
+
+    def _poll(self) -> None:
+        self._poll_handle = None
+        if not self.socks:
+            return
+        assert self._loop is not None
+        if self.drain():
+            self._poll_handle = self._loop.call_at(
+                self._loop.time() + self.batch_interval, self._poll
+            )
+        else:
+            self._last_wake = self._loop.time()
+            self._listen()
+
+    def drain(self) -> int:
+        """Read and dispatch every packet queued on the sockets now."""
+        n = 0
+        for s in self.socks:
+            n += self._read(s, 4096)
+        return n
+
+    def _read(self, s: socket.socket, limit: int) -> int:
+        handlers = self.handlers
+        v4 = self.family == 4
+        n = 0
+        while n < limit:
             try:
-                if self.family == 4:
-                    data, _addr = s.recvfrom(65535)
-                    pkt = self._parse4(data)
+                if v4:
+                    pkt = self._parse4(s.recv(RECV_SIZE))
                 else:
-                    data, anc, _flags, addr = s.recvmsg(65535, 256)
+                    data, anc, _flags, addr = s.recvmsg(RECV_SIZE, 256)
                     pkt = self._parse6(data, anc, addr)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 log.warning("VRRP receive on %s failed: %s", self.ifname, exc)
-                return
+                break
+            n += 1
             if pkt is None:
                 continue
-            for handler in list(self.handlers.get(pkt.vrid, ())):
+            lst = handlers.get(pkt.vrid)
+            if not lst:
+                continue
+            for handler in lst if len(lst) == 1 else list(lst):
                 try:
                     handler(pkt)
                 except Exception:  # a handler bug must not stop the receiver
                     log.exception("VRRP handler for VRID %d on %s failed", pkt.vrid, self.ifname)
+        return n
 
     def _parse4(self, data: bytes) -> RawPacket | None:
         if len(data) < 20:
