@@ -68,12 +68,16 @@ def _virtual_server(vs: m.VirtualServer, diag: Diagnostics) -> None:
     if not vs.protocol:
         if vs.fwmark is None:
             # The kernel takes protocol 0 as UDP, so keepalived says so.
-            diag.warning(vs.place, f"Virtual server {vs.label}: no protocol set - defaulting to UDP")
+            diag.warning(
+                vs.place, f"Virtual server {vs.label}: no protocol set - defaulting to UDP"
+            )
             vs.protocol = "UDP"
         else:
             vs.protocol = "TCP"  # not used by a fwmark service; only in labels
     if not vs.lb_algo:
-        diag.warning(vs.place, f"Virtual server {vs.label}: no scheduler set, setting default 'wlc'")
+        diag.warning(
+            vs.place, f"Virtual server {vs.label}: no scheduler set, setting default 'wlc'"
+        )
         vs.lb_algo = "wlc"
     if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
         diag.warning(
