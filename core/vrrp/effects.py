@@ -13,63 +13,29 @@ import logging
 import socket
 import struct
 from collections.abc import Iterable
-from typing import Any
 
 from ..config.model import Route, Rule, VirtualAddress
+from .rtnl import Rtnl, RtnlError
 
 log = logging.getLogger("pykeepalived.vrrp")
 
 ETH_P_ARP = 0x0806
 ICMPV6_NA = 136
 ALL_NODES6 = "ff02::1"
-
-
-class _IPRouteProxy:
-    """Runs pyroute2's synchronous IPRoute on a thread of its own.
-
-    pyroute2 >= 0.9 drives its sync API with an event loop of its own, which
-    cannot run inside the daemon's loop thread.  Netlink requests to the
-    local kernel take well under a millisecond, so callers wait for them.
-    """
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
-        self._ipr: Any = None
-
-    def _get(self) -> Any:
-        if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute()
-        return self._ipr
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            def run() -> Any:
-                result = getattr(self._get(), name)(*args, **kwargs)
-                return list(result) if name.startswith("get_") else result
-
-            return self._pool.submit(run).result(timeout=10)
-
-        return call
-
-    def close(self) -> None:
-        def run() -> None:
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
-
-        self._pool.submit(run).result(timeout=10)
-        self._pool.shutdown(wait=False)
+IFA_F_NODAD = 0x02
+IFA_F_NOPREFIXROUTE = 0x200
 
 
 class Netlink:
-    """pyroute2 IPRoute for the daemon's namespace, opened on first use."""
+    """The kernel operations of VRRP instances, in the daemon's namespace.
+
+    Addresses go through :class:`~.rtnl.Rtnl` (a small rtnetlink client,
+    opened on first use) rather than pyroute2, which a VRRP-only daemon
+    then never imports.
+    """
 
     def __init__(self) -> None:
-        self._ipr: _IPRouteProxy | None = None
+        self.rtnl = Rtnl()
         self._gratuitous: GratuitousSender | None = None
 
     def gratuitous(self, dev: str, mac: bytes, addresses: Iterable[str]) -> int:
@@ -78,19 +44,11 @@ class Netlink:
             self._gratuitous = GratuitousSender()
         return self._gratuitous.send(dev, mac, addresses)
 
-    @property
-    def ipr(self) -> Any:
-        if self._ipr is None:
-            self._ipr = _IPRouteProxy()
-        return self._ipr
-
     def close(self) -> None:
         if self._gratuitous is not None:
             self._gratuitous.close()
             self._gratuitous = None
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        self.rtnl.close()
 
     def ifindex(self, name: str) -> int | None:
         try:
@@ -111,11 +69,18 @@ class Netlink:
         if idx is None:
             return None
         fam = socket.AF_INET if family == 4 else socket.AF_INET6
-        for msg in self.ipr.get_addr(family=fam, index=idx):
-            addr = msg.get_attr("IFA_ADDRESS")
+        try:
+            found = self.rtnl.get_addresses(fam, idx)
+        except OSError as exc:
+            log.error("cannot list the addresses of %s: %s", name, exc)
+            return None
+        for info in found:
+            addr = info.address
+            if addr is None:
+                continue
             if family == 6 and not ipaddress.ip_address(addr).is_link_local:
                 continue
-            return str(addr)
+            return addr
         return None
 
     def link_up(self, name: str) -> bool:
@@ -128,62 +93,58 @@ class Netlink:
 
     # -- addresses ---------------------------------------------------------------
     def add_address(self, vip: VirtualAddress, default_dev: str) -> bool:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         dev = vip.dev or default_dev
         idx = self.ifindex(dev)
         if idx is None:
             log.error("cannot add %s: no interface %s", vip.address, dev)
             return False
-        kwargs: dict[str, Any] = {
-            "index": idx,
-            "address": str(vip.address.ip),
-            "prefixlen": vip.address.network.prefixlen,
-        }
-        if vip.label:
-            kwargs["label"] = vip.label
-        if vip.brd is not None:
-            kwargs["broadcast"] = str(vip.brd)
-        if vip.scope is not None:
-            kwargs["scope"] = _SCOPES.get(vip.scope, vip.scope)
+        flags = 0
         if vip.address.version == 6:
-            flags = 0x02  # IFA_F_NODAD: a VIP is owned by VRRP, not by DAD
-            if vip.noprefixroute:
-                flags |= 0x200
-            kwargs["flags"] = flags
-        elif vip.noprefixroute:
-            kwargs["flags"] = 0x200
+            flags |= IFA_F_NODAD  # a VIP is owned by VRRP, not by DAD
+        if vip.noprefixroute:
+            flags |= IFA_F_NOPREFIXROUTE
+        scope = _scope_value(vip.scope)
         try:
-            self.ipr.addr("add", **kwargs)
-        except NetlinkError as exc:
+            self.rtnl.add_address(
+                idx,
+                str(vip.address.ip),
+                vip.address.network.prefixlen,
+                label=vip.label or None,
+                broadcast=str(vip.brd) if vip.brd is not None else None,
+                scope=scope,
+                flags=flags,
+            )
+        except RtnlError as exc:
             if exc.code != errno.EEXIST:
-                log.error("cannot add %s to %s: %s", vip.address, dev, exc)
+                log.error("cannot add %s to %s: %s", vip.address, dev, exc.strerror)
                 return False
+        except OSError as exc:
+            log.error("cannot add %s to %s: %s", vip.address, dev, exc)
+            return False
         return True
 
     def del_address(self, vip: VirtualAddress, default_dev: str) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         dev = vip.dev or default_dev
         idx = self.ifindex(dev)
         if idx is None:
             return
         try:
-            self.ipr.addr(
-                "del",
-                index=idx,
-                address=str(vip.address.ip),
-                prefixlen=vip.address.network.prefixlen,
-            )
-        except NetlinkError as exc:
+            self.rtnl.del_address(idx, str(vip.address.ip), vip.address.network.prefixlen)
+        except RtnlError as exc:
             if exc.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
-                log.error("cannot remove %s from %s: %s", vip.address, dev, exc)
+                log.error("cannot remove %s from %s: %s", vip.address, dev, exc.strerror)
+        except OSError as exc:
+            log.error("cannot remove %s from %s: %s", vip.address, dev, exc)
 
     def has_address(self, address: str, dev: str) -> bool:
         idx = self.ifindex(dev)
         if idx is None:
             return False
-        return any(msg.get_attr("IFA_ADDRESS") == address for msg in self.ipr.get_addr(index=idx))
+        want = ipaddress.ip_address(address)
+        return any(
+            info.address is not None and ipaddress.ip_address(info.address) == want
+            for info in self.rtnl.get_addresses(0, idx)
+        )
 
     # -- routes and rules: applied with ip(8) words, as keepalived documents them --
     def routes(self, action: str, routes: Iterable[Route], dev: str) -> None:
@@ -216,7 +177,23 @@ class Netlink:
                 log.error("%s: %s", " ".join(cmd), res.stderr.strip())
 
 
-_SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+def _scope_value(scope: str | None) -> int:
+    """An address scope as ip(8) names it (or its number), as rtnetlink wants it."""
+    if scope is None:
+        return 0
+    if scope in _SCOPES:
+        return _SCOPES[scope]
+    try:
+        value = int(scope, 0)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 255:
+        log.error("unknown address scope %r; using global", scope)
+        return 0
+    return value
 
 
 # -- gratuitous ARP / unsolicited NA ---------------------------------------------
