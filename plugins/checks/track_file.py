@@ -22,8 +22,6 @@ ignored with a log line.  The value is reported as ``TrackStatus.value``;
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -140,6 +138,9 @@ class Inotify:
     """A non-blocking inotify descriptor (ctypes; the stdlib has none)."""
 
     def __init__(self) -> None:
+        import ctypes  # only here: a daemon without track_file never loads it
+        import ctypes.util
+
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         self._add = libc.inotify_add_watch
         self._add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
@@ -153,6 +154,8 @@ class Inotify:
     def add_watch(self, path: str, mask: int) -> int:
         wd: int = self._add(self.fd, os.fsencode(path), mask)
         if wd < 0:
+            import ctypes
+
             e = ctypes.get_errno()
             raise OSError(e, f"inotify_add_watch {path}: {os.strerror(e)}")
         return wd

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -48,8 +46,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import psutil
 
 from pykeepalived import hookimpl
 from pykeepalived.core.api import Tracker, TrackStatus
@@ -251,6 +247,9 @@ def _connector_socket_in_netns_of(pid: int) -> socket.socket:
     result: list[socket.socket | BaseException] = []
 
     def work() -> None:
+        import ctypes  # only here: a daemon without track_process never loads it
+        import ctypes.util
+
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -276,6 +275,8 @@ def _connector_socket_in_netns_of(pid: int) -> socket.socket:
 
 def _initial_netns_candidates() -> list[int]:
     """PID 1, then our ancestors (``ip netns exec`` runs us from the initial netns)."""
+    import psutil
+
     own = os.readlink("/proc/self/ns/net")
     out: list[int] = []
     try:
@@ -408,6 +409,8 @@ class ProcessTracker(WatchTracker):
 
     def scan(self) -> None:
         """Count matching processes from /proc (start, and after lost events)."""
+        import psutil
+
         found = {pid for pid in psutil.pids() if pid != os.getpid() and self._check(pid)}
         for pid in self.pids - found:
             self._remove(pid)
@@ -471,6 +474,8 @@ class ProcessTracker(WatchTracker):
             self._cleanup()
 
     async def _run_polling(self) -> None:
+        import psutil
+
         self.mode = "poll"
         known: set[int] = set(psutil.pids())
         try:

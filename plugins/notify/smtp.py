@@ -32,17 +32,19 @@ is never logged.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-from email.message import EmailMessage
-from typing import Any
-
-import aiosmtplib
+from typing import TYPE_CHECKING, Any
 
 from pykeepalived import hookimpl
 from pykeepalived.core.api import EventKind, Notifier, StateEvent
 from pykeepalived.core.config.model import Config
 from pykeepalived.core.events import format_rs, format_vs, subject_of, virtual_server_of
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+# email and aiosmtplib (a few MB) are imported when a mail is composed or
+# sent, so that loading the plugin registry stays cheap.
 
 log = logging.getLogger("pykeepalived.notify.smtp")
 
@@ -142,6 +144,9 @@ class SmtpNotifier(Notifier):
         return self.enabled(event) and self.compose(event) is not None
 
     def message(self, subject: str, body: str) -> EmailMessage:
+        import email.utils
+        from email.message import EmailMessage
+
         gd = self.config.global_defs
         msg = EmailMessage()
         msg["Date"] = email.utils.formatdate(localtime=True)
@@ -168,6 +173,10 @@ class SmtpNotifier(Notifier):
 
     async def send(self, subject: str, body: str) -> bool:
         """Deliver one alert with bounded retries; True when the server took it."""
+        import email.utils
+
+        import aiosmtplib
+
         gd = self.config.global_defs
         assert gd.smtp_server is not None
         host, port = gd.smtp_server
@@ -224,6 +233,8 @@ def _body(detail: str) -> str:
 
 def _describe(exc: BaseException) -> str:
     """A failure in words, never with credentials (aiosmtplib never echoes them)."""
+    import aiosmtplib
+
     if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError):
         return "Timeout connecting SMTP server"
     if isinstance(exc, aiosmtplib.SMTPConnectError):
