@@ -311,6 +311,7 @@ class HttpGet(BaseCheck):
         self._ssl: ssl.SSLContext | None = None
         #: The request of each url, built once.
         self._requests: dict[int, bytes] = {}
+        self._successes: dict[tuple[str, int], CheckResult] = {}
 
     def configure(self, config: Config) -> None:
         if self.tls:
@@ -352,13 +353,21 @@ class HttpGet(BaseCheck):
         self._requests.clear()
 
     async def check(self) -> CheckResult:
-        message = ""
+        verdict = None
         for url in self.options.url:
             verdict = await self.fetch(url)
             if not verdict.ok:
                 return CheckResult(False, verdict.message)
-            message = f"{verdict.message} success to {self.where} url({url.path})."
-        return CheckResult(True, message)
+        if verdict is None:
+            return CheckResult(True)
+        # One result per (what passed, url), built once: the success path
+        # formats nothing (its line is only logged when the checker goes up).
+        key = (verdict.message, id(verdict.url))
+        result = self._successes.get(key)
+        if result is None:
+            text = f"{verdict.message} success to {self.where} url({verdict.url.path})."
+            result = self._successes[key] = CheckResult(True, text)
+        return result
 
     async def fetch(self, url: Url) -> _UrlVerdict:
         """One GET of ``url`` on a new connection, within connect_timeout."""
