@@ -69,7 +69,7 @@ class Instance:
         self._last_log: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
-        self._drain_rx: Callable[[], None] | None = None
+        self._drain_rx: Callable[[], object] | None = None
         self._garp_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -248,7 +248,7 @@ class Instance:
         now = loop.time()
         self.run(self.fsm.timer_expired(now))
 
-    def attach_receiver(self, drain: Callable[[], None] | None) -> None:
+    def attach_receiver(self, drain: Callable[[], object] | None) -> None:
         """The receiver that feeds this instance; ``drain`` reads what is queued."""
         self._drain_rx = drain
 

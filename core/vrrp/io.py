@@ -112,7 +112,7 @@ class Receiver:
     ) -> None:
         self.ifname = ifname
         self.family = family
-        self.handlers: dict[int, list[Handler]] = {}
+        self._handlers: dict[int, list[Handler]] = {}
         self.ifindex = socket.if_nametoindex(ifname)
         self.socks: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,18 +172,36 @@ class Receiver:
             s.close()
         self.socks = []
 
-    def add(self, vrid: int, handler: Handler) -> None:
-        self.handlers.setdefault(vrid, []).append(handler)
+    @property
+    def handlers(self) -> dict[int, list[Handler]]:
+        return self._handlers
+
+    @handlers.setter
+    def handlers(self, handlers: dict[int, list[Handler]]) -> None:
+        # The manager moves the handlers of a receiver it replaces (to add
+        # an AH socket): their instances must drain this one from now on.
+        self._handlers = handlers
+        for lst in handlers.values():
+            for handler in lst:
+                self._attach(handler, self.drain)
+
+    @staticmethod
+    def _attach(handler: Handler, drain: Callable[[], int] | None) -> None:
         attach = getattr(getattr(handler, "__self__", None), "attach_receiver", None)
         if attach is not None:
-            attach(self.drain)
+            attach(drain)
+
+    def add(self, vrid: int, handler: Handler) -> None:
+        self._handlers.setdefault(vrid, []).append(handler)
+        self._attach(handler, self.drain)
 
     def remove(self, vrid: int, handler: Handler) -> None:
-        lst = self.handlers.get(vrid, [])
+        lst = self._handlers.get(vrid, [])
         if handler in lst:
             lst.remove(handler)
+            self._attach(handler, None)
         if not lst:
-            self.handlers.pop(vrid, None)
+            self._handlers.pop(vrid, None)
 
     # -- reading ------------------------------------------------------------------
     #
@@ -231,7 +249,7 @@ class Receiver:
         return n
 
     def _read(self, s: socket.socket, limit: int) -> int:
-        handlers = self.handlers
+        handlers = self._handlers
         v4 = self.family == 4
         n = 0
         while n < limit:
