@@ -26,6 +26,16 @@ EXIT_SCRIPT_SECURITY = 6
 DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
 
 
+def _listen_address(text: str) -> str:
+    from .http_api import parse_listen
+
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pykeepalived",
@@ -97,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         default=None,
         help="serve live status as JSON on this unix socket",
+    )
+    p.add_argument(
+        "--http-listen",
+        metavar="HOST:PORT",
+        default=None,
+        type=_listen_address,
+        help="serve /status (JSON), /metrics (Prometheus) and /healthz over HTTP",
     )
     p.add_argument("-v", "--version", action="version", version=f"pykeepalived {__version__}")
     compat = p.add_argument_group(

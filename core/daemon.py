@@ -52,6 +52,7 @@ class Daemon:
         self.lvs: Any = None
         self.ipvs: Any = None
         self.status_server: Any = None
+        self.http_api: Any = None
         self._hook_tasks: set[asyncio.Future[None]] = set()
 
     # -- events ------------------------------------------------------------------
@@ -92,6 +93,16 @@ class Daemon:
             await self._start_trackers()
         if not self.args.vrrp and self.config.virtual_servers:
             await self._start_lvs()
+        if getattr(self.args, "http_listen", None):
+            from .http_api import HttpApi, parse_listen
+
+            host, port = parse_listen(self.args.http_listen)
+            self.http_api = HttpApi(host, port, self.status_async)
+            try:
+                await self.http_api.start()
+            except OSError as exc:
+                log.error("--http-listen %s: %s", self.args.http_listen, exc)
+                self.http_api = None
         if self.args.status_socket:
             from .status import StatusServer
 
@@ -188,6 +199,8 @@ class Daemon:
                 await asyncio.wait_for(self.events.close(), SHUTDOWN_TIMEOUT)
         if self.status_server is not None:
             await self.status_server.close()
+        if self.http_api is not None:
+            await self.http_api.close()
         self.netlink.close()
 
     async def reload(self) -> None:
