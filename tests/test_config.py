@@ -143,6 +143,15 @@ def test_include_recursion_is_bounded(tmp_path: Path) -> None:
     assert any("nested more than" in d.message for d in result.diagnostics.errors)
 
 
+def test_deep_nesting_is_an_error_not_a_traceback() -> None:
+    # 2,000 nested blocks used to end in a RecursionError traceback.
+    text = "a {\n" * 2000 + "}\n" * 2000 + "vrrp_instance VI_1 {\n priority 42\n}\n"
+    result = load_text(text)
+    assert any("nested more than" in d.message for d in result.diagnostics.errors)
+    # The statements after the skipped block are still read.
+    assert [vi.priority for vi in result.config.vrrp_instances] == [42]
+
+
 #: keepalived 2.2.7 -t exit code for "VARIANT PATTERN" (the directory holds a.conf
 #: only), measured: failed include checks exit 6, plain include never fails.
 INCLUDE_MATRIX = {

@@ -21,6 +21,11 @@ from .lexer import Line, Word
 if TYPE_CHECKING:
     from .schema import BlockSpec
 
+#: keepalived.conf nests at most a few blocks (virtual_server > real_server >
+#: HTTP_GET > url); deeper input is hostile or broken, and reading it
+#: recursively would exhaust Python's stack (a RecursionError traceback).
+MAX_DEPTH = 32
+
 
 @dataclass
 class Node:
@@ -67,8 +72,13 @@ def build_tree(lines: Sequence[Line], root: BlockSpec | None, diag: Diagnostics)
     return nodes
 
 
-def _parse_body(s: _Stream, spec: BlockSpec | None, top: bool = False) -> list[Node]:
+def _parse_body(
+    s: _Stream, spec: BlockSpec | None, top: bool = False, depth: int = 0
+) -> list[Node]:
     nodes: list[Node] = []
+    if depth > MAX_DEPTH:
+        _skip_block(s)
+        return nodes
     while True:
         tok = s.peek()
         if tok is None:
@@ -82,7 +92,7 @@ def _parse_body(s: _Stream, spec: BlockSpec | None, top: bool = False) -> list[N
         if tok.word.is_open:
             s.diag.error(tok.place, "'{' without a keyword before it")
             s.pos += 1
-            _parse_body(s, None)
+            _open_block(s, None, tok.place, depth)
             _expect_close(s, tok.place)
             continue
         statement = _collect(s)
@@ -105,8 +115,28 @@ def _parse_body(s: _Stream, spec: BlockSpec | None, top: bool = False) -> list[N
                 if nxt is not None and nxt.word.is_open:
                     s.pos += 1
                     child = spec.child_spec(node.keyword) if spec is not None else None
-                    node.children = _parse_body(s, child)
+                    node.children = _open_block(s, child, nxt.place, depth)
                     _expect_close(s, nxt.place)
+
+
+def _open_block(s: _Stream, spec: BlockSpec | None, opened: Place, depth: int) -> list[Node]:
+    """The statements of the block whose '{' (at ``opened``) was just read."""
+    if depth + 1 > MAX_DEPTH:
+        s.diag.error(opened, f"blocks nested more than {MAX_DEPTH} deep; this block is ignored")
+    return _parse_body(s, spec, depth=depth + 1)
+
+
+def _skip_block(s: _Stream) -> None:
+    """Move to the '}' closing the current block (or the end), iteratively."""
+    level = 0
+    while (tok := s.peek()) is not None:
+        if tok.word.is_close:
+            if level == 0:
+                return
+            level -= 1
+        elif tok.word.is_open:
+            level += 1
+        s.pos += 1
 
 
 def _expect_close(s: _Stream, opened: Place) -> None:
