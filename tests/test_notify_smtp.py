@@ -121,6 +121,24 @@ virtual_server 192.0.2.100 80 {{
     return res.config
 
 
+def test_no_email_faults_silences_vrrp_fault_mails_only() -> None:
+    def wants(extra: str, kind: EventKind, name: str, state: str) -> bool:
+        cfg = config(25, extra)
+        notifier = SmtpNotifier(cfg)
+        return notifier.wants(StateEvent(kind, name, state, subject=_subject(cfg, kind, name)))
+
+    for kind, name in ((EventKind.INSTANCE, "VI_1"), (EventKind.GROUP, "G1")):
+        assert wants("", kind, name, "FAULT")
+        assert not wants("no_email_faults", kind, name, "FAULT")
+        assert wants("no_email_faults", kind, name, "MASTER")
+
+
+def _subject(cfg: Config, kind: EventKind, name: str) -> Any:
+    if kind is EventKind.INSTANCE:
+        return cfg.instance(name)
+    return next(g for g in cfg.vrrp_sync_groups if g.name == name)
+
+
 async def test_alerts_with_keepalived_subjects(smtpd: tuple[Sink, int]) -> None:
     sink, port = smtpd
     cfg = config(port)

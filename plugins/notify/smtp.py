@@ -141,6 +141,14 @@ class SmtpNotifier(Notifier):
             return False
         if self._last.get((event.kind, event.name)) == event.state:
             return False
+        if (
+            gd.no_email_faults
+            and event.state == "FAULT"
+            and event.kind in (EventKind.INSTANCE, EventKind.GROUP)
+        ):
+            # keepalived.conf(5) global_defs: "no_email_faults: Don't send
+            # emails about FAULT states" (instances and sync groups).
+            return False
         return self.enabled(event) and self.compose(event) is not None
 
     def message(self, subject: str, body: str) -> EmailMessage:
