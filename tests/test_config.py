@@ -672,6 +672,46 @@ def test_unsupported_keywords_are_notices_not_failures() -> None:
     assert lines_ == [2, 3, 5, 11]
 
 
+def test_keywords_parsed_but_not_applied_say_so() -> None:
+    """Values nothing applies yet keep their place in the model, with a notice."""
+    text = (
+        "global_defs {\n default_interface eth1\n vrrp_startup_delay 5\n}\n"  # 2, 3
+        "static_ipaddress {\n 198.51.100.7/24\n}\n"  # 5
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 5\n"
+        " mcast_dst_ip 224.0.0.99\n use_vmac\n native_ipv6\n"  # 11, 12, 13
+        " unicast_peer {\n 192.0.2.6 min_ttl 3\n }\n"  # 15
+        " virtual_ipaddress {\n 192.0.2.1/24 peer 192.0.2.2\n }\n}\n"  # 18
+        "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n omega\n}\n"  # 24
+    )
+    result = load_text(text, name="n.conf")
+    assert not result.diagnostics.failing, [str(d) for d in result.diagnostics.failing]
+    lines_ = sorted(
+        d.place.line
+        for d in result.diagnostics.items
+        if d.severity is Severity.NOTICE and "not supported by pykeepalived" in d.message
+    )
+    assert lines_ == [2, 3, 5, 11, 12, 13, 15, 18, 24]
+    vi = result.config.vrrp_instances[0]
+    assert str(vi.mcast_dst_ip) == "224.0.0.99" and vi.use_vmac is True
+    assert result.config.global_defs.vrrp_startup_delay == 5
+
+
+def test_global_tracking_is_deprecated_and_keeps_weights() -> None:
+    # keepalived 2.2.7: a config error, and sync_group_tracking_weight is set.
+    text = (
+        "vrrp_sync_group G {\n group {\n V\n W\n }\n global_tracking\n}\n"
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 5\n"
+        " track_interface {\n eth1 weight 10\n }\n}\n"
+        "vrrp_instance W {\n interface eth0\n virtual_router_id 6\n}\n"
+    )
+    result = load_text(text, name="g.conf")
+    assert [(d.place.line, d.message) for d in result.diagnostics.warnings] == [
+        (6, "global_tracking is deprecated. Use track_interface/script/file on the sync group")
+    ]
+    assert result.config.vrrp_sync_groups[0].sync_group_tracking_weight
+    assert [r.weight for r in result.config.vrrp_instances[0].tracks] == [10]
+
+
 @pytest.mark.parametrize(
     "block", ["global_defs", "vrrp_instance", "virtual_server", "real_server", "top"]
 )

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import model as m
+from .errors import Place
 from .schema import (
     BlockSpec,
     Context,
+    Converter,
     Invalid,
     ItemSpec,
     Kw,
@@ -207,6 +209,56 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 }
 
 
+#: keepalived keywords parsed into the model that nothing applies yet.  The
+#: value stays in the model (``-d`` shows it) and a notice with the place
+#: says it has no effect, so a config never silently means less than it
+#: does in keepalived.  Remove an entry when its keyword takes effect.
+NOT_APPLIED: dict[str, dict[str, str]] = {
+    "top": {
+        "static_ipaddress": "static addresses are not added",
+        "static_routes": "static routes are not added",
+        "static_rules": "static rules are not added",
+    },
+    "global_defs": {
+        "default_interface": "it only serves static addresses, which are not added",
+        "vrrp_startup_delay": "VRRP instances start at once",
+    },
+    "vrrp_instance": {
+        "mcast_dst_ip": "adverts go to vrrp_mcast_group4/6 or the VRRP group",
+        "use_vmac": "no VMAC interface is created; adverts use the interface's MAC",
+        "vmac_xmit_base": "no VMAC interface is created",
+        "native_ipv6": "the address family comes from the first virtual_ipaddress",
+    },
+    "virtual_server": {
+        "omega": "quorum_down and notify_down are not run at shutdown",
+    },
+}
+
+#: virtual_ipaddress / static_ipaddress options parsed but not applied.
+VIP_OPTIONS_NOT_APPLIED = ("peer", "home", "autojoin", "preferred_lft", "track_group")
+
+
+def _not_applied_notice(ctx: Context, place: Place, what: str, why: str) -> None:
+    ctx.diag.notice(place, f"'{what}' is not supported by pykeepalived ({why}); ignored")
+
+
+def _mark_not_applied(g: Grammar) -> None:
+    for block, kws in NOT_APPLIED.items():
+        for name, why in kws.items():
+            kw = g.block(block).lookup(name)
+            assert kw is not None, f"{block} has no keyword {name}"
+            kw.convert = _noticing(kw.convert, why)
+
+
+def _noticing(convert: Converter, why: str) -> Converter:
+    def conv(node: Node, ctx: Context) -> Any:
+        value = convert(node, ctx)
+        _not_applied_notice(ctx, node.place, node.keyword, why)
+        return value
+
+    return conv
+
+
 @dataclass
 class Grammar:
     """All block specs of one configuration load; plugins extend it."""
@@ -291,6 +343,9 @@ def parse_vip(node: Node, ctx: Context) -> m.VirtualAddress:
     vip.nodad = "-nodad" in opts or "nodad" in opts
     vip.noprefixroute = "noprefixroute" in opts
     vip.autojoin = "autojoin" in opts
+    for opt in VIP_OPTIONS_NOT_APPLIED:
+        if opt in opts:
+            _not_applied_notice(ctx, node.place, opt, "the address is added without it")
     return vip
 
 
@@ -384,6 +439,9 @@ def parse_unicast_peer(node: Node, ctx: Context) -> m.UnicastPeer:
         peer.min_ttl = parse_int(opts["min_ttl"][0], 0, 255)
     if "max_ttl" in opts:
         peer.max_ttl = parse_int(opts["max_ttl"][0], 0, 255)
+    for opt in ("min_ttl", "max_ttl"):
+        if opt in opts:
+            _not_applied_notice(ctx, node.place, opt, "the TTL of unicast adverts is not checked")
     return peer
 
 
@@ -488,6 +546,16 @@ def _lb_algo(node: Node, ctx: Context) -> str:
 
 def _server_addr(node: Node, ctx: Context) -> tuple[Any, int | None]:
     return ip_address(node.args[0]), (port(node.args[1]) if len(node.args) > 1 else None)
+
+
+def _global_tracking(node: Node, ctx: Context) -> bool:
+    # keepalived 2.2.7 reports it as a config error (-t fails) and sets
+    # sync_group_tracking_weight, whatever argument follows.
+    ctx.warn(
+        node.place,
+        "global_tracking is deprecated. Use track_interface/script/file on the sync group",
+    )
+    return True
 
 
 def _use_vmac(node: Node, ctx: Context) -> str | bool:
@@ -713,7 +781,7 @@ def core_grammar() -> Grammar:
     sg.add(grp)
     sg.add(track_block_kw("track_interface", "interface"))
     sg.add(Kw("smtp_alert", flag, 0, 1))
-    sg.add(Kw("global_tracking", flag, 0, 1))
+    sg.add(Kw("global_tracking", _global_tracking, 0, 1, field="sync_group_tracking_weight"))
     sg.add(Kw("notify_deleted", script, 1, 3))
     _add_unsupported(sg, "vrrp_sync_group")
     sg.add(Kw("sync_group_tracking_weight", flag, 0, 1))
@@ -818,6 +886,7 @@ def core_grammar() -> Grammar:
             multiple=True,
         )
     )
+    _mark_not_applied(g)
     return g
 
 

@@ -233,7 +233,6 @@ class SyncGroup:
     notify_stop: Script | None = None
     notify_deleted: Script | None = None
     notify: Script | None = None
-    global_tracking: bool = False
     sync_group_tracking_weight: bool = False
     ext: dict[str, Any] = field(default_factory=dict)
 
