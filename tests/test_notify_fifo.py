@@ -114,6 +114,10 @@ vrrp_instance VI_1 {{
     await d.close()
     # The FIFOs we created are removed; the readers are gone.
     assert not any((tmp_path / f"{n}.fifo").exists() for n in ("all", "vrrp", "lvs"))
+    # ... and so are the tasks that watched them.
+    assert [t.get_name() for t in asyncio.all_tasks() if not t.done()] == [
+        asyncio.current_task().get_name()  # type: ignore[union-attr]
+    ]
 
 
 async def test_no_reader_never_blocks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

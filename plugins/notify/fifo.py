@@ -92,6 +92,10 @@ class FifoNotifier(Notifier):
             if fifo is not None and fifo.argv:
                 self.fifos.append(Fifo(label, fifo.argv[0], kinds, fifo, script))
         self._opened = False
+        #: Tasks watching the reader scripts: held here, because the event
+        #: loop keeps only weak references to tasks (a pending one could be
+        #: collected), and cancelled at close.
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -171,9 +175,11 @@ class FifoNotifier(Notifier):
         except (OSError, ValueError) as exc:
             log.error("%snotify fifo script %s cannot run: %s", f.label, f.script.command, exc)
             return
-        asyncio.get_running_loop().create_task(
+        watcher = asyncio.get_running_loop().create_task(
             self._watch_reader(f, f.reader), name=f"fifo-reader:{f.path}"
         )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
 
     async def _watch_reader(self, f: Fifo, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
@@ -192,6 +198,9 @@ class FifoNotifier(Notifier):
             proc, f.reader = f.reader, None
             if proc is not None and proc.returncode is None:
                 await kill_group(proc, grace=1.0)
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
 
     @staticmethod
     def _unlink(f: Fifo) -> None:
