@@ -53,7 +53,7 @@ class Daemon:
         self.ipvs: Any = None
         self.status_server: Any = None
         self.http_api: Any = None
-        self._hook_tasks: set[asyncio.Future[None]] = set()
+        self._hook_tasks: set[asyncio.Task[None]] = set()
 
     # -- events ------------------------------------------------------------------
     def emit(self, event: StateEvent) -> None:
@@ -245,7 +245,10 @@ class Daemon:
             try:
                 res = impl.function(**kwargs)
                 if asyncio.iscoroutine(res):
-                    task = asyncio.ensure_future(_bounded(res, impl.plugin_name, name))
+                    task = asyncio.get_running_loop().create_task(
+                        _bounded(res, impl.plugin_name, name),
+                        name=f"hook:{name}:{impl.plugin_name}",
+                    )
                     self._hook_tasks.add(task)
                     task.add_done_callback(self._hook_tasks.discard)
             except Exception:
@@ -274,7 +277,7 @@ class Daemon:
         return out
 
     def write_status(self) -> None:
-        task = asyncio.ensure_future(self._write_status())
+        task = asyncio.get_running_loop().create_task(self._write_status(), name="status:SIGUSR1")
         self._hook_tasks.add(task)
         task.add_done_callback(self._hook_tasks.discard)
 
@@ -297,8 +300,8 @@ class Daemon:
         log.info("Starting pykeepalived (pid %d), config %s", os.getpid(), self.args.file)
         await self.start()
         while not self._stop.is_set():
-            stop_wait = asyncio.ensure_future(self._stop.wait())
-            reload_wait = asyncio.ensure_future(self._reload.wait())
+            stop_wait = loop.create_task(self._stop.wait(), name="daemon:wait-stop")
+            reload_wait = loop.create_task(self._reload.wait(), name="daemon:wait-reload")
             await asyncio.wait({stop_wait, reload_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             reload_wait.cancel()
@@ -313,6 +316,14 @@ class Daemon:
             await asyncio.wait_for(self.stop(), SHUTDOWN_TIMEOUT)
         except TimeoutError:
             log.error("shutdown took more than %.0fs; cancelling what is left", SHUTDOWN_TIMEOUT)
+        # An async pykeepalived_unconfigure (or a status write) gets the
+        # shutdown budget to finish; asyncio.run would cancel it silently.
+        if self._hook_tasks:
+            _, late = await asyncio.wait(set(self._hook_tasks), timeout=SHUTDOWN_TIMEOUT)
+            for task in late:
+                log.warning("%s still running at shutdown; cancelled", task.get_name())
+                task.cancel(msg="pykeepalived is stopping")
+            await asyncio.gather(*late, return_exceptions=True)
         log.info("Stopped pykeepalived")
         return EXIT_OK
 

@@ -341,3 +341,34 @@ def test_pip_installed_example_plugin_end_to_end(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+# -- lifecycle hooks in the daemon ---------------------------------------------------------
+
+
+async def test_async_unconfigure_finishes_before_the_daemon_exits() -> None:
+    """An async pykeepalived_unconfigure used to be cancelled by asyncio.run
+    as soon as main() returned; it now gets the shutdown budget."""
+    import argparse
+    import asyncio
+
+    from pykeepalived.core.config import load_text
+    from pykeepalived.core.daemon import Daemon
+
+    finished: list[str] = []
+
+    async def pykeepalived_unconfigure(config: object) -> None:
+        await asyncio.sleep(0.2)
+        finished.append("unconfigure")
+
+    plugin = _plugin("slow_unconfigure", pykeepalived_unconfigure=pykeepalived_unconfigure)
+    registry = build_registry(autoload=False, extra=[("slow_unconfigure", plugin)])
+    result = load_text("global_defs {\n router_id r1\n}\n", grammar=registry.grammar())
+    # -C (checker only) with no virtual server: no VRRP thread, no IPVS.
+    args = argparse.Namespace(
+        check=True, vrrp=False, http_listen=None, status_socket=None, file="t.conf"
+    )
+    daemon = Daemon(args, result, registry)
+    asyncio.get_running_loop().call_later(0.1, daemon._stop.set)
+    assert await daemon.main() == 0
+    assert finished == ["unconfigure"]
