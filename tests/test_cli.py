@@ -210,6 +210,17 @@ def test_dump_conf_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "s3cret" not in json.dumps(data)
 
 
+def test_dump_hides_the_ssl_key_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The SSL block's key password was printed by --dump-conf-json and logged by -d.
+    conf = _conf(tmp_path, "SSL {\n password k3y-Secret\n}\n" + GOOD)
+    assert cli_main(["--dump-conf-json", "-f", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["ext"]["SSL"]["password"] == "***"
+    assert "k3y-Secret" not in out
+
+
 def test_dump_conf_json_show_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["--dump-conf-json", "--show-secrets", "-f", str(_conf(tmp_path, GOOD))]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -10,7 +10,9 @@ from typing import Any
 
 from .errors import Place
 
-SECRET_FIELDS = frozenset({"auth_pass", "smtp_password"})
+#: Shown as *** unless --show-secrets: VRRP auth, SMTP AUTH, the key
+#: password of the checkers' SSL block (``-d`` logs the dump).
+SECRET_FIELDS = frozenset({"auth_pass", "smtp_password", "password"})
 
 
 def to_jsonable(obj: Any, *, secrets: bool = False) -> Any:
