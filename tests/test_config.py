@@ -11,6 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -670,6 +671,35 @@ def test_unsupported_keywords_are_notices_not_failures() -> None:
     notices = [d for d in result.diagnostics.items if d.severity is Severity.NOTICE]
     lines_ = sorted(d.place.line for d in notices if "not supported by pykeepalived" in d.message)
     assert lines_ == [2, 3, 5, 11]
+
+
+#: Arguments that let a block's own header parse, so that its body is walked.
+_HEADERS = {"virtual_server": "192.0.2.1 80", "real_server": "192.0.2.2 80"}
+
+
+def test_every_keyword_survives_missing_or_odd_arguments() -> None:
+    """Each keyword of every block (plugins' included), alone, with a block,
+    with stray words: a diagnostic, never an exception (``debug`` without
+    its level used to raise IndexError)."""
+    grammar = build_registry().grammar()
+    failures: list[str] = []
+
+    def walk(spec: Any, path: list[str], seen: set[int]) -> None:
+        for kw in spec.keywords.values():
+            for body in (f"{kw.name}\n", f"{kw.name} {{\n}}\n", f"{kw.name} x y z\n"):
+                text = body
+                for name in reversed(path):
+                    text = f"{name} {_HEADERS.get(name, 'x')} {{\n{text}}}\n"
+                try:
+                    load_text(text, grammar=grammar)
+                except Exception as exc:
+                    failures.append(f"{' > '.join(path)} > {body!r}: {exc!r}")
+            child = kw.block
+            if child is not None and child.items is None and id(child) not in seen:
+                walk(child, [*path, kw.name], seen | {id(child)})
+
+    walk(grammar.top, [], set())
+    assert failures == []
 
 
 def test_keywords_parsed_but_not_applied_say_so() -> None:

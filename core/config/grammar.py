@@ -759,7 +759,7 @@ def core_grammar() -> Grammar:
     ):
         vi.add(Kw(k, flag, 0, 1))
     vi.add(Kw("down_timer_adverts", integer(1, 100), 1, 1))
-    vi.add(Kw("debug", integer(0, 4), 0, 1))
+    vi.add(Kw("debug", integer(0, 4), 1, 1))
     _add_unsupported(vi, "vrrp_instance")
     top.add(
         Kw(
