@@ -282,7 +282,11 @@ async def run_script(
             tail.extend(chunk)
             del tail[:-OUTPUT_TAIL]
 
-    reader = asyncio.ensure_future(drain()) if keep_output else None
+    reader = (
+        asyncio.get_running_loop().create_task(drain(), name=f"script-output:{argv[0]}")
+        if keep_output
+        else None
+    )
     try:
         await asyncio.wait_for(proc.wait(), timeout)
         timed_out = False
