@@ -702,6 +702,18 @@ def test_every_keyword_survives_missing_or_odd_arguments() -> None:
     assert failures == []
 
 
+def test_unicast_instance_needs_an_interface_too() -> None:
+    # -t used to pass it; the daemon then refused to start the instance.
+    text = (
+        "vrrp_instance V {\n virtual_router_id 5\n unicast_peer {\n 192.0.2.6\n }\n"
+        " virtual_ipaddress {\n 192.0.2.1/24\n }\n}\n"
+    )
+    result = load_text(text, name="u.conf")
+    assert [(d.place.line, d.message) for d in result.diagnostics.errors] == [
+        (1, "(V) interface must be set")
+    ]
+
+
 def test_keywords_parsed_but_not_applied_say_so() -> None:
     """Values nothing applies yet keep their place in the model, with a notice."""
     text = (
