@@ -703,14 +703,14 @@ def test_every_keyword_survives_missing_or_odd_arguments() -> None:
 
 
 def test_unicast_instance_needs_an_interface_too() -> None:
-    # -t used to pass it; the daemon then refused to start the instance.
+    # -t used to pass it silently; the daemon then did not start the instance.
     text = (
         "vrrp_instance V {\n virtual_router_id 5\n unicast_peer {\n 192.0.2.6\n }\n"
         " virtual_ipaddress {\n 192.0.2.1/24\n }\n}\n"
     )
     result = load_text(text, name="u.conf")
-    assert [(d.place.line, d.message) for d in result.diagnostics.errors] == [
-        (1, "(V) interface must be set")
+    assert [(d.place.line, d.message) for d in result.diagnostics.failing] == [
+        (1, "(V) interface must be set; instance not started")
     ]
 
 

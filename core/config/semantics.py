@@ -94,10 +94,12 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         vi.state = "MASTER" if vi.priority == 255 else "BACKUP"
     if vi.virtual_router_id is None:
         diag.error(vi.place, f"{tag} the virtual router id must be set")
-    if vi.interface is None:
-        # Unicast too: keepalived 2.2.7 -t reports "(VI) Unknown interface!"
-        # (exit 5), and the daemon could not start such an instance.
+    if vi.interface is None and not vi.unicast_peer:
         diag.error(vi.place, f"{tag} interface must be set")
+    elif vi.interface is None:
+        # keepalived 2.2.7 -t reports "(VI) Unknown interface!" (exit 5) and
+        # runs without this instance; so does the daemon (manager.py).
+        diag.warning(vi.place, f"{tag} interface must be set; instance not started")
     if vi.version is None:
         vi.version = gd.vrrp_version
     if vi.nopreempt:
