@@ -187,14 +187,17 @@ def test_owner_with_state_backup_waits_master_down() -> None:
     assert m.next_deadline == 3 + 1 / 256
 
 
-def test_initial_master_non_owner_waits_one_advert_interval() -> None:
+def test_initial_master_non_owner_waits_master_down_interval() -> None:
+    """keepalived 2.2.7 (measured in a namespace lab): a non-owner with
+    ``state MASTER`` waits the full Master_Down_Interval, like a backup."""
     m = machine(priority=100, initial_state=State.MASTER, advert_int=2.0)
     actions = m.start(0.0)
     assert "(VI_1) Entering BACKUP STATE (init)" in msgs(actions)
     assert m.state is State.BACKUP
-    # adver_int + minimum skew (priority 255)
-    assert m.next_deadline == 2.0 + 2.0 / 256
-    m.timer_expired(2.0 + 2.0 / 256)
+    down = 3 * 2.0 + (256 - 100) * 2.0 / 256  # v3: Skew_Time scales with the interval
+    assert m.next_deadline == down
+    assert m.timer_expired(down - 0.01) == []
+    m.timer_expired(down)
     assert m.state is State.MASTER
 
 
