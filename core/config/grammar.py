@@ -224,7 +224,6 @@ NOT_APPLIED: dict[str, dict[str, str]] = {
         "vrrp_startup_delay": "VRRP instances start at once",
     },
     "vrrp_instance": {
-        "mcast_dst_ip": "adverts go to vrrp_mcast_group4/6 or the VRRP group",
         "use_vmac": "no VMAC interface is created; adverts use the interface's MAC",
         "vmac_xmit_base": "no VMAC interface is created",
         "native_ipv6": "the address family comes from the first virtual_ipaddress",

@@ -90,10 +90,14 @@ class Instance:
         self._tx_cache: dict[int, list[tuple[str, bytes]]] = {}
         self._rx_ok: dict[bytes, tuple[tuple[bytes, int | None, bytes], RxAdvert]] = {}
         self.unicast = [str(p.address) for p in cfg.unicast_peer]
+        # keepalived: mcast_dst_ip per instance, else vrrp_mcast_group4/6.
         self.mcast_dst = str(
-            (gd.vrrp_mcast_group6 or pk.VRRP_MCAST_V6)
-            if self.family == 6
-            else (gd.vrrp_mcast_group4 or pk.VRRP_MCAST_V4)
+            cfg.mcast_dst_ip
+            or (
+                (gd.vrrp_mcast_group6 or pk.VRRP_MCAST_V6)
+                if self.family == 6
+                else (gd.vrrp_mcast_group4 or pk.VRRP_MCAST_V4)
+            )
         )
         self.ah_seq = 0
         self.ah_ident = 0
@@ -433,13 +437,16 @@ class Instance:
             delay = self.cfg.garp_lower_prio_delay or 0.0
             repeat = self.cfg.garp_lower_prio_repeat or 0
             self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay, once=True))
+            self._garp_task.set_name(f"garp-lower-prio:{self.name}")
             return
         repeat = self.cfg.garp_master_repeat if self.cfg.garp_master_repeat is not None else 5
         delay = self.cfg.garp_master_delay if self.cfg.garp_master_delay is not None else 5.0
         self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay))
+        self._garp_task.set_name(f"garp:{self.name}")
         refresh = self.cfg.garp_master_refresh or 0.0
         if refresh > 0 and (self._refresh_task is None or self._refresh_task.done()):
             self._refresh_task = asyncio.ensure_future(self._garp_refresh(refresh))
+            self._refresh_task.set_name(f"garp-refresh:{self.name}")
 
     async def _garp_burst(self, repeat: int, delay: float, once: bool = False) -> None:
         """keepalived: ``repeat`` GARPs on becoming master, then again after

@@ -121,32 +121,40 @@ class Receiver:
         self._last_wake = -1e9
         self._poll_handle: asyncio.TimerHandle | None = None
         protos = [IPPROTO_VRRP, IPPROTO_AH] if (with_ah and family == 4) else [IPPROTO_VRRP]
+        self.groups: set[str] = set()
         for proto in protos:
-            self.socks.append(self._open(proto, groups))
+            self.socks.append(self._open(proto))
+        for g in groups or {str(VRRP_MCAST_V4 if family == 4 else VRRP_MCAST_V6)}:
+            self.join(g)
 
-    def _open(self, proto: int, groups: set[str]) -> socket.socket:
+    def join(self, group: str) -> None:
+        """Receive adverts sent to multicast ``group`` (instances may use
+        their own group: vrrp_mcast_group4/6, mcast_dst_ip)."""
+        if group in self.groups:
+            return
+        self.groups.add(group)
+        for s in self.socks:
+            if self.family == 4:
+                req = socket.inet_aton(group) + socket.inet_aton("0.0.0.0")
+                req += struct.pack("@i", self.ifindex)
+                opt = (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP)
+            else:
+                req = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", self.ifindex)
+                opt = (socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP)
+            with contextlib.suppress(OSError):  # EADDRINUSE: joined already
+                s.setsockopt(*opt, req)
+
+    def _open(self, proto: int) -> socket.socket:
         if self.family == 4:
             s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-            for g in groups or {str(VRRP_MCAST_V4)}:
-                mreqn = (
-                    socket.inet_aton(g)
-                    + socket.inet_aton("0.0.0.0")
-                    + struct.pack("@i", self.ifindex)
-                )
-                with contextlib.suppress(OSError):  # EADDRINUSE: joined already
-                    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         else:
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
-            for g in groups or {str(VRRP_MCAST_V6)}:
-                mreq = socket.inet_pton(socket.AF_INET6, g) + struct.pack("@I", self.ifindex)
-                with contextlib.suppress(OSError):
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         s.setblocking(False)
         return s

@@ -92,15 +92,18 @@ class VrrpManager:
         key = (cfg.interface, cfg.family)
         rx = self.receivers.get(key)
         if rx is None or (ah and len(rx.socks) == 1 and cfg.family == 4):
+            old_groups = rx.groups if rx is not None else set()
             if rx is not None:
                 handlers = rx.handlers
                 rx.close()
             else:
                 handlers = {}
-            rx = Receiver(cfg.interface, cfg.family, {group}, with_ah=ah)
+            groups = old_groups | {group}
+            rx = Receiver(cfg.interface, cfg.family, groups, with_ah=ah)
             rx.handlers = handlers
             rx.start(self._loop)
             self.receivers[key] = rx
+        rx.join(group)
         return rx
 
     def stop(self) -> None:
