@@ -732,7 +732,7 @@ def test_keywords_parsed_but_not_applied_say_so() -> None:
         for d in result.diagnostics.items
         if d.severity is Severity.NOTICE and "not supported by pykeepalived" in d.message
     )
-    assert lines_ == [2, 3, 5, 11, 12, 13, 15, 18, 24]
+    assert lines_ == [2, 3, 5, 12, 13, 15, 18, 24]  # mcast_dst_ip (11) is applied
     vi = result.config.vrrp_instances[0]
     assert str(vi.mcast_dst_ip) == "224.0.0.99" and vi.use_vmac is True
     assert result.config.global_defs.vrrp_startup_delay == 5
