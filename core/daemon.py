@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ EXIT_OK = 0
 EXIT_FATAL = 3
 EXIT_CONFIG = 4
 SHUTDOWN_TIMEOUT = 10.0
+HOOK_TIMEOUT = 30.0
 STATUS_FILE = "/tmp/pykeepalived.data"
 
 
@@ -79,7 +81,7 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await self._start_events()
-        self._hook("pykeepalived_configure", config=self.config)
+        await self._hook("pykeepalived_configure", config=self.config)
         if not self.args.check:
             from .loopthread import LoopThread
             from .vrrp.manager import VrrpManager
@@ -193,7 +195,7 @@ class Daemon:
             await self.vrrp_thread.call(self.vrrp.stop)
             self.vrrp_thread.stop()
         await self._stop_lvs()
-        self._hook("pykeepalived_unconfigure", config=self.config)
+        await self._hook("pykeepalived_unconfigure", config=self.config)
         if self.events is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.events.close(), SHUTDOWN_TIMEOUT)
@@ -219,7 +221,7 @@ class Daemon:
             log.error("Reload failed: configuration has errors; keeping the running configuration")
             return
         log.info("Reloading configuration")
-        self._hook("pykeepalived_unconfigure", config=self.config)
+        await self._hook("pykeepalived_unconfigure", config=self.config)
         old = self.config
         self.config = result.config
         if self.trackers is not None:
@@ -235,22 +237,27 @@ class Daemon:
             await self.vrrp_thread.call(self.vrrp.reload, self.config)
             await self._start_trackers()
         await self._reload_lvs()
-        self._hook("pykeepalived_configure", config=self.config)
+        await self._hook("pykeepalived_configure", config=self.config)
         del old
 
-    def _hook(self, name: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook plugin by plugin; failures are logged by name."""
+    async def _hook(self, name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook plugin by plugin, as core/hookspecs.py says:
+        a returned awaitable is awaited, one plugin at a time, under
+        HOOK_TIMEOUT; a failure or timeout is logged with the plugin's name
+        and the next plugin is called."""
         caller = getattr(self.registry.hook, name)
         for impl in caller.get_hookimpls():
             try:
                 res = impl.function(**kwargs)
-                if asyncio.iscoroutine(res):
-                    task = asyncio.get_running_loop().create_task(
-                        _bounded(res, impl.plugin_name, name),
-                        name=f"hook:{name}:{impl.plugin_name}",
-                    )
-                    self._hook_tasks.add(task)
-                    task.add_done_callback(self._hook_tasks.discard)
+                if inspect.isawaitable(res):
+                    await asyncio.wait_for(res, HOOK_TIMEOUT)
+            except TimeoutError:
+                log.error(
+                    "plugin %s: %s took more than %.0fs; carrying on",
+                    impl.plugin_name,
+                    name,
+                    HOOK_TIMEOUT,
+                )
             except Exception:
                 log.exception("plugin %s: %s failed", impl.plugin_name, name)
 
@@ -326,13 +333,6 @@ class Daemon:
             await asyncio.gather(*late, return_exceptions=True)
         log.info("Stopped pykeepalived")
         return EXIT_OK
-
-
-async def _bounded(aw: Any, plugin: str, hook: str, timeout: float = 30.0) -> None:
-    try:
-        await asyncio.wait_for(aw, timeout)
-    except Exception:
-        log.exception("plugin %s: %s failed", plugin, hook)
 
 
 def _log_diag(d: Any) -> None:

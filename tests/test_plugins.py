@@ -372,3 +372,51 @@ async def test_async_unconfigure_finishes_before_the_daemon_exits() -> None:
     asyncio.get_running_loop().call_later(0.1, daemon._stop.set)
     assert await daemon.main() == 0
     assert finished == ["unconfigure"]
+
+
+async def test_lifecycle_hooks_run_one_plugin_at_a_time_under_a_timeout(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """core/hookspecs.py: an awaitable from pykeepalived_configure is awaited
+    plugin by plugin under a timeout; a hanging or raising plugin is logged
+    by name and the next plugin still runs."""
+    import argparse
+    import asyncio
+
+    from pykeepalived.core import daemon as daemon_mod
+    from pykeepalived.core.config import load_text
+
+    monkeypatch.setattr(daemon_mod, "HOOK_TIMEOUT", 0.2)
+    order: list[str] = []
+
+    def make(name: str, behaviour: str) -> types.ModuleType:
+        async def pykeepalived_configure(config: object) -> None:
+            order.append(f"{name}:start")
+            if behaviour == "hang":
+                await asyncio.sleep(3600)
+            if behaviour == "raise":
+                raise RuntimeError("boom")
+            order.append(f"{name}:done")
+
+        return _plugin(name, pykeepalived_configure=pykeepalived_configure)
+
+    extra = [(n, make(n, b)) for n, b in (("p_hang", "hang"), ("p_raise", "raise"), ("p_ok", "ok"))]
+    registry = build_registry(autoload=False, extra=extra)
+    result = load_text("global_defs {\n router_id r1\n}\n", grammar=registry.grammar())
+    args = argparse.Namespace(
+        check=True, vrrp=False, http_listen=None, status_socket=None, file="t.conf"
+    )
+    d = daemon_mod.Daemon(args, result, registry)
+    await d.start()
+    await d.stop()
+    started = [o for o in order if o.endswith(":start")]
+    assert sorted(started) == ["p_hang:start", "p_ok:start", "p_raise:start"]
+    assert "p_ok:done" in order and "p_hang:done" not in order
+    # one at a time: each plugin started only after the previous one finished
+    for i, entry in enumerate(order[1:], start=1):
+        if entry.endswith(":start"):
+            prev = order[i - 1]
+            assert prev.endswith(":done") or prev.split(":")[0] in ("p_hang", "p_raise"), order
+    text = caplog.text
+    assert "plugin p_hang: pykeepalived_configure took more than" in text
+    assert "plugin p_raise: pykeepalived_configure failed" in text
