@@ -143,10 +143,14 @@ class Daemon:
         self.vrrp_thread.call_soon(self.vrrp.apply_tracking, name, verdict.priority, verdict.fault)
 
     async def _start_lvs(self) -> None:
-        from .ipvs import open_backend
+        from .ipvs import FlushOnStop, open_backend
         from .lvs import VirtualServerManager
 
-        self.ipvs = await open_backend()
+        gd = self.config.global_defs
+        self.ipvs = await open_backend(
+            flush_at_start=gd.lvs_flush,
+            flush_on_stop=FlushOnStop.from_words(gd.lvs_flush_on_stop),
+        )
         await self.ipvs.start()
         self.lvs = VirtualServerManager(
             self.config, self.registry.checkers, backend=self.ipvs, emit=self.emit

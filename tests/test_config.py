@@ -917,3 +917,15 @@ def test_virtual_server_without_protocol_or_scheduler_as_keepalived() -> None:
     assert "Virtual server [192.0.2.1]:udp:80: no scheduler set, setting default 'wlc'" in failing
     fwmark = load_text("virtual_server fwmark 7 {\n lb_algo rr\n}\n")
     assert not [d for d in fwmark.diagnostics.failing if "protocol" in d.message]
+
+
+def test_lvs_flush_keywords() -> None:
+    cfg = load_text("global_defs {\n lvs_flush\n lvs_flush_on_stop VS\n}\n").config
+    assert cfg.global_defs.lvs_flush is True
+    assert cfg.global_defs.lvs_flush_on_stop == ["VS"]
+    plain = load_text("global_defs {\n lvs_flush_on_stop\n}\n").config.global_defs
+    assert plain.lvs_flush is False and plain.lvs_flush_on_stop == []
+    bad = load_text("global_defs {\n lvs_flush_on_stop ALL\n}\n", name="k.conf")
+    assert [str(d) for d in bad.diagnostics.errors] == [
+        "k.conf:2: error: lvs_flush_on_stop: unknown argument 'ALL' (expected VS or nothing)"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from checkhelp import manager
 
 from pykeepalived.core.api import CheckResult
@@ -52,3 +53,46 @@ async def test_reload_keeps_health_and_does_not_flush() -> None:
     finally:
         await new.stop()
     assert backend.pushes[-1] == []  # a real stop removes what we programmed
+
+
+async def test_daemon_passes_lvs_flush_settings_to_the_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from pykeepalived.core import ipvs
+    from pykeepalived.core.config import load_text
+    from pykeepalived.core.daemon import Daemon
+    from pykeepalived.core.ipvs import FlushOnStop
+    from pykeepalived.core.lvs import NullBackend
+    from pykeepalived.core.plugins import build_registry
+
+    seen: dict[str, object] = {}
+
+    class Backend(NullBackend):
+        async def start(self) -> None:
+            return None
+
+        async def stop(self) -> None:
+            return None
+
+    async def fake_open_backend(**kw: object) -> Backend:
+        seen.update(kw)
+        return Backend()
+
+    monkeypatch.setattr(ipvs, "open_backend", fake_open_backend)
+    registry = build_registry()
+    # Loopback real server: any check the scheduler starts stays on this host.
+    text = "global_defs {\n lvs_flush\n lvs_flush_on_stop VS\n}\n" + conf(range(1, 2)).replace(
+        "192.0.2.21 80", "127.0.0.1 9"
+    )
+    result = load_text(text, grammar=registry.grammar())
+    args = argparse.Namespace(
+        check=True, vrrp=False, http_listen=None, status_socket=None, file="t"
+    )
+    daemon = Daemon(args, result, registry)
+    await daemon.start()
+    try:
+        assert seen == {"flush_at_start": True, "flush_on_stop": FlushOnStop.VS}
+    finally:
+        await daemon.stop()

@@ -95,8 +95,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "bfd_rlimit_rttime",
             "lvs_timeouts",
             "lvs_sync_daemon",
-            "lvs_flush",
-            "lvs_flush_on_stop",
             "network_namespace",
             "net_namespace",
             "net_namespace_ipvs",
@@ -506,6 +504,13 @@ def _smtp_server(node: Node, ctx: Context) -> tuple[str, int]:
     return host, (p if p is not None else 25)
 
 
+def _lvs_flush_on_stop(node: Node, ctx: Context) -> list[str]:
+    """``lvs_flush_on_stop [VS]``: nothing (flush all) or VS."""
+    if node.args and node.args[0].upper() != "VS":
+        raise Invalid(f"unknown argument '{node.args[0]}' (expected VS or nothing)")
+    return list(node.args)
+
+
 def _lvs_method_or(default: str | None) -> Any:
     """Case-sensitive as in keepalived 2.2.7, which reports an unknown
     method ("unknown [nat] routing method") and keeps the default; so do we
@@ -684,6 +689,8 @@ def core_grammar() -> Grammar:
     gd.add(Kw("vrrp_down_timer_adverts", integer(1, 100), 1, 1))
     gd.add(Kw("vrrp_startup_delay", number(0, 3600), 1, 1))
     gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
+    gd.add(Kw("lvs_flush", flag, 0, 1))
+    gd.add(Kw("lvs_flush_on_stop", _lvs_flush_on_stop, 0, 1))
     for k in (
         "vrrp_notify_fifo",
         "vrrp_notify_fifo_script",

@@ -65,6 +65,11 @@ class GlobalDefs:
     notify_fifo_script: Script | None = None
     lvs_notify_fifo: Script | None = None
     lvs_notify_fifo_script: Script | None = None
+    #: Flush the kernel's IPVS table at start-up.
+    lvs_flush: bool = False
+    #: None: remove our services one by one at stop; []: flush everything;
+    #: ["VS"]: remove our virtual servers without their real servers first.
+    lvs_flush_on_stop: list[str] | None = None
     script_timeout: float | None = None
     ext: dict[str, Any] = field(default_factory=dict)
 
