@@ -270,26 +270,22 @@ class Instance:
                 ]
             for dst, data in cached:
                 self.sender.send(data, dst)
-            self.counters["adverts_sent"] += 1
-            if priority == 0:
-                self.counters["pri_zero_sent"] += 1
+        elif not self._send_ah(priority):
             return
-        # AH: every advert has a new sequence number and ICV.
-        adv = pk.make_advert(
-            version=self.cfg.version or 2,
-            vrid=self.cfg.virtual_router_id or 1,
-            priority=priority,
-            advert_int=self.cfg.advert_int,
-            addresses=self._advert_addresses,
-            auth_type=self.auth_type,
-            auth_pass=self.auth_pass,
-            family=socket.AF_INET,
-        )
+        self.counters["adverts_sent"] += 1
+        if priority == 0:
+            self.counters["pri_zero_sent"] += 1
+
+    def _send_ah(self, priority: int) -> bool:
+        """AH: every advert has a new sequence number and ICV.  False when
+        there is no IPv4 source address to sign with."""
+        assert self.sender is not None
+        adv = self._make_advert(priority)
         self.ah_seq += 1
         self.ah_ident = self.ah_ident % 0xFFFF + 1
         src = ipaddress.ip_address(self.src) if self.src else None
         if not isinstance(src, ipaddress.IPv4Address):
-            return  # no IPv4 source address: nothing we could sign
+            return False
         for dst in self.unicast or [self.mcast_dst]:
             dst_ip = ipaddress.ip_address(dst)
             assert isinstance(dst_ip, ipaddress.IPv4Address)
@@ -303,12 +299,11 @@ class Instance:
                 unicast=bool(self.unicast),
             )
             self.sender.send(data, dst)
-        self.counters["adverts_sent"] += 1
-        if priority == 0:
-            self.counters["pri_zero_sent"] += 1
+        return True
 
-    def _encode(self, priority: int, dst: str) -> bytes:
-        adv = pk.make_advert(
+    def _make_advert(self, priority: int) -> pk.Advert:
+        """The advert this instance sends with ``priority`` (keepalived's fields)."""
+        return pk.make_advert(
             version=self.cfg.version or 2,
             vrid=self.cfg.virtual_router_id or 1,
             priority=priority,
@@ -318,6 +313,9 @@ class Instance:
             auth_pass=self.auth_pass,
             family=socket.AF_INET if self.family == 4 else socket.AF_INET6,
         )
+
+    def _encode(self, priority: int, dst: str) -> bytes:
+        adv = self._make_advert(priority)
         if self.family == 6:
             return pk.encode_advert(adv)  # the kernel fills the checksum
         return pk.encode_advert(
