@@ -19,6 +19,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -202,40 +203,39 @@ class Rtnl:
     def _request(self, kind: int, flags: int, body: bytes, what: str) -> None:
         with self._lock:
             s, seq = self._send(kind, flags, body)
-            while True:
-                data = self._recv(s)
-                off = 0
-                while off + _NLMSGHDR.size <= len(data):
-                    length, mtype, _f, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
-                    if length < _NLMSGHDR.size:
-                        break
-                    if mseq == seq and mtype == NLMSG_ERROR:
-                        (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
-                        if code:
-                            raise RtnlError(-code, what)
-                        return
-                    off += (length + 3) & ~3
+            for mtype, data, start, _end in self._answers(s, seq):
+                if mtype == NLMSG_ERROR:
+                    (code,) = _ERR.unpack_from(data, start)
+                    if code:
+                        raise RtnlError(-code, what)
+                    return
 
     def _dump(self, kind: int, body: bytes) -> list[tuple[bytes, int, int]]:
         """The messages answering a dump, as (buffer, body offset, body end)."""
         out: list[tuple[bytes, int, int]] = []
         with self._lock:
             s, seq = self._send(kind, NLM_F_DUMP, body)
-            while True:
-                data = self._recv(s)
-                off = 0
-                while off + _NLMSGHDR.size <= len(data):
-                    length, mtype, _f, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
-                    if length < _NLMSGHDR.size:
-                        break
-                    if mseq == seq:
-                        if mtype == NLMSG_DONE:
-                            return out
-                        if mtype == NLMSG_ERROR:
-                            (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
-                            raise RtnlError(-code or errno.EIO, "dump")
-                        out.append((data, off + _NLMSGHDR.size, off + length))
-                    off += (length + 3) & ~3
+            for mtype, data, start, end in self._answers(s, seq):
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    (code,) = _ERR.unpack_from(data, start)
+                    raise RtnlError(-code or errno.EIO, "dump")
+                out.append((data, start, end))
+        return out  # pragma: no cover - _answers only ends by raising
+
+    def _answers(self, s: socket.socket, seq: int) -> Iterator[tuple[int, bytes, int, int]]:
+        """Messages answering request ``seq``: (type, buffer, body start, end)."""
+        while True:
+            data = self._recv(s)
+            off = 0
+            while off + _NLMSGHDR.size <= len(data):
+                length, mtype, _f, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if length < _NLMSGHDR.size:
+                    break
+                if mseq == seq:
+                    yield mtype, data, off + _NLMSGHDR.size, off + length
+                off += (length + 3) & ~3
 
     def _recv(self, s: socket.socket) -> bytes:
         try:
