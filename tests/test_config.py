@@ -732,7 +732,8 @@ def test_keywords_parsed_but_not_applied_say_so() -> None:
         for d in result.diagnostics.items
         if d.severity is Severity.NOTICE and "not supported by pykeepalived" in d.message
     )
-    assert lines_ == [2, 3, 5, 12, 13, 15, 18, 24]  # mcast_dst_ip (11) is applied
+    # applied: default_interface (2), static_ipaddress (5), mcast_dst_ip (11)
+    assert lines_ == [3, 12, 13, 15, 18, 24]
     vi = result.config.vrrp_instances[0]
     assert str(vi.mcast_dst_ip) == "224.0.0.99" and vi.use_vmac is True
     assert result.config.global_defs.vrrp_startup_delay == 5
@@ -929,3 +930,20 @@ def test_lvs_flush_keywords() -> None:
     assert [str(d) for d in bad.diagnostics.errors] == [
         "k.conf:2: error: lvs_flush_on_stop: unknown argument 'ALL' (expected VS or nothing)"
     ]
+
+
+def test_route_and_rule_lines_are_one_item_each() -> None:
+    """ip(8)-style words after the destination are options of that route,
+    never flattened statements (an address after 'via' is not a new item)."""
+    text = (
+        "static_routes {\n 203.0.113.0/24 via 192.0.2.1 dev eth0 metric 5\n"
+        " 198.51.100.0/24 dev eth1\n}\n"
+        "static_rules {\n from 198.51.100.0/24 table 100\n}\n"
+    )
+    result = load_text(text)
+    assert not result.diagnostics.failing, [str(d) for d in result.diagnostics.items]
+    r1, r2 = result.config.static_routes
+    assert (r1.dest, str(r1.via), r1.dev, r1.metric) == ("203.0.113.0/24", "192.0.2.1", "eth0", 5)
+    assert (r2.dest, r2.dev) == ("198.51.100.0/24", "eth1")
+    [rule] = result.config.static_rules
+    assert rule.words == ["from", "198.51.100.0/24", "table", "100"]

@@ -212,13 +212,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 #: says it has no effect, so a config never silently means less than it
 #: does in keepalived.  Remove an entry when its keyword takes effect.
 NOT_APPLIED: dict[str, dict[str, str]] = {
-    "top": {
-        "static_ipaddress": "static addresses are not added",
-        "static_routes": "static routes are not added",
-        "static_rules": "static rules are not added",
-    },
     "global_defs": {
-        "default_interface": "it only serves static addresses, which are not added",
         "vrrp_startup_delay": "VRRP instances start at once",
     },
     "vrrp_instance": {
@@ -629,8 +623,16 @@ def _authentication() -> BlockSpec:
     return spec
 
 
-def _items(name: str, parse: Any, options: dict[str, int] | None = None) -> Kw:
-    spec = BlockSpec(name, items=ItemSpec(parse, options if options is not None else {}))
+def _items(
+    name: str, parse: Any, options: dict[str, int] | None = None, *, per_line: bool = False
+) -> Kw:
+    """A block of items.  ``per_line``: each line is one item whatever its
+    words (routes and rules in ip(8) syntax); otherwise a word that is not
+    one of ``options`` (or an option's value) starts a new item, which is
+    how a flattened list is split."""
+    spec = BlockSpec(
+        name, items=ItemSpec(parse, None if per_line else (options if options is not None else {}))
+    )
 
     def conv(node: Node, ctx: Context) -> Any:
         from .schema import parse_block
@@ -705,8 +707,8 @@ def core_grammar() -> Grammar:
 
     # static addresses / routes / rules ---------------------------------------
     top.add(_items("static_ipaddress", parse_vip, _VIP_OPTIONS))
-    top.add(_items("static_routes", parse_route, None))
-    top.add(_items("static_rules", parse_rule, None))
+    top.add(_items("static_routes", parse_route, per_line=True))
+    top.add(_items("static_rules", parse_rule, per_line=True))
 
     # vrrp_instance --------------------------------------------------------------
     vi = BlockSpec("vrrp_instance", model=m.VrrpInstance)
@@ -724,8 +726,8 @@ def core_grammar() -> Grammar:
     vi.add(Kw("authentication", sub(auth), needs_block=True, block=auth))
     vi.add(_items("virtual_ipaddress", parse_vip, _VIP_OPTIONS))
     vi.add(_items("virtual_ipaddress_excluded", parse_vip, _VIP_OPTIONS))
-    vi.add(_items("virtual_routes", parse_route, None))
-    vi.add(_items("virtual_rules", parse_rule, None))
+    vi.add(_items("virtual_routes", parse_route, per_line=True))
+    vi.add(_items("virtual_rules", parse_rule, per_line=True))
     vi.add(Kw("unicast_src_ip", ip, 1, 1))
     vi.add(_items("unicast_peer", parse_unicast_peer, {"min_ttl": 1, "max_ttl": 1}))
     vi.add(Kw("mcast_src_ip", ip, 1, 1))

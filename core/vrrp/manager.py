@@ -42,8 +42,63 @@ class VrrpManager:
         self._loop = loop
         self.config = config
         self._set_groups(config)
+        self._static(config, "add")
         for cfg in config.vrrp_instances:
             self._add(cfg)
+
+    def _static_reload(self, old: Config, new: Config) -> None:
+        """Reload: remove the static entries the new config no longer has,
+        then add the new config's (adding is idempotent), so entries kept by
+        both never disappear."""
+        old_dev = old.global_defs.default_interface
+        new_dev = new.global_defs.default_interface
+
+        def addr_key(v: Any, dev: str) -> tuple[str, str]:
+            return (str(v.address), v.dev or dev)
+
+        kept = {addr_key(v, new_dev) for v in new.static_ipaddress}
+        for vip in old.static_ipaddress:
+            if addr_key(vip, old_dev) not in kept:
+                self.netlink.del_address(vip, old_dev)
+        new_routes = {tuple(r.words) for r in new.static_routes}
+        gone_routes = [r for r in old.static_routes if tuple(r.words) not in new_routes]
+        if gone_routes:
+            self.netlink.routes("del", gone_routes, old_dev)
+        new_rules = {tuple(r.words) for r in new.static_rules}
+        gone_rules = [r for r in old.static_rules if tuple(r.words) not in new_rules]
+        if gone_rules:
+            self.netlink.rules("del", gone_rules)
+        # Addresses and routes ("ip route replace") are idempotent; the kernel
+        # keeps duplicate rules, so only rules the old config lacked are added.
+        old_rules = {tuple(r.words) for r in old.static_rules}
+        for vip in new.static_ipaddress:
+            self.netlink.add_address(vip, new_dev)
+        if new.static_routes:
+            self.netlink.routes("add", new.static_routes, new_dev)
+        added = [r for r in new.static_rules if tuple(r.words) not in old_rules]
+        if added:
+            self.netlink.rules("add", added)
+
+    def _static(self, config: Config, action: str) -> None:
+        """static_ipaddress / static_routes / static_rules: keepalived adds
+        them at start-up and removes them when it stops (they never move
+        with VRRP state).  An address without ``dev`` goes on
+        global_defs' default_interface."""
+        dev = config.global_defs.default_interface
+        if action == "add":
+            for vip in config.static_ipaddress:
+                self.netlink.add_address(vip, dev)
+            if config.static_routes:
+                self.netlink.routes("add", config.static_routes, dev)
+            if config.static_rules:
+                self.netlink.rules("add", config.static_rules)
+        else:
+            if config.static_rules:
+                self.netlink.rules("del", config.static_rules)
+            if config.static_routes:
+                self.netlink.routes("del", config.static_routes, dev)
+            for vip in config.static_ipaddress:
+                self.netlink.del_address(vip, dev)
 
     def _set_groups(self, config: Config) -> None:
         self.group_of = {}
@@ -109,6 +164,8 @@ class VrrpManager:
     def stop(self) -> None:
         for inst in list(self.instances.values()):
             inst.stop()
+        if self.config is not None:
+            self._static(self.config, "del")
         for rx in self.receivers.values():
             rx.close()
         self.receivers.clear()
@@ -119,6 +176,8 @@ class VrrpManager:
         assert self._loop is not None
         old = self.instances
         new_cfgs = {c.name: c for c in config.vrrp_instances}
+        if self.config is not None:
+            self._static_reload(self.config, config)
         self.config = config
         self._set_groups(config)
         for name, inst in list(old.items()):
