@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -45,3 +46,18 @@ def start_keepalived(conf: Path, workdir: Path) -> tuple[subprocess.Popen[bytes]
 def stop_keepalived(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
+
+
+def start_pykeepalived(conf: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], IO[str]]:
+    """Our daemon, checker part only, in the foreground, debug log to a file
+    (the debug log names every IPVS operation it performs)."""
+    log = (workdir / "pykeepalived.log").open("w+")
+    exe = Path(sys.executable).with_name("pykeepalived")
+    argv = [str(exe), "-n", "-l", "-D", "-C", "-f", str(conf), "-p", str(workdir / "pka.pid")]
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def read_log(log: IO[str]) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()
