@@ -413,6 +413,14 @@ class VirtualServerManager:
         for vs in self.virtual_servers:
             vs.recompute_weight()
             vs.quorum_up = vs.weight_sum() >= vs.quorum + vs.hysteresis
+            if vs.quorum_up:
+                # keepalived starts each virtual server with quorum DOWN, so a
+                # pool that is big enough "gains" quorum at start-up: the same
+                # line, and quorum_up runs (measured against 2.2.7 in the VM).
+                threshold = vs.quorum + vs.hysteresis
+                line = f"Gained quorum {vs.quorum}+{vs.hysteresis}={threshold} <= {vs.weight_sum()}"
+                log.info("%s for VS %s", line, vs.label)
+                self._vs_event(vs, "UP", "DOWN", line)
             if not vs.quorum_up and vs.conf.sorry_server is not None:
                 threshold = vs.quorum - vs.hysteresis
                 log.info(

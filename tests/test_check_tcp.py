@@ -108,6 +108,7 @@ async def test_down_after_retries_then_recovery(caplog: pytest.LogCaptureFixture
         assert m.virtual_servers[0].reals[0].alive
         await asyncio.sleep(0.05)
         assert [(e.kind.value, e.state) for e in events] == [
+            ("VS", "UP"),  # quorum gained at start-up, as keepalived
             ("RS", "DOWN"),
             ("VS", "DOWN"),
             ("RS", "UP"),

@@ -52,7 +52,9 @@ async def test_quorum_with_hysteresis(caplog: pytest.LogCaptureFixture) -> None:
         assert "Removing service [192.0.2.21]:tcp:80 from VS [192.0.2.100]:tcp:80" in lines(caplog)
         assert "Adding service [192.0.2.21]:tcp:80 to VS [192.0.2.100]:tcp:80" in lines(caplog)
         vs_events = [(e.state, e.previous) for e in events if e.kind is EventKind.VIRTUAL_SERVER]
-        assert vs_events == [("DOWN", "UP"), ("UP", "DOWN")]
+        # keepalived starts with quorum down: quorum is "gained" at start-up.
+        assert vs_events == [("UP", "DOWN"), ("DOWN", "UP"), ("UP", "DOWN")]
+        assert "Gained quorum 2+1=3 <= 3 for VS [192.0.2.100]:tcp:80" in lines(caplog)[:3]
         rs_events = [(e.name, e.state) for e in events if e.kind is EventKind.REAL_SERVER]
         assert rs_events[0] == ("[192.0.2.21]:tcp:80", "DOWN") and len(rs_events) == 6
         assert [e.seq for e in events] == sorted(e.seq for e in events)
