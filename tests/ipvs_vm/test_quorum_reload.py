@@ -276,8 +276,9 @@ def test_quorum_sorry_server_and_reload(listeners: Listeners, tmp_path: Path) ->
         "edit real server [198.51.100.20]:53 of [192.0.2.62]:udp:53",
     ], reload_log
 
-    ours = quorum_lines(text[:mark])
     vs = "[192.0.2.61]:tcp:8082"
+    # Our run also has the UDP service of the reload part: compare this VS only.
+    ours = [line for line in quorum_lines(text[:mark]) if vs in line]
     # keepalived 2.2.7 starts with quorum down and so logs a first "Gained
     # quorum" at start-up (weight sum already >= quorum); so do we.
     assert theirs[0] == f"Gained quorum 2+0=2 <= 3 for VS {vs}", theirs
