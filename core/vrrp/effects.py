@@ -44,6 +44,11 @@ class Netlink:
             self._gratuitous = GratuitousSender()
         return self._gratuitous.send(dev, mac, addresses)
 
+    def forget_device(self, dev: str) -> None:
+        """``dev`` is going away (a VMAC being deleted): close its sockets."""
+        if self._gratuitous is not None:
+            self._gratuitous.forget(dev)
+
     def close(self) -> None:
         if self._gratuitous is not None:
             self._gratuitous.close()
@@ -295,6 +300,13 @@ class GratuitousSender:
                 if attempt:
                     log.warning("unsolicited NA on %s failed: %s", dev, exc)
         return sent + done6
+
+    def forget(self, dev: str) -> None:
+        """Close the sockets of ``dev``."""
+        self._drop(self._arp, dev)
+        entry = self._na.pop(dev, None)
+        if entry is not None:
+            entry[0].close()
 
     @staticmethod
     def _drop(cache: dict[str, socket.socket], dev: str) -> None:

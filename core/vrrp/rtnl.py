@@ -1,8 +1,10 @@
-"""A small synchronous rtnetlink client for interface addresses.
+"""A small synchronous rtnetlink client for interface addresses and links.
 
-A VRRP daemon needs three requests from the kernel's routing netlink:
+A VRRP daemon needs few requests from the kernel's routing netlink:
 add an address (``RTM_NEWADDR``), delete one (``RTM_DELADDR``) and list
-them (``RTM_GETADDR`` dump).  This module speaks just those over one
+them (``RTM_GETADDR`` dump); for ``use_vmac`` also list links
+(``RTM_GETLINK`` dump), create, change and delete a macvlan
+(``RTM_NEWLINK`` / ``RTM_DELLINK``).  This module speaks just those over one
 ``NETLINK_ROUTE`` socket, so a VRRP-only daemon does not import pyroute2
 (about 9 MB of resident memory).  Requests to the local kernel are answered
 within microseconds, so the calls simply wait for the answer.
@@ -28,7 +30,9 @@ __all__ = [
     "IFA_FLAGS",
     "IFA_LABEL",
     "IFA_LOCAL",
+    "MACVLAN_MODE_PRIVATE",
     "AddrInfo",
+    "LinkInfo",
     "Rtnl",
     "RtnlError",
 ]
@@ -36,6 +40,9 @@ __all__ = [
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_DELADDR = 21
 RTM_GETADDR = 22
@@ -50,10 +57,29 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_LABEL = 3
 IFA_BROADCAST = 4
+IFA_CACHEINFO = 6
 IFA_FLAGS = 8
+
+IFF_UP = 0x1
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_LINK = 5
+IFLA_LINKINFO = 18
+IFLA_AF_SPEC = 26
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+IFLA_MACVLAN_MODE = 1
+IFLA_INET6_ADDR_GEN_MODE = 8
+IN6_ADDR_GEN_MODE_NONE = 1
+NLA_F_NESTED = 0x8000
+MACVLAN_MODE_PRIVATE = 1
+#: ``ifa_cacheinfo.ifa_valid`` meaning "forever".
+INFINITY_LIFE_TIME = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_CACHEINFO = struct.Struct("=IIII")  # preferred, valid, cstamp, tstamp
 _RTATTR = struct.Struct("=HH")  # len, type
 _ERR = struct.Struct("=i")
 _U32 = struct.Struct("=I")
@@ -93,9 +119,57 @@ class AddrInfo:
         return raw.rstrip(b"\0").decode(errors="replace") if raw is not None else None
 
 
+@dataclass
+class LinkInfo:
+    """One interface of an ``RTM_GETLINK`` dump."""
+
+    index: int
+    flags: int
+    attrs: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+
+    @property
+    def mac(self) -> bytes:
+        return self.attrs.get(IFLA_ADDRESS, b"")
+
+    @property
+    def link(self) -> int:
+        """The lower interface's index (a macvlan's base), 0 if none."""
+        raw = self.attrs.get(IFLA_LINK)
+        return _U32.unpack(raw)[0] if raw is not None and len(raw) == 4 else 0
+
+    def _linkinfo(self) -> dict[int, bytes]:
+        raw = self.attrs.get(IFLA_LINKINFO)
+        return _parse_attrs(raw, 0, len(raw)) if raw else {}
+
+    @property
+    def kind(self) -> str:
+        """``IFLA_INFO_KIND``: "macvlan", "veth", ... ("" for a plain device)."""
+        return self._linkinfo().get(IFLA_INFO_KIND, b"").rstrip(b"\0").decode(errors="replace")
+
+    @property
+    def macvlan_mode(self) -> int | None:
+        data = self._linkinfo().get(IFLA_INFO_DATA)
+        if not data:
+            return None
+        raw = _parse_attrs(data, 0, len(data)).get(IFLA_MACVLAN_MODE)
+        return _U32.unpack(raw)[0] if raw is not None and len(raw) == 4 else None
+
+
 def _attr(kind: int, data: bytes) -> bytes:
     length = _RTATTR.size + len(data)
     return _RTATTR.pack(length, kind) + data + b"\0" * (-length % 4)
+
+
+def _macvlan_info(mode: int) -> bytes:
+    data = _attr(IFLA_MACVLAN_MODE, _U32.pack(mode))
+    return _attr(
+        IFLA_LINKINFO | NLA_F_NESTED,
+        _attr(IFLA_INFO_KIND, b"macvlan") + _attr(IFLA_INFO_DATA | NLA_F_NESTED, data),
+    )
 
 
 def _parse_attrs(data: bytes, off: int, end: int) -> dict[int, bytes]:
@@ -146,8 +220,13 @@ class Rtnl:
         broadcast: str | None = None,
         scope: int = 0,
         flags: int = 0,
+        preferred_lft: int | None = None,
     ) -> None:
-        """``ip addr add``; :class:`RtnlError` ``EEXIST`` if it is there already."""
+        """``ip addr add``; :class:`RtnlError` ``EEXIST`` if it is there already.
+
+        ``preferred_lft`` (seconds; valid stays forever): 0 makes the address
+        deprecated, so the kernel never picks it as a source by itself.
+        """
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         raw = socket.inet_pton(family, address)
         body = _IFADDRMSG.pack(family, prefixlen, flags & 0xFF, scope, index)
@@ -160,6 +239,8 @@ class Rtnl:
             body += _attr(IFA_LABEL, label.encode() + b"\0")
         if flags > 0xFF:
             body += _attr(IFA_FLAGS, _U32.pack(flags))
+        if preferred_lft is not None:
+            body += _attr(IFA_CACHEINFO, _CACHEINFO.pack(preferred_lft, INFINITY_LIFE_TIME, 0, 0))
         self._request(
             RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, f"add {address}/{prefixlen}"
         )
@@ -189,6 +270,60 @@ class Rtnl:
                 flags = _U32.unpack(attrs[IFA_FLAGS])[0]
             out.append(AddrInfo(fam, plen, flags, scope, idx, attrs))
         return out
+
+    def get_links(self) -> list[LinkInfo]:
+        """Every interface of the namespace (``ip -d link``)."""
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        out: list[LinkInfo] = []
+        for data, off, end in self._dump(RTM_GETLINK, body):
+            if end - off < _IFINFOMSG.size:
+                continue
+            _fam, _type, idx, flags, _change = _IFINFOMSG.unpack_from(data, off)
+            out.append(LinkInfo(idx, flags, _parse_attrs(data, off + _IFINFOMSG.size, end)))
+        return out
+
+    def add_macvlan(self, name: str, link: int, mac: bytes, mode: int) -> None:
+        """``ip link add NAME link LINK address MAC type macvlan mode MODE``
+        (created down); :class:`RtnlError` ``EEXIST`` if NAME exists."""
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        body += _macvlan_info(mode)
+        body += _attr(IFLA_LINK, _U32.pack(link))
+        body += _attr(IFLA_IFNAME, name.encode() + b"\0")
+        body += _attr(IFLA_ADDRESS, mac)
+        self._request(
+            RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, f"create macvlan {name}"
+        )
+
+    def change_macvlan(self, index: int, mac: bytes, mode: int) -> None:
+        """Set an existing macvlan's MAC address and mode."""
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        body += _macvlan_info(mode)
+        body += _attr(IFLA_ADDRESS, mac)
+        self._request(RTM_NEWLINK, NLM_F_ACK, body, f"change macvlan {index}")
+
+    def set_link(
+        self, index: int, *, up: bool | None = None, addr_gen_mode: int | None = None
+    ) -> None:
+        """``ip link set up|down`` and/or ``addrgenmode``.
+
+        The kernel applies ``IFLA_AF_SPEC`` to an existing link only, and an
+        interface brought up before its addr_gen_mode is set gets an EUI-64
+        link-local address: set the mode first, then bring it up.
+        """
+        flags = change = 0
+        if up is not None:
+            change = IFF_UP
+            flags = IFF_UP if up else 0
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
+        if addr_gen_mode is not None:
+            inet6 = _attr(IFLA_INET6_ADDR_GEN_MODE, bytes([addr_gen_mode]))
+            body += _attr(IFLA_AF_SPEC | NLA_F_NESTED, _attr(socket.AF_INET6 | NLA_F_NESTED, inet6))
+        self._request(RTM_NEWLINK, NLM_F_ACK, body, f"set link {index}")
+
+    def del_link(self, index: int) -> None:
+        """``ip link del``; :class:`RtnlError` ``ENODEV`` if it is gone."""
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        self._request(RTM_DELLINK, NLM_F_ACK, body, f"delete link {index}")
 
     # -- the wire -----------------------------------------------------------------
     def _send(self, kind: int, flags: int, body: bytes) -> tuple[socket.socket, int]:
