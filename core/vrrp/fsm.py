@@ -36,16 +36,30 @@ the group already is) and calls :meth:`VrrpMachine.force_master` on the
 members; when one member leaves MASTER it calls
 :meth:`VrrpMachine.force_backup` on the others; when one member enters FAULT
 it calls :meth:`VrrpMachine.set_group_fault` on the others.
+
+Repeated adverts
+----------------
+A backup hears the same advert from its master every interval, and each
+one only moves the master-down deadline.  After an advert was accepted
+without any other effect, :meth:`VrrpMachine.offer_repeat` lets the socket
+layer handle its exact repeats by writing their arrival time into a
+:class:`RepeatStamp`.  Before any event (and when :attr:`next_deadline` is
+read) the machine folds the latest stamp into its deadline, which is what
+handling each repeat would have produced; after any event it withdraws the
+stamp (``live = False``) if repeats would now mean more than that (state,
+effective priority or master changed), and the socket layer hands them
+over again.  The machine stays pure: the stamp is data.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -61,6 +75,7 @@ __all__ = [
     "PriorityChanged",
     "ReceivedLowerPriority",
     "RemoveVips",
+    "RepeatStamp",
     "RxAdvert",
     "SendAdvert",
     "SendGratuitous",
@@ -176,6 +191,19 @@ class RxAdvert:
     src_ip: bytes
     #: Advert interval carried in the packet, in seconds.
     advert_int: float
+
+
+class RepeatStamp(Protocol):
+    """Where the socket layer records repeats of an accepted advert.
+
+    ``seen``: arrival time of the latest repeat; ``applied``: the latest
+    arrival time the machine has folded into its deadline; ``live``:
+    cleared by the machine when repeats must be handed over again.
+    """
+
+    seen: float
+    applied: float
+    live: bool
 
 
 # --------------------------------------------------------------------------
@@ -297,6 +325,28 @@ def _addr_cmp(remote: bytes, ours: bytes) -> int:
 # --------------------------------------------------------------------------
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _event(
+    method: Callable[Concatenate[VrrpMachine, _P], _R],
+) -> Callable[Concatenate[VrrpMachine, _P], _R]:
+    """An event method: fold pending repeats in first, re-check them after."""
+
+    @functools.wraps(method)
+    def wrapper(self: VrrpMachine, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._repeat is None:
+            return method(self, *args, **kwargs)
+        self._fold_repeats()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._recheck_repeats()
+
+    return wrapper
+
+
 class VrrpMachine:
     """One VRRP instance's state machine."""
 
@@ -326,6 +376,10 @@ class VrrpMachine:
         self._group_fault = False
         self._deadline: float | None = None
         self._owner_conflict_logged = False
+        #: Repeats of ``_repeat_adv`` are stamped into ``_repeat`` (see the
+        #: module docstring, "Repeated adverts").
+        self._repeat: RepeatStamp | None = None
+        self._repeat_adv: RxAdvert | None = None
 
     # ----------------------------------------------------------- properties
 
@@ -364,7 +418,54 @@ class VrrpMachine:
 
         MASTER: next advert; BACKUP: master-down timer; otherwise ``None``.
         """
+        if self._repeat is not None:
+            self._fold_repeats()
         return self._deadline
+
+    # ---------------------------------------------------------- repeats
+
+    def offer_repeat(self, stamp: RepeatStamp, adv: RxAdvert) -> bool:
+        """``adv`` was just accepted with no action: may its exact repeats be
+        stamped into ``stamp`` instead of being handed to
+        :meth:`advert_received`?  True: ``stamp`` is live until withdrawn."""
+        if not self._repeatable(adv):
+            return False
+        if self._repeat is not None and self._repeat is not stamp:
+            self._repeat.live = False
+        self._repeat = stamp
+        self._repeat_adv = adv
+        stamp.live = True
+        stamp.applied = stamp.seen
+        return True
+
+    def _repeatable(self, adv: RxAdvert) -> bool:
+        # A repeat is a pure refresh while a backup would accept it with no
+        # other effect: same master, priority and interval as accepted, and
+        # the acceptance does not depend on time (preempt_delay is only
+        # consulted for a lower priority with preempt on).
+        return (
+            self.state is State.BACKUP
+            and adv.src_ip == self.master_src
+            and adv.priority == self.master_priority
+            and adv.priority != PRIO_STOP
+            and adv.advert_int == self.master_adver_int
+            and (adv.priority >= self.effective_priority or not self.preempt)
+        )
+
+    def _fold_repeats(self) -> None:
+        stamp = self._repeat
+        if stamp is not None and stamp.seen > stamp.applied:
+            # What _backup_rx does for an accepted advert without effects.
+            stamp.applied = stamp.seen
+            self._deadline = stamp.seen + self.master_down_interval
+            self.wants_master = False
+
+    def _recheck_repeats(self) -> None:
+        adv = self._repeat_adv
+        if self._repeat is not None and (adv is None or not self._repeatable(adv)):
+            self._repeat.live = False
+            self._repeat = None
+            self._repeat_adv = None
 
     # ------------------------------------------------------------ internals
 
@@ -489,6 +590,7 @@ class VrrpMachine:
         self._deadline = now + (0.0 if owner_in_group else self.master_down_interval)
         return actions
 
+    @_event
     def stop(self, now: float) -> list[Action]:
         """Shut down: resign if MASTER (priority 0 advert), release VIPs -> STOP."""
         if self.state is State.STOP:
@@ -507,6 +609,7 @@ class VrrpMachine:
 
     # -------------------------------------------------------------- events
 
+    @_event
     def timer_expired(self, now: float) -> list[Action]:
         """Handle the timer; a call before :attr:`next_deadline` does nothing."""
         if self._deadline is None or now < self._deadline:
@@ -524,6 +627,7 @@ class VrrpMachine:
             return actions
         return actions + self._goto_master(now, "master down timer expired")
 
+    @_event
     def advert_received(self, now: float, adv: RxAdvert) -> list[Action]:
         """Process an advert that passed the packet checks."""
         if not 0 <= adv.priority <= PRIO_OWNER:
@@ -668,6 +772,7 @@ class VrrpMachine:
 
     # ----------------------------------------------------------- trackers
 
+    @_event
     def set_priority(self, now: float, effective: int) -> list[Action]:
         """Trackers changed the effective priority (address owners ignore it)."""
         if self.is_owner or self.state is State.STOP:
@@ -687,6 +792,7 @@ class VrrpMachine:
             PriorityChanged(old, new),
         ]
 
+    @_event
     def set_fault(self, now: float, faulted: bool) -> list[Action]:
         """Own fault (interface down, tracker with weight 0) set or cleared."""
         self._own_fault = faulted
@@ -694,6 +800,7 @@ class VrrpMachine:
 
     # ---------------------------------------------------------- sync group
 
+    @_event
     def set_group_fault(self, now: float, faulted: bool) -> list[Action]:
         """Another sync-group member is (no longer) in FAULT."""
         self._group_fault = faulted
@@ -701,12 +808,14 @@ class VrrpMachine:
             now, "sync group fault" if faulted else "sync group fault cleared"
         )
 
+    @_event
     def force_master(self, now: float, reason: str) -> list[Action]:
         """Sync group pushes this BACKUP member to MASTER (no-op otherwise)."""
         if self.state is not State.BACKUP:
             return []
         return self._goto_master(now, f"sync group: {reason}")
 
+    @_event
     def force_backup(self, now: float, reason: str) -> list[Action]:
         """Sync group pulls this MASTER member back to BACKUP (no-op otherwise)."""
         if self.state is not State.MASTER:

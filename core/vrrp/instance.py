@@ -35,7 +35,8 @@ from .fsm import (
     VrrpMachine,
     WantMaster,
 )
-from .io import RawPacket, Sender
+from .io import RawPacket, Receiver, RepeatSlot, Sender
+from .timers import EARLY, Timer, TimerQueue, timer_queue
 
 log = logging.getLogger("pykeepalived.vrrp")
 
@@ -67,9 +68,13 @@ class Instance:
         self.on_actions = on_actions
         self.counters: Counter[str] = Counter()
         self._last_log: dict[str, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
+        self._timers: TimerQueue | None = None
         self._timer_when = 0.0
-        self._drain_rx: Callable[[], object] | None = None
+        self._rx: Receiver | None = None
+        #: Exact repeats of the master's advert are only stamped by the
+        #: receiver (see fsm "Repeated adverts" and io.RepeatSlot).
+        self._repeat_slot: RepeatSlot | None = None
         self._garp_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -153,6 +158,7 @@ class Instance:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._timers = timer_queue(loop)
         if self.src is None:
             self.src = self._source_address()
         self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
@@ -219,6 +225,16 @@ class Instance:
         """
         deadline = self.fsm.next_deadline
         timer = self._timer
+        slot = self._repeat_slot
+        if slot is not None and slot.live and self._rx is not None and deadline is not None:
+            # The receiver's watchdog keeps the deadline (see io.RepeatSlot).
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            slot.mdi = self.fsm.master_down_interval
+            slot.hold = deadline
+            self._rx.watch(slot.due)
+            return
         loop = self._loop
         if timer is not None:
             if (
@@ -229,9 +245,9 @@ class Instance:
                 return
             timer.cancel()
             self._timer = None
-        if deadline is not None and loop is not None:
+        if deadline is not None and self._timers is not None:
             self._timer_when = deadline
-            self._timer = loop.call_at(deadline, self._on_timer)
+            self._timer = self._timers.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -241,20 +257,40 @@ class Instance:
     def _on_timer(self) -> None:
         self._timer = None
         loop = self._loop
-        assert loop is not None
-        if self.fsm.state is State.BACKUP and self._drain_rx is not None:
+        assert loop is not None and self._timers is not None
+        # A backup whose master was heard since the timer was set (repeats
+        # stamped by the receiver) only has its deadline moved: the
+        # commonest case by far, kept to a property read and a re-arm.
+        timers = self._timers
+        deadline = self.fsm.next_deadline
+        if deadline is not None and deadline > timers.now() + EARLY:
+            self._timer_when = deadline
+            self._timer = timers.call_at(deadline, self._on_timer)
+            return
+        rx = self._rx
+        if self.fsm.state is State.BACKUP and rx is not None and rx.batching:
             # Adverts may wait in the socket while the receiver batches its
             # reads (see io.Receiver): read them before deciding that the
             # master is down.
-            self._drain_rx()
+            rx.drain()
             if self._timer is not None:
                 return  # an advert re-armed the timer
-        now = loop.time()
-        self.run(self.fsm.timer_expired(now))
+        self.run(self.fsm.timer_expired(timers.now()))
 
-    def attach_receiver(self, drain: Callable[[], object] | None) -> None:
-        """The receiver that feeds this instance; ``drain`` reads what is queued."""
-        self._drain_rx = drain
+    def attach_receiver(self, rx: Receiver | None) -> None:
+        """The receiver that feeds this instance (None: detached)."""
+        slot = self._repeat_slot
+        if slot is not None and rx is None:
+            self._drop_repeat()  # before detaching: the old receiver forgets it
+            self._rx = None
+            self._arm()  # the instance keeps its own deadline again
+            return
+        old, self._rx = self._rx, rx
+        if slot is not None:
+            if old is not None:
+                old.drop_repeat(slot)
+            if rx is not None and slot.live:
+                rx.add_repeat(slot)
 
     # -- adverts ------------------------------------------------------------------
     def send_advert(self, priority: int) -> None:
@@ -331,6 +367,8 @@ class Instance:
         self.gd = gd
         self._tx_cache.clear()
         self._rx_ok.clear()
+        self._drop_repeat()
+        self._arm()
 
     def on_packet(self, pkt: RawPacket) -> None:
         if pkt.src_raw == self._src_packed:
@@ -343,10 +381,12 @@ class Instance:
             hit = self._rx_ok.get(pkt.src_raw)
             if hit is not None and hit[0] == (pkt.dst_raw, pkt.ttl, pkt.payload):
                 assert self._loop is not None
-                actions = self.fsm.advert_received(self._loop.time(), hit[1])
+                now = self._loop.time()
+                actions = self.fsm.advert_received(now, hit[1])
                 if actions:
                     self.run(actions)
                 else:
+                    self._offer_repeat(pkt, hit[1], now)
                     self._arm()
                 return
         ah_ok: bool | None = None
@@ -399,7 +439,42 @@ class Instance:
             if len(self._rx_ok) > 64:  # bounded: a peer per source address
                 self._rx_ok.clear()
             self._rx_ok[pkt.src_raw] = ((pkt.dst_raw, pkt.ttl, pkt.payload), rx)
-        self.run(self.fsm.advert_received(self._loop.time(), rx))
+        now = self._loop.time()
+        actions = self.fsm.advert_received(now, rx)
+        if not actions:
+            self._offer_repeat(pkt, rx, now)
+        self.run(actions)
+
+    def _drop_repeat(self) -> None:
+        """Forget the repeat slot (its hits are counted as received adverts)."""
+        slot = self._repeat_slot
+        if slot is None:
+            return
+        self.counters["adverts_received"] += slot.hits
+        slot.hits = 0
+        slot.live = False
+        if self._rx is not None:
+            self._rx.drop_repeat(slot)
+        self._repeat_slot = None
+
+    def _slot_expired(self, now: float) -> None:
+        """The receiver's watchdog: no repeat of the master's advert for a
+        Master_Down_Interval (the machine decides; see io.RepeatSlot)."""
+        self.run(self.fsm.timer_expired(now))
+
+    def _offer_repeat(self, pkt: RawPacket, rx: RxAdvert, now: float) -> None:
+        """Let the receiver stamp exact repeats of ``pkt`` if the machine agrees."""
+        if pkt.key is None or self._rx is None:
+            return
+        slot = RepeatSlot(
+            pkt.key, pkt.check, now, self._slot_expired, self.fsm.master_down_interval
+        )
+        if not self.fsm.offer_repeat(slot, rx):
+            return
+        slot.hold = self.fsm.next_deadline or now
+        self._drop_repeat()
+        self._repeat_slot = slot
+        self._rx.add_repeat(slot)
 
     def _reject(self, reason: str, text: str) -> None:
         self.counters[f"rx_drop_{reason}"] += 1
@@ -502,6 +577,10 @@ class Instance:
             )
 
     def status(self) -> dict[str, Any]:
+        slot = self._repeat_slot
+        if slot is not None:
+            self.counters["adverts_received"] += slot.hits
+            slot.hits = 0
         return {
             "name": self.name,
             "state": self.fsm.state.value,

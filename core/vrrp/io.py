@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable
 
 from .packet import IPPROTO_AH, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TOS, VRRP_TTL
+from .timers import EARLY, Timer, TimerQueue, timer_queue
 
 log = logging.getLogger("pykeepalived.vrrp")
 
@@ -34,6 +35,8 @@ _MCAST_V6_PACKED = VRRP_MCAST_V6.packed
 RECV_SIZE = 8192
 #: See the comment above :meth:`Receiver._readable`.
 BATCH_INTERVAL = 0.02
+#: See :meth:`Receiver.drain`.
+DRAIN_DEDUP = 0.0005
 
 
 class RawPacket:
@@ -48,9 +51,11 @@ class RawPacket:
     __slots__ = (
         "_dst",
         "_src",
+        "check",
         "datagram",
         "dst_raw",
         "family",
+        "key",
         "payload",
         "proto",
         "src_raw",
@@ -68,6 +73,8 @@ class RawPacket:
         datagram: bytes,
         payload: bytes,
         vrid: int,
+        key: object = None,
+        check: object = None,
     ) -> None:
         self.family = family  # 4 or 6
         self.src_raw = src_raw
@@ -79,6 +86,9 @@ class RawPacket:
         #: The VRRP payload (after IP and AH headers).
         self.payload = payload
         self.vrid = vrid
+        #: What a :class:`RepeatSlot` for this packet matches (None: never).
+        self.key = key
+        self.check = check
         self._src: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
         self._dst: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
@@ -98,6 +108,62 @@ class RawPacket:
 Handler = Callable[[RawPacket], None]
 
 
+class RepeatSlot:
+    """Exact repeats of one accepted advert, stamped instead of dispatched.
+
+    A backup's steady state is its master's advert, every interval, for
+    each instance.  Handled one by one, each would wake the instance's
+    timer machinery for nothing but moving a deadline.  With a slot, a
+    repeat costs one dictionary lookup and a time stamp, and one watchdog
+    timer per receiver (:meth:`Receiver._watchdog`) stands in for the
+    master-down timers of all its stamped instances: it fires only when
+    the oldest stamp is about to run out, typically a few times a second
+    whatever the number of instances.
+
+    Registered by an instance whose state machine agreed
+    (:meth:`~.fsm.VrrpMachine.offer_repeat`); the receiver matches arriving
+    packets against ``key`` (IPv4: the datagram from the source address on;
+    IPv6: source and payload) and ``check`` (IPv4: the TTL; IPv6: the
+    ancillary data, hop limit and destination), and for a match only
+    records the time and counts it.  When the machine withdraws the slot
+    (``live`` false) the receiver forgets it and dispatches again.
+    """
+
+    __slots__ = ("applied", "check", "expire", "hits", "hold", "key", "live", "mdi", "seen")
+
+    def __init__(
+        self,
+        key: object,
+        check: object,
+        now: float,
+        expire: Callable[[float], None],
+        mdi: float,
+    ) -> None:
+        self.key = key
+        self.check = check
+        self.seen = now
+        self.applied = now
+        self.hits = 0
+        self.live = False
+        #: While the slot is live the receiver's watchdog, not the instance,
+        #: keeps the master-down deadline (:attr:`due`) and then calls
+        #: ``expire(now)``.  The instance keeps ``mdi`` (its
+        #: Master_Down_Interval) and ``hold`` (its machine's deadline, which
+        #: includes the repeats up to ``applied``) current.
+        self.mdi = mdi
+        self.hold = 0.0
+        self.expire = expire
+
+    @property
+    def due(self) -> float:
+        """The machine's deadline, moved on by repeats it has not seen yet."""
+        if self.seen > self.applied:
+            due = self.seen + self.mdi
+            if due > self.hold:
+                return due
+        return self.hold
+
+
 class Receiver:
     """Reads VRRP (and AH) packets on one interface for one address family."""
 
@@ -113,12 +179,17 @@ class Receiver:
         self.ifname = ifname
         self.family = family
         self._handlers: dict[int, list[Handler]] = {}
+        self._repeats: dict[object, RepeatSlot] = {}
+        self._timers: TimerQueue | None = None
+        self._watchdog_timer: Timer | None = None
+        self._watchdog_when = float("inf")
         self.ifindex = socket.if_nametoindex(ifname)
         self.socks: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batch_interval = batch_interval
         self._batching = False
         self._last_wake = -1e9
+        self._drained_at = -1e9
         self._poll_handle: asyncio.TimerHandle | None = None
         protos = [IPPROTO_VRRP, IPPROTO_AH] if (with_ah and family == 4) else [IPPROTO_VRRP]
         self.groups: set[str] = set()
@@ -161,6 +232,7 @@ class Receiver:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._timers = timer_queue(loop)
         self._listen()
 
     def _listen(self) -> None:
@@ -173,6 +245,9 @@ class Receiver:
         if self._poll_handle is not None:
             self._poll_handle.cancel()
             self._poll_handle = None
+        if self._watchdog_timer is not None:
+            self._watchdog_timer.cancel()
+            self._watchdog_timer = None
         for s in self.socks:
             if self._loop is not None and not self._batching:
                 with contextlib.suppress(Exception):
@@ -191,17 +266,17 @@ class Receiver:
         self._handlers = handlers
         for lst in handlers.values():
             for handler in lst:
-                self._attach(handler, self.drain)
+                self._attach(handler, self)
 
     @staticmethod
-    def _attach(handler: Handler, drain: Callable[[], int] | None) -> None:
+    def _attach(handler: Handler, receiver: Receiver | None) -> None:
         attach = getattr(getattr(handler, "__self__", None), "attach_receiver", None)
         if attach is not None:
-            attach(drain)
+            attach(receiver)
 
     def add(self, vrid: int, handler: Handler) -> None:
         self._handlers.setdefault(vrid, []).append(handler)
-        self._attach(handler, self.drain)
+        self._attach(handler, self)
 
     def remove(self, vrid: int, handler: Handler) -> None:
         lst = self._handlers.get(vrid, [])
@@ -210,6 +285,62 @@ class Receiver:
             self._attach(handler, None)
         if not lst:
             self._handlers.pop(vrid, None)
+
+    @property
+    def batching(self) -> bool:
+        """True while the sockets are read on a timer (packets may be queued)."""
+        return self._batching
+
+    def add_repeat(self, slot: RepeatSlot) -> None:
+        self._repeats[slot.key] = slot
+        self.watch(slot.due)
+
+    def drop_repeat(self, slot: RepeatSlot) -> None:
+        if self._repeats.get(slot.key) is slot:
+            del self._repeats[slot.key]
+
+    def watch(self, due: float) -> None:
+        """Make the watchdog look at the slots no later than ``due``."""
+        if due < self._watchdog_when and self._timers is not None:
+            if self._watchdog_timer is not None:
+                self._watchdog_timer.cancel()
+            self._watchdog_when = due
+            self._watchdog_timer = self._timers.call_at(due, self._watchdog)
+
+    def _watchdog(self) -> None:
+        """Master-down deadlines of the stamped instances (see RepeatSlot)."""
+        assert self._timers is not None
+        self._watchdog_timer = None
+        self._watchdog_when = float("inf")
+        self.drain()  # stamps first: adverts may wait while reads are batched
+        now = self._timers.now()
+        limit = now + EARLY
+        expired: list[RepeatSlot] = []
+        nearest = float("inf")
+        for slot in self._repeats.values():
+            if not slot.live:
+                continue
+            due = slot.hold
+            if slot.seen > slot.applied and slot.seen + slot.mdi > due:
+                due = slot.seen + slot.mdi
+            if due <= limit:
+                expired.append(slot)
+            elif due < nearest:
+                nearest = due
+        for slot in expired:
+            try:
+                slot.expire(now)
+            except Exception:  # one instance's failure must not stop the others
+                log.exception("VRRP master-down handling on %s failed", self.ifname)
+            if slot.live and self._repeats.get(slot.key) is slot:
+                # Still stamped (a sync-group member waiting for its group):
+                # its instance has moved ``hold`` on.
+                due = slot.due
+                if due <= limit:  # defensive: never spin on a stuck slot
+                    due = now + slot.mdi
+                nearest = min(nearest, due)
+        if nearest != float("inf"):
+            self.watch(nearest)
 
     # -- reading ------------------------------------------------------------------
     #
@@ -241,7 +372,7 @@ class Receiver:
         if not self.socks:
             return
         assert self._loop is not None
-        if self.drain():
+        if self._read_all():
             self._poll_handle = self._loop.call_at(
                 self._loop.time() + self.batch_interval, self._poll
             )
@@ -250,23 +381,62 @@ class Receiver:
             self._listen()
 
     def drain(self) -> int:
-        """Read and dispatch every packet queued on the sockets now."""
+        """Read and dispatch every packet queued on the sockets now.
+
+        Instances' timers often fall due together (their masters' adverts
+        arrived in one batch): a drain right after another (within
+        ``DRAIN_DEDUP`` seconds) would only find the sockets empty and is
+        skipped.
+        """
+        assert self._loop is not None
+        if self._loop.time() - self._drained_at < DRAIN_DEDUP:
+            return 0
+        return self._read_all()
+
+    def _read_all(self) -> int:
         n = 0
         for s in self.socks:
             n += self._read(s, 4096)
+        assert self._loop is not None
+        self._drained_at = self._loop.time()
         return n
 
     def _read(self, s: socket.socket, limit: int) -> int:
-        handlers = self._handlers
+        # The hot path of a backup: most packets repeat an advert already
+        # accepted (see RepeatSlot) and cost one dict lookup and a stamp.
+        assert self._loop is not None
+        now = self._loop.time()
+        repeats = self._repeats
         v4 = self.family == 4
+        recv = s.recv
         n = 0
         while n < limit:
             try:
                 if v4:
-                    pkt = self._parse4(s.recv(RECV_SIZE))
+                    data = recv(RECV_SIZE)
+                    slot = repeats.get(data[12:])
+                    if slot is not None:
+                        if slot.live and data[8] == slot.check and data[0] == 0x45:
+                            slot.seen = now
+                            slot.hits += 1
+                            n += 1
+                            continue
+                        if not slot.live:
+                            del repeats[slot.key]
+                    pkt = self._parse4(data)
                 else:
                     data, anc, _flags, addr = s.recvmsg(RECV_SIZE, 256)
-                    pkt = self._parse6(data, anc, addr)
+                    key = (addr[0], data)
+                    slot = repeats.get(key)
+                    if slot is not None:
+                        if slot.live and anc == slot.check:
+                            slot.seen = now
+                            slot.hits += 1
+                            n += 1
+                            continue
+                        if not slot.live:
+                            del repeats[slot.key]
+                    pkt = self._parse6(data, anc, addr, key)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -275,7 +445,7 @@ class Receiver:
             n += 1
             if pkt is None:
                 continue
-            lst = handlers.get(pkt.vrid)
+            lst = self._handlers.get(pkt.vrid)
             if not lst:
                 continue
             for handler in lst if len(lst) == 1 else list(lst):
@@ -293,6 +463,8 @@ class Receiver:
         off = ihl + (24 if proto == IPPROTO_AH else 0)
         if len(data) < off + 2:
             return None
+        # AH packets never repeat (sequence number); options never match.
+        repeatable = proto != IPPROTO_AH and ihl == 20
         return RawPacket(
             4,
             data[12:16],
@@ -302,10 +474,16 @@ class Receiver:
             data,
             data[off:],
             data[off + 1],
+            data[12:] if repeatable else None,
+            data[8],
         )
 
     def _parse6(
-        self, data: bytes, anc: list[tuple[int, int, bytes]], addr: tuple[str, ...]
+        self,
+        data: bytes,
+        anc: list[tuple[int, int, bytes]],
+        addr: tuple[str, ...],
+        key: object = None,
     ) -> RawPacket | None:
         if len(data) < 2:
             return None
@@ -317,7 +495,7 @@ class Receiver:
             elif level == socket.IPPROTO_IPV6 and typ == IPV6_PKTINFO and len(cdata) >= 16:
                 dst = cdata[:16]
         src = socket.inet_pton(socket.AF_INET6, addr[0].split("%", 1)[0])
-        return RawPacket(6, src, dst, ttl, IPPROTO_VRRP, data, data, data[1])
+        return RawPacket(6, src, dst, ttl, IPPROTO_VRRP, data, data, data[1], key, anc)
 
 
 class Sender:
