@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import socket
 import time
 from collections import Counter
@@ -41,6 +42,9 @@ from .timers import EARLY, Timer, TimerQueue, timer_queue
 log = logging.getLogger("pykeepalived.vrrp")
 
 RATE_LIMIT_S = 60.0
+#: A master's advert timers are aligned on this grid (at most a tenth of the
+#: advert interval); see :meth:`Instance._arm`.
+ADVERT_GRID = 0.01
 
 
 class Instance:
@@ -246,8 +250,19 @@ class Instance:
             timer.cancel()
             self._timer = None
         if deadline is not None and self._timers is not None:
-            self._timer_when = deadline
-            self._timer = self._timers.call_at(deadline, self._on_timer)
+            when = deadline
+            if self.fsm.state is State.MASTER:
+                # A master's adverts go out on a grid shared by all its
+                # instances (the first one after becoming MASTER up to one
+                # grid step late, every later one on time), so that they
+                # leave in one burst per interval: one wake-up here, and
+                # one per burst for the peers reading them.
+                grid = min(ADVERT_GRID, self.fsm.params.advert_int / 10)
+                when = math.ceil(deadline / grid - 1e-6) * grid
+                if when < deadline - EARLY:
+                    when = deadline
+            self._timer_when = when
+            self._timer = self._timers.call_at(when, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -262,11 +277,16 @@ class Instance:
         # stamped by the receiver) only has its deadline moved: the
         # commonest case by far, kept to a property read and a re-arm.
         timers = self._timers
+        now = timers.now()
         deadline = self.fsm.next_deadline
-        if deadline is not None and deadline > timers.now() + EARLY:
-            self._timer_when = deadline
-            self._timer = timers.call_at(deadline, self._on_timer)
-            return
+        if deadline is not None:
+            if deadline > now + EARLY:
+                self._timer_when = deadline
+                self._timer = timers.call_at(deadline, self._on_timer)
+                return
+            # Reached; a grid-aligned advert timer may be a rounding error
+            # short of the deadline it was computed from.
+            now = max(now, deadline)
         rx = self._rx
         if self.fsm.state is State.BACKUP and rx is not None and rx.batching:
             # Adverts may wait in the socket while the receiver batches its
@@ -275,7 +295,7 @@ class Instance:
             rx.drain()
             if self._timer is not None:
                 return  # an advert re-armed the timer
-        self.run(self.fsm.timer_expired(timers.now()))
+        self.run(self.fsm.timer_expired(now))
 
     def attach_receiver(self, rx: Receiver | None) -> None:
         """The receiver that feeds this instance (None: detached)."""

@@ -24,9 +24,14 @@ from collections.abc import Callable
 
 log = logging.getLogger("pykeepalived.vrrp")
 
-#: asyncio runs a timer up to its clock resolution early; a group due
-#: within this margin of "now" is run rather than re-armed for.
+#: asyncio runs a timer up to its clock resolution early; a deadline
+#: within this margin of "now" counts as reached.
 EARLY = 1e-6
+#: Groups due within this time after the one that woke the loop run in the
+#: same wake-up (each with its own due time as "now").  Instances started
+#: one after the other have deadlines microseconds apart; without this
+#: each would cost a loop turn of its own, every interval.
+SLACK = 0.001
 
 
 class Timer:
@@ -55,7 +60,8 @@ class TimerQueue:
         self._now: float | None = None
 
     def now(self) -> float:
-        """The loop's time; while a group runs, the time the group was due.
+        """The loop's time; while a group runs, the time the group was due
+        (at most :data:`SLACK` ahead of the loop's time).
 
         Timers that were due together and re-arm from :meth:`now` stay
         together (a master's instances keep sending their adverts in one
@@ -75,7 +81,7 @@ class TimerQueue:
         if group is None:
             self._due[when] = [timer]
             heapq.heappush(self._heap, when)
-            if when < self._head:
+            if when < self._head and self._now is None:  # _run arms at its end
                 self._arm(when)
         else:
             group.append(timer)
@@ -93,7 +99,7 @@ class TimerQueue:
         heap = self._heap
         due = self._due
         # Timers scheduled by the callbacks for "now" run on the next turn.
-        limit = self._loop.time() + EARLY
+        limit = self._loop.time() + SLACK
         try:
             while heap and heap[0] <= limit:
                 when = heapq.heappop(heap)
