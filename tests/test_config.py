@@ -720,7 +720,7 @@ def test_keywords_parsed_but_not_applied_say_so() -> None:
         "global_defs {\n default_interface eth1\n vrrp_startup_delay 5\n}\n"  # 2, 3
         "static_ipaddress {\n 198.51.100.7/24\n}\n"  # 5
         "vrrp_instance V {\n interface eth0\n virtual_router_id 5\n"
-        " mcast_dst_ip 224.0.0.99\n use_vmac\n native_ipv6\n"  # 11, 12, 13
+        " mcast_dst_ip 224.0.0.99\n use_vmac\n vmac_xmit_base\n"  # 11, 12, 13
         " unicast_peer {\n 192.0.2.6 min_ttl 3\n }\n"  # 15
         " virtual_ipaddress {\n 192.0.2.1/24 peer 192.0.2.2\n }\n}\n"  # 18
         "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n omega\n}\n"  # 24
@@ -732,10 +732,11 @@ def test_keywords_parsed_but_not_applied_say_so() -> None:
         for d in result.diagnostics.items
         if d.severity is Severity.NOTICE and "not supported by pykeepalived" in d.message
     )
-    # applied: default_interface (2), static_ipaddress (5), mcast_dst_ip (11)
-    assert lines_ == [3, 12, 13, 15, 18, 24]
+    # applied: default_interface (2), vrrp_startup_delay (3), static_ipaddress
+    # (5), mcast_dst_ip (11), use_vmac (12), vmac_xmit_base (13)
+    assert lines_ == [15, 18, 24]
     vi = result.config.vrrp_instances[0]
-    assert str(vi.mcast_dst_ip) == "224.0.0.99" and vi.use_vmac is True
+    assert str(vi.mcast_dst_ip) == "224.0.0.99" and vi.use_vmac is True and vi.vmac_xmit_base
     assert result.config.global_defs.vrrp_startup_delay == 5
 
 

@@ -212,14 +212,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 #: says it has no effect, so a config never silently means less than it
 #: does in keepalived.  Remove an entry when its keyword takes effect.
 NOT_APPLIED: dict[str, dict[str, str]] = {
-    "global_defs": {
-        "vrrp_startup_delay": "VRRP instances start at once",
-    },
-    "vrrp_instance": {
-        "use_vmac": "no VMAC interface is created; adverts use the interface's MAC",
-        "vmac_xmit_base": "no VMAC interface is created",
-        "native_ipv6": "the address family comes from the first virtual_ipaddress",
-    },
     "virtual_server": {
         "omega": "quorum_down and notify_down are not run at shutdown",
     },
@@ -557,7 +549,70 @@ def _global_tracking(node: Node, ctx: Context) -> bool:
 
 
 def _use_vmac(node: Node, ctx: Context) -> str | bool:
-    return node.args[0] if node.args else True
+    """``use_vmac [NAME] [MAC]`` (either order, as keepalived: a word with
+    a ':' is the MAC).  The MAC goes to ``ext["use_vmac_mac"]``; five octets
+    mean the VRID is the sixth."""
+    name: str | bool = True
+    for word in node.args[:2]:
+        if ":" in word:
+            mac = _vmac_address(node, ctx, word)
+            if mac is not None and ctx.values is not None:
+                ctx.values["use_vmac_mac"] = mac
+        elif name is not True:
+            ctx.warn(node.place, "VMAC interface name already specified")
+        elif not _dev_name_valid(word):
+            ctx.warn(
+                node.place,
+                f"VMAC interface name '{word}' too long or invalid characters - ignoring",
+            )
+        else:
+            name = word
+    return name
+
+
+def _dev_name_valid(name: str) -> bool:
+    """The kernel's dev_valid_name(): 1..15 characters, no '/', ':' or space."""
+    return (
+        0 < len(name) < 16
+        and name not in (".", "..")
+        and not any(c in name for c in "/:")
+        and not any(c.isspace() for c in name)
+    )
+
+
+def _vmac_address(node: Node, ctx: Context, word: str) -> str | None:
+    """A use_vmac MAC address as keepalived checks it, normalised."""
+    parts = word.rstrip(":").split(":")
+    try:
+        octets = [int(p, 16) for p in parts]
+        ok = len(octets) in (5, 6) and all(0 < len(p) <= 2 for p in parts)
+    except ValueError:
+        ok = False
+    if not ok:
+        ctx.warn(node.place, f"VMAC invalid MAC address {word} - ignored")
+        return None
+    if octets[0] & 0x01:
+        ctx.warn(node.place, f"VMAC MAC address is multicast {word} - ignoring")
+        return None
+    if octets[:4] == [0, 0, 0x5E, 0] and octets[4] in (1, 2):
+        ctx.warn(
+            node.place, f"VMAC MAC address not allowed to be RFC5798 address ({word}) - ignoring"
+        )
+        return None
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def _native_ipv6(node: Node, ctx: Context) -> bool:
+    """keepalived: IPv6 (and VRRPv3) for the instance, unless something
+    before it (a VIP, unicast or multicast address) already made it IPv4."""
+    values = ctx.values or {}
+    seen = [v.address for v in values.get("virtual_ipaddress", [])[:1]]
+    seen += [p.address for p in values.get("unicast_peer", [])[:1]]
+    seen += [values[k] for k in ("unicast_src_ip", "mcast_src_ip", "mcast_dst_ip") if k in values]
+    if any(a.version == 4 for a in seen):
+        ctx.warn(node.place, "Cannot specify native_ipv6 with IPv4 addresses")
+        return False
+    return True
 
 
 def _version(node: Node, ctx: Context) -> int:
@@ -735,9 +790,9 @@ def core_grammar() -> Grammar:
     vi.add(Kw("check_unicast_src", flag, 0, 1))
     vi.add(Kw("dont_track_primary", flag, 0, 1))
     vi.add(track_block_kw("track_interface", "interface"))
-    vi.add(Kw("use_vmac", _use_vmac, 0, 1))
+    vi.add(Kw("use_vmac", _use_vmac, 0, 2))
     vi.add(Kw("vmac_xmit_base", flag, 0, 1))
-    vi.add(Kw("native_ipv6", flag, 0, 1))
+    vi.add(Kw("native_ipv6", _native_ipv6, 0, None))
     vi.add(Kw("smtp_alert", flag, 0, 1))
     _notify_kws(
         vi,

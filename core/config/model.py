@@ -219,10 +219,11 @@ class VrrpInstance:
 
     @property
     def family(self) -> int:
-        """4 or 6: the family of the first VIP (keepalived's rule)."""
+        """4 or 6: the family of the first VIP (keepalived's rule); without
+        VIPs IPv4, or IPv6 with ``native_ipv6``."""
         for vip in self.virtual_ipaddress:
             return vip.address.version
-        return 4
+        return 6 if self.native_ipv6 else 4
 
 
 @dataclass

@@ -17,8 +17,19 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
     gd = cfg.global_defs
     seen_vrids: dict[tuple[str | None, int, int, int], m.VrrpInstance] = {}
     names: set[str] = set()
+    vmac_names: dict[str, str] = {}
     for vi in cfg.vrrp_instances:
         _instance(vi, gd, diag)
+        if isinstance(vi.use_vmac, str):
+            # keepalived's use_vmac handler: a name is one instance's only.
+            user = vmac_names.setdefault(vi.use_vmac, vi.name)
+            if user != vi.name:
+                diag.warning(
+                    vi.place,
+                    f"({vi.name}) VRRP instance {user} is already using {vi.use_vmac}"
+                    " - ignoring name",
+                )
+                vi.use_vmac = True
         if vi.name in names:
             diag.error(vi.place, f"({vi.name}) vrrp_instance declared twice")
         names.add(vi.name)
@@ -100,6 +111,8 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         # keepalived 2.2.7 -t reports "(VI) Unknown interface!" (exit 5) and
         # runs without this instance; so does the daemon (manager.py).
         diag.warning(vi.place, f"{tag} interface must be set; instance not started")
+    if vi.native_ipv6:
+        _native_ipv6(vi, diag)
     if vi.version is None:
         vi.version = gd.vrrp_version
     if vi.nopreempt:
@@ -189,6 +202,44 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
         vi.smtp_alert = gd.smtp_alert_vrrp if gd.smtp_alert_vrrp is not None else gd.smtp_alert
     if vi.strict_mode and vi.authentication is not None:
         diag.error(vi.place, f"{tag} authentication is not allowed with strict mode")
+    _vmac(vi, diag)
+
+
+def _native_ipv6(vi: m.VrrpInstance, diag: Diagnostics) -> None:
+    """keepalived's native_ipv6 makes the instance IPv6 and VRRPv3; IPv4
+    addresses after it are dropped (the grammar refused native_ipv6 after
+    IPv4 ones)."""
+    tag = f"({vi.name})"
+    for vip in [v for v in vi.virtual_ipaddress if v.address.version == 4]:
+        diag.warning(
+            vip.place, f"{tag}: address family must match VRRP instance [{vip.address}] - ignoring"
+        )
+        vi.virtual_ipaddress.remove(vip)
+    if vi.version is None:
+        vi.version = 3
+
+
+def _vmac(vi: m.VrrpInstance, diag: Diagnostics) -> None:
+    """use_vmac / vmac_xmit_base rules of keepalived 2.2.7 (vrrp_parser.c
+    vrrp_end_handler, vrrp.c vrrp_complete_instance), each a config error
+    that keepalived corrects as it says."""
+    tag = f"({vi.name})"
+    if vi.use_vmac and vi.unicast_peer:
+        if vi.interface is None:
+            diag.warning(
+                vi.place,
+                f"{tag}: Cannot use VMAC/ipvlan with unicast and no interface - clearing use_vmac",
+            )
+            vi.use_vmac = False
+        elif not vi.vmac_xmit_base:
+            diag.warning(vi.place, f"{tag} unicast with use_vmac requires vmac_xmit_base - setting")
+            vi.vmac_xmit_base = True
+    if vi.use_vmac and vi.vmac_xmit_base and vi.strict_mode:
+        diag.warning(vi.place, f"{tag} xmit_base is incompatible with strict mode - resetting")
+        vi.vmac_xmit_base = False
+    if vi.vmac_xmit_base and not vi.use_vmac:
+        diag.warning(vi.place, f"{tag} vmac_xmit_base is only valid with a vmac")
+        vi.vmac_xmit_base = False
 
 
 #: Top-level keywords whose named blocks hold a tracker's own weight.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import math
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..api import EventKind, StateEvent
-from ..config.model import GlobalDefs, VrrpInstance
+from ..config.model import GlobalDefs, VirtualAddress, VrrpInstance
 from . import packet as pk
 from .effects import Netlink
 from .fsm import (
@@ -38,6 +39,7 @@ from .fsm import (
 )
 from .io import RawPacket, Receiver, RepeatSlot, Sender
 from .timers import EARLY, Timer, TimerQueue, timer_queue
+from .vmac import Vmac
 
 log = logging.getLogger("pykeepalived.vrrp")
 
@@ -60,6 +62,7 @@ class Instance:
         router_id: str = "",
         in_sync_group: bool = False,
         on_actions: Callable[[Instance, list[Any]], None] | None = None,
+        vmac: Vmac | None = None,
     ) -> None:
         self.cfg = cfg
         self.gd = gd
@@ -69,6 +72,12 @@ class Instance:
         self.name = cfg.name
         self.family = cfg.family
         self.ifname = cfg.interface or ""
+        #: use_vmac: the VMAC interface (see vmac.py), None without.
+        self.vmac = vmac
+        #: Where adverts are sent and received: the VMAC, unless
+        #: vmac_xmit_base (or no VMAC): the configured interface.
+        self.xmit_ifname = vmac.name if vmac is not None and not cfg.vmac_xmit_base else self.ifname
+        self._hold: asyncio.TimerHandle | None = None
         self.on_actions = on_actions
         self.counters: Counter[str] = Counter()
         self._last_log: dict[str, float] = {}
@@ -86,6 +95,7 @@ class Instance:
         self.last_transition: float = time.time()
         self.vips = [v for v in cfg.virtual_ipaddress]
         self.evips = [v for v in cfg.virtual_ipaddress_excluded]
+        self._vip_devs = [self._vip_dev(v) for v in [*self.vips, *self.evips]]
         version = cfg.version or 2
         self.auth_type = pk.AuthType.NONE
         self.auth_pass = ""
@@ -154,13 +164,42 @@ class Instance:
             return str(self.cfg.unicast_src_ip)
         if self.cfg.mcast_src_ip is not None:
             return str(self.cfg.mcast_src_ip)
-        return self.netlink.primary_address(self.ifname, self.family)
+        # With a VMAC too, keepalived sends from the configured interface's
+        # address (IPv6: its link-local address, which the VMAC also gets,
+        # or the one vmac.py made up when the interface has none).
+        src = self.netlink.primary_address(self.ifname, self.family)
+        if src is None and self.vmac is not None and self.family == 6:
+            src = self.netlink.primary_address(self.vmac.name, 6)
+        return src
+
+    def _vip_dev(self, vip: VirtualAddress) -> tuple[VirtualAddress, str]:
+        """The address as given to the kernel, and its default interface.
+
+        keepalived puts a VIP/eVIP on the VMAC when it names no interface or
+        the instance's own and is of the instance's family; others stay on
+        their interface (or the instance's, for an eVIP of the other family).
+        """
+        vmac = self.vmac
+        if (
+            vmac is not None
+            and vip.dev in (None, self.ifname)
+            and vip.address.version == self.family
+        ):
+            return (dataclasses.replace(vip, dev=None) if vip.dev else vip), vmac.name
+        return vip, self.ifname
 
     @property
     def state(self) -> State:
         return self.fsm.state
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, *, not_before: float | None = None) -> None:
+        """Open the sender and leave INIT.
+
+        ``not_before`` (vrrp_startup_delay): keepalived enters BACKUP at
+        once but counts the master-down timer from the end of the delay;
+        an address owner, which would be MASTER at once, stays silent in
+        INIT until then.
+        """
         self._loop = loop
         self._timers = timer_queue(loop)
         if self.src is None:
@@ -168,12 +207,31 @@ class Instance:
         self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
         self._tx_cache.clear()
         self.sender = Sender(
-            self.ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
+            self.xmit_ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
         )
-        self.run(self.fsm.start(loop.time()))
+        now = loop.time()
+        if not_before is not None and not_before > now:
+            params = self.fsm.params
+            if (
+                params.initial_state is State.MASTER
+                and self.fsm.is_owner
+                and not params.in_sync_group
+            ):
+                self._hold = loop.call_at(not_before, self._start_held)
+                return
+            now = not_before
+        self.run(self.fsm.start(now))
+
+    def _start_held(self) -> None:
+        self._hold = None
+        if self._loop is not None and self.fsm.state is State.INIT:
+            self.run(self.fsm.start(self._loop.time()))
 
     def stop(self) -> None:
         """Shutdown: priority 0 advert if MASTER, VIPs removed, STOP."""
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self._loop is not None and self.fsm.state is not State.STOP:
             self.run(self.fsm.stop(self._loop.time()))
         self._cancel_timer()
@@ -505,8 +563,8 @@ class Instance:
 
     # -- effects --------------------------------------------------------------------
     def _add_vips(self) -> None:
-        for vip in [*self.vips, *self.evips]:
-            self.netlink.add_address(vip, self.ifname)
+        for vip, dev in self._vip_devs:
+            self.netlink.add_address(vip, dev)
         if self.cfg.virtual_routes:
             self.netlink.routes("add", self.cfg.virtual_routes, self.ifname)
         if self.cfg.virtual_rules:
@@ -517,11 +575,13 @@ class Instance:
             self.netlink.rules("del", self.cfg.virtual_rules)
         if self.cfg.virtual_routes:
             self.netlink.routes("del", self.cfg.virtual_routes, self.ifname)
-        for vip in [*self.vips, *self.evips]:
-            self.netlink.del_address(vip, self.ifname)
+        for vip, dev in self._vip_devs:
+            self.netlink.del_address(vip, dev)
 
     def gratuitous_addresses(self) -> list[tuple[str, str]]:
-        return [(v.dev or self.ifname, str(v.address.ip)) for v in [*self.vips, *self.evips]]
+        """(interface, address) pairs: GARP/NA go out where the address is,
+        a VMAC's from the virtual MAC (vmac_xmit_base too, as keepalived)."""
+        return [(v.dev or dev, str(v.address.ip)) for v, dev in self._vip_devs]
 
     def _start_garp(self, lower_prio: bool) -> None:
         if self._garp_task is not None:
@@ -605,6 +665,7 @@ class Instance:
             "name": self.name,
             "state": self.fsm.state.value,
             "interface": self.ifname,
+            "vmac": self.vmac.name if self.vmac is not None else None,
             "vrid": self.cfg.virtual_router_id,
             "version": self.cfg.version,
             "priority": self.cfg.priority,

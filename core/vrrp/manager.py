@@ -4,6 +4,16 @@ Sync groups follow keepalived: a member whose master-down timer expires
 only becomes MASTER when every member wants to (or the group already is
 MASTER); a member leaving MASTER pulls the others to BACKUP; a member in
 FAULT holds the others in FAULT.
+
+``vrrp_startup_delay`` follows keepalived 2.2.7 (vrrp_daemon.c,
+vrrp_scheduler.c): "Delaying startup for N seconds" is logged, instances
+enter BACKUP (init) at once, but no master-down timer may expire before the
+delay is over plus the instance's own timer, so nobody sends an advert or
+becomes MASTER during the delay; an address owner stays silent until the
+delay ends, then becomes MASTER.  A reload does not delay again (instances
+added while the first delay still runs wait for its end).  Unlike
+keepalived, adverts that arrive during the delay are not read (keepalived
+reads them, but they cannot move a timer before the end of the delay).
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ from ..config.model import Config, SyncGroup, VrrpInstance
 from .effects import Netlink
 from .fsm import State, Transition, WantMaster
 from .instance import Instance
-from .io import Receiver
+from .io import Handler, Receiver
+from .vmac import EXT_MAC, VmacManager
 
 log = logging.getLogger("pykeepalived.vrrp")
 
@@ -36,15 +47,39 @@ class VrrpManager:
         self.config: Config | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._syncing = False
+        self.vmacs = VmacManager(netlink)
+        #: Loop time at which vrrp_startup_delay ends (0: no delay).
+        self._delay_until = 0.0
+        self._delay_handle: asyncio.TimerHandle | None = None
+        #: Receiver registrations waiting for the end of the startup delay.
+        self._held: list[tuple[Receiver, int, Handler]] = []
 
     # -- lifecycle --------------------------------------------------------------
     def start(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.config = config
+        delay = config.global_defs.vrrp_startup_delay
+        if delay > 0:
+            log.info("Delaying startup for %g seconds", delay)
+            self._delay_until = loop.time() + delay
+            self._delay_handle = loop.call_at(self._delay_until, self._delay_over)
         self._set_groups(config)
         self._static(config, "add")
         for cfg in config.vrrp_instances:
             self._add(cfg)
+
+    def _now(self) -> float:
+        """The time the state machines see: during vrrp_startup_delay, its
+        end (keepalived computes every backup timer from there meanwhile)."""
+        assert self._loop is not None
+        return max(self._loop.time(), self._delay_until)
+
+    def _delay_over(self) -> None:
+        """vrrp_startup_delay has ended: the instances start reading adverts."""
+        self._delay_handle = None
+        held, self._held = self._held, []
+        for rx, vrid, handler in held:
+            rx.add(vrid, handler)
 
     def _static_reload(self, old: Config, new: Config) -> None:
         """Reload: remove the static entries the new config no longer has,
@@ -117,6 +152,12 @@ class VrrpManager:
                 "(%s) interface %s does not exist; instance not started", cfg.name, cfg.interface
             )
             return None
+        vmac = None
+        if cfg.use_vmac:
+            vmac = self.vmacs.create(cfg)
+            if vmac is None:
+                log.error("(%s) no VMAC interface; instance not started", cfg.name)
+                return None
         inst = Instance(
             cfg,
             self.config.global_defs,
@@ -125,28 +166,40 @@ class VrrpManager:
             router_id=self.config.global_defs.router_id or _hostname(),
             in_sync_group=cfg.name in self.group_of,
             on_actions=self._after_actions,
+            vmac=vmac,
         )
+        vrid = cfg.virtual_router_id or 0
         try:
-            rx = self._receiver(cfg, inst.mcast_dst, inst.auth_type == 2)
+            rx = self._receiver(inst.xmit_ifname, cfg.family, inst.mcast_dst, inst.auth_type == 2)
         except OSError as exc:
-            log.error("(%s) cannot open VRRP socket on %s: %s", cfg.name, cfg.interface, exc)
+            log.error("(%s) cannot open VRRP socket on %s: %s", cfg.name, inst.xmit_ifname, exc)
+            self._release_vmac(inst)
             return None
-        rx.add(cfg.virtual_router_id or 0, inst.on_packet)
+        held = self._loop.time() < self._delay_until
+        if held:
+            self._held.append((rx, vrid, inst.on_packet))
+        else:
+            rx.add(vrid, inst.on_packet)
         self.instances[cfg.name] = inst
         try:
-            inst.start(self._loop)
+            inst.start(self._loop, not_before=self._delay_until if held else None)
         except OSError as exc:
             log.error("(%s) cannot start: %s", cfg.name, exc)
-            rx.remove(cfg.virtual_router_id or 0, inst.on_packet)
+            self._detach(inst)
             del self.instances[cfg.name]
+            self._release_vmac(inst)
             return None
         return inst
 
-    def _receiver(self, cfg: VrrpInstance, group: str, ah: bool) -> Receiver:
-        assert self._loop is not None and cfg.interface is not None
-        key = (cfg.interface, cfg.family)
+    def _release_vmac(self, inst: Instance) -> None:
+        if inst.vmac is not None:
+            self.vmacs.remove(inst.vmac, inst.name)
+
+    def _receiver(self, ifname: str, family: int, group: str, ah: bool) -> Receiver:
+        assert self._loop is not None
+        key = (ifname, family)
         rx = self.receivers.get(key)
-        if rx is None or (ah and len(rx.socks) == 1 and cfg.family == 4):
+        if rx is None or (ah and len(rx.socks) == 1 and family == 4):
             old_groups = rx.groups if rx is not None else set()
             if rx is not None:
                 handlers = rx.handlers
@@ -154,7 +207,7 @@ class VrrpManager:
             else:
                 handlers = {}
             groups = old_groups | {group}
-            rx = Receiver(cfg.interface, cfg.family, groups, with_ah=ah)
+            rx = Receiver(ifname, family, groups, with_ah=ah)
             rx.handlers = handlers
             rx.start(self._loop)
             self.receivers[key] = rx
@@ -162,6 +215,10 @@ class VrrpManager:
         return rx
 
     def stop(self) -> None:
+        if self._delay_handle is not None:
+            self._delay_handle.cancel()
+            self._delay_handle = None
+        self._held.clear()
         for inst in list(self.instances.values()):
             inst.stop()
         if self.config is not None:
@@ -169,7 +226,10 @@ class VrrpManager:
         for rx in self.receivers.values():
             rx.close()
         self.receivers.clear()
+        for inst in list(self.instances.values()):
+            self._release_vmac(inst)
         self.instances.clear()
+        self.vmacs.close()
 
     def reload(self, config: Config) -> None:
         """Apply a new configuration: unchanged instances keep their state."""
@@ -187,6 +247,7 @@ class VrrpManager:
                 inst.stop()
                 self._detach(inst)
                 del self.instances[name]
+                self._release_vmac(inst)
                 if cfg is None:
                     inst._event("DELETED")
             else:
@@ -196,17 +257,23 @@ class VrrpManager:
                 self._add(cfg)
 
     def _detach(self, inst: Instance) -> None:
-        key = (inst.ifname, inst.family)
+        key = (inst.xmit_ifname, inst.family)
+        self._held = [h for h in self._held if h[2] != inst.on_packet]
         rx = self.receivers.get(key)
         if rx is not None:
             rx.remove(inst.cfg.virtual_router_id or 0, inst.on_packet)
+            if not rx.handlers and not any(h[0] is rx for h in self._held):
+                # Nobody reads here any more; a VMAC may be deleted and made
+                # again under the same name, which needs a new socket.
+                rx.close()
+                del self.receivers[key]
 
     # -- trackers -----------------------------------------------------------------
     def apply_tracking(self, name: str, priority: int, fault: bool) -> None:
         inst = self.instances.get(name)
         if inst is None or self._loop is None:
             return
-        now = self._loop.time()
+        now = self._now()
         actions = inst.fsm.set_fault(now, fault) if fault != inst.fsm.own_fault else []
         actions += inst.fsm.set_priority(now, priority)
         if actions:
@@ -220,7 +287,7 @@ class VrrpManager:
             return
         members = [self.instances[m] for m in self.group_of[inst.name] if m in self.instances]
         others = [m for m in members if m is not inst]
-        now = self._loop.time()
+        now = self._now()
         self._syncing = True
         try:
             for action in actions:
@@ -311,6 +378,9 @@ def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
         str(cfg.unicast_src_ip),
         repr(cfg.authentication),
         cfg.authentication.auth_pass if cfg.authentication else None,
+        cfg.use_vmac,
+        cfg.vmac_xmit_base,
+        cfg.ext.get(EXT_MAC),
     )
 
 
