@@ -733,11 +733,24 @@ def test_keywords_parsed_but_not_applied_say_so() -> None:
         if d.severity is Severity.NOTICE and "not supported by pykeepalived" in d.message
     )
     # applied: default_interface (2), vrrp_startup_delay (3), static_ipaddress
-    # (5), mcast_dst_ip (11), use_vmac (12), vmac_xmit_base (13)
-    assert lines_ == [15, 18, 24]
+    # (5), mcast_dst_ip (11), use_vmac (12), vmac_xmit_base (13), min_ttl (15)
+    assert lines_ == [18, 24]
     vi = result.config.vrrp_instances[0]
     assert str(vi.mcast_dst_ip) == "224.0.0.99" and vi.use_vmac is True and vi.vmac_xmit_base
     assert result.config.global_defs.vrrp_startup_delay == 5
+    assert vi.unicast_peer[0].min_ttl == 3 and vi.unicast_peer[0].max_ttl == 255
+
+
+def test_unicast_peer_ttl_range_upside_down_is_a_warning() -> None:
+    # keepalived 2.2.7: "min_ttl 200 > max_ttl 100 - all packets will be discarded"
+    text = (
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 5\n priority 100\n"
+        " unicast_peer {\n 192.0.2.6 min_ttl 200 max_ttl 100\n }\n"
+        " virtual_ipaddress {\n 192.0.2.1/24\n }\n}\n"
+    )
+    result = load_text(text, name="n.conf")
+    warnings = [str(d) for d in result.diagnostics.items if d.severity is Severity.WARNING]
+    assert any("n.conf:6:" in w and "min_ttl 200 > max_ttl 100" in w for w in warnings), warnings
 
 
 def test_global_tracking_is_deprecated_and_keeps_weights() -> None:

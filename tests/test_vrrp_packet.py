@@ -718,7 +718,7 @@ MCAST = RxContext(src=PEER4, dst=VRRP_MCAST_V4, ttl=255)
         ),
         (
             {},
-            {"unicast": True, "check_unicast_src": True, "unicast_peers": (PEER4,), "unicast_ttl_range": (250, 255)},
+            {"unicast": True, "check_unicast_src": True, "unicast_peers": (PEER4,), "unicast_ttl_ranges": ((250, 255),)},
             replace(MCAST, dst=SRC4, ttl=64),
             Rejection.UNICAST_TTL_RANGE,
         ),

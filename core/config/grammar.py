@@ -422,9 +422,12 @@ def parse_unicast_peer(node: Node, ctx: Context) -> m.UnicastPeer:
         peer.min_ttl = parse_int(opts["min_ttl"][0], 0, 255)
     if "max_ttl" in opts:
         peer.max_ttl = parse_int(opts["max_ttl"][0], 0, 255)
-    for opt in ("min_ttl", "max_ttl"):
-        if opt in opts:
-            _not_applied_notice(ctx, node.place, opt, "the TTL of unicast adverts is not checked")
+    if peer.min_ttl > peer.max_ttl:
+        ctx.warn(
+            node.place,
+            f"unicast_peer {peer.address}: min_ttl {peer.min_ttl} > max_ttl {peer.max_ttl}"
+            " - all packets will be discarded",
+        )
     return peer
 
 

@@ -135,6 +135,7 @@ class Instance:
             addresses=addresses,
             unicast=bool(self.unicast),
             unicast_peers=tuple(p.address for p in cfg.unicast_peer),
+            unicast_ttl_ranges=tuple((p.min_ttl, p.max_ttl) for p in cfg.unicast_peer),
             check_unicast_src=bool(cfg.check_unicast_src),
             check_vip_addr=not cfg.skip_check_adv_addr,
         )
@@ -509,7 +510,7 @@ class Instance:
         )
         rejection = pk.validate(adv, self.expected, ctx)
         if rejection is not None:
-            self._reject(rejection.label, _rejection_text(rejection, pkt, adv))
+            self._reject(rejection.label, _rejection_text(rejection, pkt, adv, self.expected))
             return
         assert self._loop is not None
         rx = RxAdvert(adv.priority, pkt.src_raw, adv.advert_int)
@@ -522,23 +523,6 @@ class Instance:
         if not actions:
             self._offer_repeat(pkt, rx, now)
         self.run(actions)
-
-    def _drop_repeat(self) -> None:
-        """Forget the repeat slot (its hits are counted as received adverts)."""
-        slot = self._repeat_slot
-        if slot is None:
-            return
-        self.counters["adverts_received"] += slot.hits
-        slot.hits = 0
-        slot.live = False
-        if self._rx is not None:
-            self._rx.drop_repeat(slot)
-        self._repeat_slot = None
-
-    def _slot_expired(self, now: float) -> None:
-        """The receiver's watchdog: no repeat of the master's advert for a
-        Master_Down_Interval (the machine decides; see io.RepeatSlot)."""
-        self.run(self.fsm.timer_expired(now))
 
     def _offer_repeat(self, pkt: RawPacket, rx: RxAdvert, now: float) -> None:
         """Let the receiver stamp exact repeats of ``pkt`` if the machine agrees."""
@@ -553,6 +537,23 @@ class Instance:
         self._drop_repeat()
         self._repeat_slot = slot
         self._rx.add_repeat(slot)
+
+    def _slot_expired(self, now: float) -> None:
+        """The receiver's watchdog: no repeat of the master's advert for a
+        Master_Down_Interval (the machine decides; see io.RepeatSlot)."""
+        self.run(self.fsm.timer_expired(now))
+
+    def _drop_repeat(self) -> None:
+        """Forget the repeat slot (its hits are counted as received adverts)."""
+        slot = self._repeat_slot
+        if slot is None:
+            return
+        self.counters["adverts_received"] += slot.hits
+        slot.hits = 0
+        slot.live = False
+        if self._rx is not None:
+            self._rx.drop_repeat(slot)
+        self._repeat_slot = None
 
     def _reject(self, reason: str, text: str) -> None:
         self.counters[f"rx_drop_{reason}"] += 1
@@ -685,11 +686,16 @@ def pk_ip(packed: bytes) -> str:
         return packed.hex()
 
 
-def _rejection_text(r: pk.Rejection, pkt: RawPacket, adv: pk.Advert) -> str:
+def _rejection_text(
+    r: pk.Rejection, pkt: RawPacket, adv: pk.Advert, expected: pk.ExpectedConfig
+) -> str:
     if r is pk.Rejection.AUTH_FAILURE or r is pk.Rejection.AUTH_TYPE_MISMATCH:
         return f"bad authentication in advert from {pkt.src} ({r.label}) - discarding"
     if r is pk.Rejection.TTL:
         return f"invalid TTL/HL. Received {pkt.ttl} and expect {pk.VRRP_TTL}"
+    if r is pk.Rejection.UNICAST_TTL_RANGE:
+        lo, hi = expected.ttl_range(pkt.src)
+        return f"TTL/HL {pkt.ttl} not in range {lo} - {hi}"
     if r is pk.Rejection.ADVERT_INT_MISMATCH:
         return (
             f"advertisement interval mismatch mine={adv.advert_int_raw} from {pkt.src} - discarding"

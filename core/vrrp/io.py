@@ -529,7 +529,9 @@ class Sender:
             # The kernel computes the VRRP checksum over the IPv6 pseudo-header.
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            # keepalived 2.2.7 sets only the multicast hop limit: unicast
+            # adverts leave with the system's default (net.ipv6.conf.*.
+            # hop_limit, 64), which its peers' min_ttl/max_ttl expect.
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             if src:

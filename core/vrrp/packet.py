@@ -938,7 +938,17 @@ class ExpectedConfig:
     #: False models ``skip_check_adv_addr`` when the advert comes from the
     #: same master as before (keepalived then skips the address checks)
     check_vip_addr: bool = True
-    unicast_ttl_range: tuple[int, int] = (0, 255)
+    #: ``min_ttl``/``max_ttl`` of each of ``unicast_peers`` (same order;
+    #: a peer without an entry accepts any TTL).  Checked, as keepalived
+    #: 2.2.7 does, only with ``check_unicast_src``.
+    unicast_ttl_ranges: tuple[tuple[int, int], ...] = ()
+
+    def ttl_range(self, src: IPAddress) -> tuple[int, int]:
+        """The TTL/hop-limit range accepted from unicast peer ``src``."""
+        for peer, rng in zip(self.unicast_peers, self.unicast_ttl_ranges, strict=False):
+            if peer == src:
+                return rng
+        return (0, 255)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1016,7 +1026,7 @@ def validate(advert: Advert, expected: ExpectedConfig, ctx: RxContext) -> Reject
         if expected.unicast and expected.check_unicast_src:
             if ctx.src not in expected.unicast_peers:
                 return Rejection.UNICAST_SRC_NOT_PEER
-            lo, hi = expected.unicast_ttl_range
+            lo, hi = expected.ttl_range(ctx.src)
             if ctx.ttl is not None and not lo <= ctx.ttl <= hi:
                 return Rejection.UNICAST_TTL_RANGE
     return None
