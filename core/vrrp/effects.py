@@ -8,11 +8,19 @@ gone, is not an error (a restart after a crash finds its VIPs in place).
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
+import os
+import re
 import socket
 import struct
-from collections.abc import Iterable
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from ..config.model import Route, Rule, VirtualAddress
 from .rtnl import Rtnl, RtnlError
@@ -25,6 +33,28 @@ ALL_NODES6 = "ff02::1"
 IFA_F_NODAD = 0x02
 IFA_F_NOPREFIXROUTE = 0x200
 
+#: Seconds one ``ip`` process may run before it is killed (a hung ``ip``
+#: must not wedge the queue); a batch of hundreds of commands takes ms.
+IP_TIMEOUT = 5.0
+#: Commands per ``ip -batch`` process at most, so one timeout covers a
+#: bounded amount of work.
+IP_BATCH_MAX = 500
+#: Default bound for :meth:`Netlink.flush`.
+DRAIN_TIMEOUT = 10.0
+#: Default bound for :meth:`Netlink.close`: it comes at the very end of the
+#: daemon's shutdown, after ``VrrpManager.stop`` has waited for the removals,
+#: so it only catches stragglers and must not double the shutdown time.
+CLOSE_TIMEOUT = 5.0
+#: ip(8) splits batch lines itself (quotes, backslashes, ``#`` comments); a
+#: command with a word it would split differently runs as an argv of its own.
+_BATCH_UNSAFE = frozenset("\"'#\\ \t\r\n\v\f")
+#: Follows every command in a batch.  ``ip -o`` prints exactly one line for
+#: it, so the lines on stdout count the commands ip got through: ip's parser
+#: calls exit() on a bad word, which ends the whole batch, and that is the
+#: only way to know which command it was on and which never ran.
+_SENTINEL = "link show dev lo"
+_FAILED = re.compile(r"Command failed -:(\d+)")
+
 
 class Netlink:
     """The kernel operations of VRRP instances, in the daemon's namespace.
@@ -34,9 +64,13 @@ class Netlink:
     then never imports.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ip: Sequence[str] = ("ip",)) -> None:
         self.rtnl = Rtnl()
         self._gratuitous: GratuitousSender | None = None
+        #: Routes and rules, queued to a thread of their own: ``ip`` takes
+        #: milliseconds per call, which the VRRP loop cannot spare.  ``ip``
+        #: is the argv prefix of ip(8) (tests pass ``("ip", "-n", NETNS)``).
+        self.ip_worker = IpWorker(ip)
 
     def gratuitous(self, dev: str, mac: bytes, addresses: Iterable[str]) -> int:
         """GARP/NA for ``addresses`` on ``dev`` through shared sockets."""
@@ -49,7 +83,9 @@ class Netlink:
         if self._gratuitous is not None:
             self._gratuitous.forget(dev)
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Apply what is still queued (at most ``timeout`` s), close sockets."""
+        self.ip_worker.close(timeout)
         if self._gratuitous is not None:
             self._gratuitous.close()
             self._gratuitous = None
@@ -153,33 +189,271 @@ class Netlink:
 
     # -- routes and rules: applied with ip(8) words, as keepalived documents them --
     def routes(self, action: str, routes: Iterable[Route], dev: str) -> None:
-        import subprocess
-
+        """Queue ``ip route replace`` (``action`` "add") or ``ip route del``
+        for each route; returns at once (see :class:`IpWorker`)."""
+        cmds = []
         for r in routes:
             words = list(r.words)
             if "dev" not in words and r.via is None:
                 words += ["dev", dev]
             words = [w for w in words if w != "no_track"]
-            cmd = [
-                "ip",
-                "-6" if ":" in (r.dest or "") else "-4",
-                "route",
-                "replace" if action == "add" else "del",
-                *words,
-            ]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if res.returncode != 0 and action == "add":
-                log.error("%s: %s", " ".join(cmd), res.stderr.strip())
+            family = _family_of(words, r.dest)
+            verb = "replace" if action == "add" else "del"
+            cmds.append(IpCommand(family, "route", action, ("route", verb, *words)))
+        self.ip_worker.submit(cmds)
 
     def rules(self, action: str, rules: Iterable[Rule]) -> None:
-        import subprocess
-
+        """Queue ``ip rule add``/``del`` for each rule; returns at once."""
+        cmds = []
         for r in rules:
             words = [w for w in r.words if w != "no_track"]
-            cmd = ["ip", "rule", action, *words]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if res.returncode != 0 and action == "add" and "File exists" not in res.stderr:
-                log.error("%s: %s", " ".join(cmd), res.stderr.strip())
+            cmds.append(IpCommand(_family_of(words), "rule", action, ("rule", action, *words)))
+        self.ip_worker.submit(cmds)
+
+    def flush(self, timeout: float = DRAIN_TIMEOUT) -> bool:
+        """Wait (blocking, at most ``timeout`` s) until every route and rule
+        queued so far has been applied; False (logged) if some are left."""
+        return self.ip_worker.flush(timeout)
+
+
+# -- routes and rules through ip(8), off the VRRP loop ---------------------------------
+
+
+@dataclass(frozen=True)
+class IpCommand:
+    """One route/rule command: ``ip -<family> <args...>``."""
+
+    family: int  #: 4 or 6: which ``ip -4`` / ``ip -6`` batch it joins
+    kind: str  #: "route" or "rule"
+    action: str  #: "add" or "del", as the caller asked
+    args: tuple[str, ...]  #: ip's words after the global options
+
+    @property
+    def shown(self) -> str:
+        """The command as logged: the ip(8) command line it stands for."""
+        if self.kind == "rule":  # written without a family, as it always was
+            return " ".join(("ip", *self.args))
+        return " ".join(("ip", f"-{self.family}", *self.args))
+
+    @property
+    def batchable(self) -> bool:
+        return all(w and not _BATCH_UNSAFE.intersection(w) for w in self.args)
+
+    def worth_logging(self, error: str) -> bool:
+        """A failed ``del`` is not an error (the route went with its VIP or
+        interface); a rule that is already there is not either."""
+        if self.action != "add":
+            return False
+        return not (self.kind == "rule" and "File exists" in error)
+
+
+class IpWorker:
+    """Runs queued ip(8) route/rule commands strictly in order, off the loop.
+
+    One daemon thread, not asyncio subprocesses on the VRRP loop: starting a
+    process forks on the calling thread either way (and Python 3.11's child
+    watcher adds a thread per child anyway), and :meth:`flush` must wait
+    synchronously from ``VrrpManager.stop`` -- which runs *on* the VRRP
+    loop -- and from ``Netlink.close`` on the main loop; a thread can be
+    waited for from any thread, a loop's subprocess not from its own loop.
+    The thread only waits on ``ip`` (the GIL is released meanwhile), so the
+    loop keeps its timers.
+
+    Consecutive commands are run by one ``ip -force -batch -`` process per
+    address family (IPv4 and IPv6 routes and rules are independent kernel
+    tables, so only the order within a family is kept); whatever arrives
+    while a batch runs forms the next one, which is what makes a mass
+    takeover cheap.  VIPs are added synchronously before their routes are
+    queued, so FIFO order is all a route needs; a MASTER -> BACKUP flap
+    queues the ``del`` after the ``add`` and so ends without the route.
+    """
+
+    def __init__(
+        self,
+        ip: Sequence[str] = ("ip",),
+        *,
+        timeout: float = IP_TIMEOUT,
+        batch_max: int = IP_BATCH_MAX,
+    ) -> None:
+        self.ip = tuple(ip)
+        self.timeout = timeout
+        self.batch_max = batch_max
+        self._cond = threading.Condition()
+        self._queue: deque[IpCommand] = deque()
+        self._queued = 0  # commands ever submitted
+        self._done = 0  # commands carried out (applied, failed or given up)
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        #: ip processes started (tests and benchmarks read it).
+        self.processes = 0
+
+    def submit(self, cmds: Sequence[IpCommand]) -> None:
+        """Queue ``cmds`` behind everything queued before; never blocks."""
+        if not cmds:
+            return
+        with self._cond:
+            self._queue.extend(cmds)
+            self._queued += len(cmds)
+            if self._thread is None:
+                self._closing = False
+                self._thread = threading.Thread(target=self._main, name="vrrp-ip", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        """Commands queued or running."""
+        with self._cond:
+            return self._queued - self._done
+
+    def flush(self, timeout: float) -> bool:
+        """Block until everything queued so far is done, at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._queued
+            while self._done < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error(
+                        "%d route/rule commands still pending after %gs",
+                        target - self._done,
+                        timeout,
+                    )
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float) -> bool:
+        """:meth:`flush`, then let the thread end (a later submit restarts it)."""
+        drained = self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if drained and thread is not None:
+            thread.join(1.0)
+        return drained
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._closing:
+                        self._thread = None
+                        return
+                    self._cond.wait()
+                n = min(len(self._queue), self.batch_max)
+                todo = [self._queue.popleft() for _ in range(n)]
+            try:
+                for family in (4, 6):
+                    self._run_family([c for c in todo if c.family == family])
+            except Exception:  # the queue must go on whatever happened
+                log.exception("applying routes/rules failed")
+            with self._cond:
+                self._done += n
+                self._cond.notify_all()
+
+    def _run_family(self, cmds: list[IpCommand]) -> None:
+        """Run ``cmds`` (one family) in order: batches, broken at commands
+        that cannot be batched."""
+        batch: list[IpCommand] = []
+        for cmd in cmds:
+            if cmd.batchable:
+                batch.append(cmd)
+                continue
+            self._run_batch(batch)
+            batch = []
+            self._run_alone(cmd)
+        self._run_batch(batch)
+
+    def _ip(self, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess[str] | str:
+        """Run ip; its result, or why it could not run (as the error to log)."""
+        self.processes += 1
+        try:
+            return subprocess.run(
+                argv,
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                # IpCommand.worth_logging reads ip's message ("File
+                # exists"), so its language is fixed.
+                env={**os.environ, "LC_ALL": "C"},
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"ip did not finish within {self.timeout:g}s and was killed; may not be applied"
+        except OSError as exc:
+            return f"cannot run {argv[0]}: {exc.strerror or exc}"
+
+    def _run_alone(self, cmd: IpCommand) -> None:
+        res = self._ip([*self.ip, f"-{cmd.family}", *cmd.args], None)
+        if isinstance(res, str):
+            self._failed(cmd, res, always=True)
+        elif res.returncode != 0:
+            self._failed(cmd, res.stderr.strip())
+
+    def _run_batch(self, cmds: list[IpCommand]) -> None:
+        family = cmds[0].family if cmds else 4
+        argv = [*self.ip, "-o", f"-{family}", "-force", "-batch", "-"]
+        while cmds:
+            stdin = "".join(f"{' '.join(c.args)}\n{_SENTINEL}\n" for c in cmds)
+            res = self._ip(argv, stdin)
+            if isinstance(res, str):
+                for c in cmds:
+                    self._failed(c, res, always=True)
+                return
+            # Command i is batch line 2i+1, its sentinel line 2i+2.  ip prints
+            # a command's errors, then "Command failed -:LINE".
+            through = res.stdout.count("\n")
+            errors: dict[int, str] = {}
+            text: list[str] = []
+            for line in res.stderr.splitlines():
+                m = _FAILED.fullmatch(line.strip())
+                if m is None:
+                    text.append(line)
+                    continue
+                lineno = int(m.group(1))
+                if lineno % 2:
+                    errors[(lineno - 1) // 2] = "\n".join(text).strip()
+                else:  # the sentinel failed (no lo?): its command did run
+                    through += 1
+                text = []
+            for i, c in enumerate(cmds[:through]):
+                if i in errors:
+                    self._failed(c, errors[i])
+            if through >= len(cmds):
+                return
+            # ip exited on command ``through`` (its parser calls exit() on a
+            # bad word); the commands after it never ran: go on with them.
+            why = "\n".join(text).strip() or f"ip exited with status {res.returncode}"
+            self._failed(cmds[through], why)
+            cmds = cmds[through + 1 :]
+
+    @staticmethod
+    def _failed(cmd: IpCommand, error: str, *, always: bool = False) -> None:
+        if always or cmd.worth_logging(error):
+            log.error("%s: %s", cmd.shown, error)
+
+
+def _family_of(words: Sequence[str], dest: str | None = None) -> int:
+    """4 or 6: the family of ``dest``, else of the first address among
+    ``words`` ("default via 2001:db8::1"); IPv4 when there is none, as ip(8)."""
+    for word in (dest, *words) if dest is not None else words:
+        family = _address_family(word)
+        if family is not None:
+            return family
+    return 4
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_family(word: str) -> int | None:
+    # Cached: the same few words come back at every transition, and parsing
+    # one costs ~10 us of VRRP loop time.
+    try:
+        return ipaddress.ip_network(word, strict=False).version
+    except ValueError:
+        return None
 
 
 _SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}

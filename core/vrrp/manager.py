@@ -33,6 +33,10 @@ from .vmac import EXT_MAC, VmacManager
 
 log = logging.getLogger("pykeepalived.vrrp")
 
+#: Seconds stop() waits for queued route/rule removals; inside the daemon's
+#: 10 s shutdown budget (core/daemon.py SHUTDOWN_TIMEOUT).
+ROUTES_DRAIN_TIMEOUT = 8.0
+
 
 class VrrpManager:
     def __init__(self, netlink: Netlink, emit: Callable[[StateEvent], None]) -> None:
@@ -223,6 +227,10 @@ class VrrpManager:
             inst.stop()
         if self.config is not None:
             self._static(self.config, "del")
+        # Routes and rules are applied by a thread of their own: wait for the
+        # removals just queued (before VMACs go away, so they run as they
+        # would have), or the process could exit with them still queued.
+        self.netlink.flush(ROUTES_DRAIN_TIMEOUT)
         for rx in self.receivers.values():
             rx.close()
         self.receivers.clear()
