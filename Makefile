@@ -22,26 +22,31 @@ $(STAMP_APT):
 	@systemctl disable --now keepalived >/dev/null 2>&1 || true
 	@touch $@
 
-$(STAMP_VENV): pyproject.toml
+# The repo root is the package `pykeepalived` (core/ -> pykeepalived.core).  A strict
+# editable install (setuptools' link tree under build/, found through a plain .pth
+# path) lets pytest, mypy, import-linter, IDEs and `python -m pykeepalived` see a
+# normal package.  The link tree holds one link per file, so adding or removing a
+# module re-installs: the package folders are prerequisites (their mtime changes).
+PKG_DIRS := core $(wildcard core/*/ core/*/*/ plugins plugins/*/ testing)
+
+$(STAMP_VENV): pyproject.toml $(PKG_DIRS)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q --config-settings editable_mode=strict -e '.[test]'
 	@touch $@
 
 apt: $(STAMP_APT)
 venv: $(STAMP_VENV)
 setup: apt venv
 
+# ruff, then the import contracts (the layers of docs/architecture.md, in .importlinter).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
-# mypy needs the package under its import name: a link tree maps the repo
-# root onto `pykeepalived/` without copying anything.
 typecheck: setup
-	@rm -rf .build/typecheck && mkdir -p .build/typecheck/pykeepalived
-	@for f in __init__.py py.typed core plugins; do ln -s ../../../$$f .build/typecheck/pykeepalived/$$f; done
-	cd .build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p pykeepalived
+	$(VENV)/bin/mypy -p pykeepalived
 
 pytest: setup
 	$(VENV)/bin/pytest
@@ -49,7 +54,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(PY) -m pykeepalived.core.demo
+	$(PY) -m pykeepalived.testing.demo
 
 clean:
 	rm -rf $(VENV) .build build *.egg-info

@@ -5,7 +5,7 @@ Usage (root, network namespaces)::
 
     .venv/bin/python bench/trackers.py [--repeat N] [--cases script,process,...]
 
-For every tracker kind of ``tests/e2e_util.py`` (vrrp_script ``killall -0``
+For every tracker kind of ``testing/scenarios.py`` (vrrp_script ``killall -0``
 weight -60, a ``sh -c`` pidfile script with weight 0 -> FAULT,
 vrrp_track_process, track_interface, track_file) the same keepalived.conf
 runs on a pair of pykeepalived nodes (h1 tracked, priority 150; h2 priority
@@ -28,13 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from pykeepalived.testing.daemons import KEEPALIVED
+from pykeepalived.testing.lab import Lab, requires_netns
+from pykeepalived.testing.scenarios import Pair, tracker_cases
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from e2e_util import Pair, tracker_cases  # noqa: E402
-from vrrp_helpers import KEEPALIVED  # noqa: E402
-
-from pykeepalived.core.lab import Lab, requires_netns  # noqa: E402
 
 KINDS = ("pyk", "ka")
 LABELS = {"pyk": "pykeepalived", "ka": "keepalived"}

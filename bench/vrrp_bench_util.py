@@ -1,7 +1,7 @@
 """Shared pieces of bench/failover and bench/scale (run as root from the repo).
 
 The daemons are started with the helpers the tests use
-(``tests/vrrp_helpers.py``): :class:`PyNode` for pykeepalived and
+(``testing/daemons.py``): :class:`PyNode` for pykeepalived and
 :class:`KaNode` for the reference keepalived.
 
 :class:`Watcher` runs a small observer inside a lab host: a raw VRRP socket
@@ -23,12 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pykeepalived.testing.daemons import KaNode, Node, PyNode
+from pykeepalived.testing.lab import Host
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from vrrp_helpers import KaNode, Node, PyNode  # noqa: E402
-
-from pykeepalived.core.lab import Host  # noqa: E402
 
 __all__ = ["KaNode", "Node", "PyNode", "Watcher", "fmt_stats", "proc_tree", "require_root"]
 

@@ -35,11 +35,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .api import EventKind, Notifier, StateEvent
+from pykeepalived.core.plugin.base import EventKind, Notifier, StateEvent
 
 if TYPE_CHECKING:
-    from .config.model import Config
-    from .plugins import PluginRegistry
+    from pykeepalived.core.config.model import Config
+    from pykeepalived.core.plugin.manager import PluginRegistry
 
 log = logging.getLogger("pykeepalived.events")
 
@@ -79,8 +79,8 @@ class EventDispatcher:
         ...
         await dispatcher.close()
 
-    Created inside the running loop, it starts the plugins' optional
-    ``async start()`` (FIFO readers) at once; ``await start()`` waits for that.
+    Created inside the running loop, it starts the plugins' ``async start()``
+    (FIFO readers) at once; ``await start()`` waits for that.
     """
 
     def __init__(
@@ -127,8 +127,7 @@ class EventDispatcher:
 
     @staticmethod
     def _notifier_consumer(n: Notifier) -> _Consumer:
-        name = getattr(n, "name", type(n).__name__)
-        return _Consumer(name, n.wants, n.notify, lambda: float(n.timeout))
+        return _Consumer(_name(n), n.wants, n.notify, lambda: float(n.timeout))
 
     def _hook_consumers(self) -> list[_Consumer]:
         out: list[_Consumer] = []
@@ -166,10 +165,7 @@ class EventDispatcher:
             return
         self._started = True
         for n in self.plugins:
-            start = getattr(n, "start", None)
-            if start is None:
-                continue
-            await _isolated(getattr(n, "name", type(n).__name__), "start", start, LIFECYCLE_TIMEOUT)
+            await _isolated(_name(n), "start", n.start, LIFECYCLE_TIMEOUT)
 
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Refuse new events, let queued ones drain for ``timeout`` seconds,
@@ -190,9 +186,7 @@ class EventDispatcher:
             self._lanes.clear()
             self._idle.set()
         for n in self.plugins:
-            await _isolated(
-                getattr(n, "name", type(n).__name__), "close", n.close, LIFECYCLE_TIMEOUT
-            )
+            await _isolated(_name(n), "close", n.close, LIFECYCLE_TIMEOUT)
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until every queued event has been delivered (for tests)."""
@@ -290,6 +284,10 @@ async def _deliver(consumer: _Consumer, ev: StateEvent) -> None:
         log.error("%s: failed handling %s: %s: %s", consumer.name, what, type(exc).__name__, exc)
 
 
+def _name(n: Notifier) -> str:
+    return n.name or type(n).__name__
+
+
 async def _isolated(name: str, what: str, func: Callable[[], Any], timeout: float) -> None:
     try:
         result = func()
@@ -299,68 +297,3 @@ async def _isolated(name: str, what: str, func: Callable[[], Any], timeout: floa
         log.error("%s: %s() timed out after %gs", name, what, timeout)
     except Exception as exc:
         log.error("%s: %s() failed: %s: %s", name, what, type(exc).__name__, exc)
-
-
-# -- keepalived's names of LVS objects, shared by the FIFO, SMTP and log lines ---
-
-
-def format_vs(vs: Any) -> str:
-    """keepalived's FMT_VS: ``[192.0.2.100]:tcp:80``, ``FWM 7``, ``[GROUP]:0``."""
-    if vs is None:
-        return "?"
-    if getattr(vs, "group", None) is not None:
-        return f"[{vs.group}]:{vs.port or 0}"
-    if getattr(vs, "fwmark", None) is not None:
-        return f"FWM {vs.fwmark}"
-    return f"[{vs.address}]:{str(vs.protocol).lower()}:{vs.port or 0}"
-
-
-def format_rs(rs: Any, vs: Any) -> str:
-    """keepalived's FMT_RS: the real server as ``[ip]:proto:port`` in the VS's protocol."""
-    if rs is None:
-        return "?"
-    proto = str(getattr(vs, "protocol", "TCP") or "TCP").lower()
-    return f"[{rs.address}]:{proto}:{rs.port or 0}"
-
-
-def lvs_subject_name(rs: Any, vs: Any) -> str:
-    """The ``name`` the daemon gives REAL_SERVER events: ``RS VS`` as keepalived prints them."""
-    return f"{format_rs(rs, vs)} {format_vs(vs)}"
-
-
-def subject_of(config: Config, ev: StateEvent) -> Any:
-    """The configuration object an event is about (``ev.subject`` or a lookup by name)."""
-    if ev.kind is EventKind.REAL_SERVER:
-        if ev.real_server is not None:
-            return ev.real_server
-        if ev.subject is not None:
-            return ev.subject
-        for vs in config.virtual_servers:
-            for rs in vs.real_servers:
-                if lvs_subject_name(rs, vs) == ev.name:
-                    return rs
-        return None
-    if ev.subject is not None:
-        return ev.subject
-    if ev.kind is EventKind.INSTANCE:
-        return config.instance(ev.name)
-    if ev.kind is EventKind.GROUP:
-        return next((g for g in config.vrrp_sync_groups if g.name == ev.name), None)
-    if ev.kind is EventKind.VIRTUAL_SERVER:
-        if ev.virtual_server is not None:
-            return ev.virtual_server
-        return next((v for v in config.virtual_servers if format_vs(v) == ev.name), None)
-    return None
-
-
-def virtual_server_of(config: Config, ev: StateEvent) -> Any:
-    """The virtual server of a REAL_SERVER or VIRTUAL_SERVER event."""
-    if ev.virtual_server is not None:
-        return ev.virtual_server
-    if ev.kind is EventKind.VIRTUAL_SERVER:
-        return subject_of(config, ev)
-    rs = subject_of(config, ev)
-    for vs in config.virtual_servers:
-        if any(r is rs for r in vs.real_servers):
-            return vs
-    return None

@@ -29,8 +29,9 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from .config.model import Config, GlobalDefs, SyncGroup, VrrpInstance
-from .config.schema import Script
+from pykeepalived.core.config.model import Config, GlobalDefs, SyncGroup, VrrpInstance
+from pykeepalived.core.config.schema import Script
+from pykeepalived.core.config.trackrefs import DEFINITION_KEYS
 
 log = logging.getLogger("pykeepalived.scripts")
 
@@ -202,8 +203,6 @@ def config_test_scripts(config: Config) -> tuple[list[str], list[str]]:
     without ``enable_script_security`` are a security violation (exit 6,
     which wins over 5).
     """
-    from .tracking import DEFINITION_KEYS
-
     gd = config.global_defs
     owners: list[VrrpInstance | SyncGroup] = [*config.vrrp_instances, *config.vrrp_sync_groups]
     used = {(r.kind, r.name) for o in owners for r in o.tracks}

@@ -39,7 +39,7 @@ changes status; the daemon then asks :meth:`TrackerSet.verdict` and acts
 (log ``(VI_1) Changing effective priority from X to Y``, enter or leave
 FAULT).  Callbacks must not block; an exception in one is logged.
 
-Each tracker's :meth:`~pykeepalived.core.api.Tracker.run` runs in its own
+Each tracker's :meth:`~pykeepalived.core.plugin.base.Tracker.run` runs in its own
 task: an exception is logged with the tracker's family and name, the tracker
 is marked down, and it is restarted after a back-off; it never reaches the
 adverts or the state machine.  Trackers may define ``configure(config)``
@@ -57,24 +57,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .api import Tracker, TrackStatus
-from .config.errors import Diagnostics
-from .config.model import Config, SyncGroup, TrackRef, VrrpInstance
+from pykeepalived.core.config.model import Config, SyncGroup, TrackRef, VrrpInstance
+from pykeepalived.core.config.trackrefs import definitions
+from pykeepalived.core.plugin.base import Tracker, TrackStatus
 
 if TYPE_CHECKING:
-    from .plugins import PluginRegistry
+    from pykeepalived.core.plugin.manager import PluginRegistry
 
 log = logging.getLogger("pykeepalived.tracking")
 
 PRIO_OWNER = 255
-#: Where named tracker definitions live in ``Config.ext``, per family.
-DEFINITION_KEYS: dict[str, str] = {
-    "script": "vrrp_script",
-    "process": "vrrp_track_process",
-    "file": "track_file",
-}
-#: keepalived's words for each family in "(VI_1) track script X not found".
-_FAMILY_WORDS = {"script": "track script", "process": "track process", "file": "track file"}
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -103,27 +95,6 @@ class InterfaceTrackConf:
     reverse: bool = False
 
 
-class WatchTracker(Tracker):
-    """A tracker that is ``pending`` until its first real observation.
-
-    Subclasses call :meth:`settle` with each observation: the first one
-    always notifies (so the daemon learns that the tracker is no longer
-    pending), later ones only on change.
-    """
-
-    def __init__(self, name: str, conf: Any, on_change: Callable[[Tracker], None]) -> None:
-        super().__init__(name, conf, on_change)
-        self.pending = True
-
-    def settle(self, status: TrackStatus) -> None:
-        if self.pending:
-            self.pending = False
-            self.status = status
-            self._on_change(self)
-        else:
-            self.report(status)
-
-
 # -- pure aggregation -----------------------------------------------------------------
 
 
@@ -149,7 +120,7 @@ class TrackingState:
             weight = ref.weight if ref.weight is not None else tracker.weight
             reverse = ref.reverse or tracker.reverse
             mult = -1 if reverse else 1
-            if getattr(tracker, "pending", False):
+            if tracker.pending:
                 if weight == 0:
                     pending = True
                 continue
@@ -194,59 +165,6 @@ class TrackingState:
 
 
 # -- configuration helpers ------------------------------------------------------------
-
-
-def definitions(config: Config, family: str, key: str | None = None) -> dict[str, Any]:
-    """Named tracker definitions of ``family`` (``vrrp_script NAME {...}`` ...)."""
-    key = key if key is not None else DEFINITION_KEYS.get(family, f"track_{family}")
-    value = config.ext.get(key)
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    return {getattr(v, "name", str(i)): v for i, v in enumerate(value)}
-
-
-def check_track_references(config: Config, diag: Diagnostics) -> None:
-    """Normalise named definitions to dicts and drop unresolvable references.
-
-    Called once after parsing (from :mod:`.config.semantics`).  keepalived
-    reports ``(VI_1) track script chk_x not found, ignoring...`` as a
-    configuration error and carries on without that track: a WARNING here
-    (``-t`` fails, the daemon runs).
-    """
-    for key in DEFINITION_KEYS.values():
-        value = config.ext.get(key)
-        if isinstance(value, list):
-            named: dict[str, Any] = {}
-            for conf in value:
-                name = getattr(conf, "name", "")
-                if name in named:
-                    place = getattr(conf, "place", None)
-                    if place is not None:
-                        diag.warning(place, f"{key} {name} declared twice; the first is used")
-                    continue
-                named[name] = conf
-            config.ext[key] = named
-    owners: list[VrrpInstance | SyncGroup] = [*config.vrrp_instances, *config.vrrp_sync_groups]
-    for owner in owners:
-        kept: list[TrackRef] = []
-        seen: set[tuple[str, str]] = set()
-        for ref in owner.tracks:
-            if ref.kind in DEFINITION_KEYS and ref.name not in definitions(config, ref.kind):
-                diag.warning(
-                    ref.place,
-                    f"({owner.name}) {_FAMILY_WORDS[ref.kind]} {ref.name} not found, ignoring...",
-                )
-                continue
-            if (ref.kind, ref.name) in seen:
-                diag.warning(
-                    ref.place, f"({owner.name}) duplicate track_{ref.kind} {ref.name} - ignoring"
-                )
-                continue
-            seen.add((ref.kind, ref.name))
-            kept.append(ref)
-        owner.tracks[:] = kept
 
 
 def _sync_group_of(config: Config, instance: str) -> SyncGroup | None:
@@ -355,9 +273,7 @@ class TrackerSet:
             down, up = delays.get(ref.name, (0.0, 0.0))
             conf = InterfaceTrackConf(ref.name, down, up)
         else:
-            conf = definitions(self.config, ref.kind, getattr(cls, "config_key", None)).get(
-                ref.name
-            )
+            conf = definitions(self.config, ref.kind, cls.config_key).get(ref.name)
             if conf is None:
                 log.error("track %s %s not found, ignoring...", ref.kind, ref.name)
                 return None
@@ -381,12 +297,10 @@ class TrackerSet:
 
     async def start(self) -> None:
         for key, tracker in self.trackers.items():
-            configure = getattr(tracker, "configure", None)
-            if callable(configure):
-                try:
-                    configure(self.config)
-                except Exception as exc:
-                    log.error("tracker %s %s: configure failed: %s", key[0], key[1], exc)
+            try:
+                tracker.configure(self.config)
+            except Exception as exc:
+                log.error("tracker %s %s: configure failed: %s", key[0], key[1], exc)
             self._tasks[key] = asyncio.create_task(
                 self._supervise(key, tracker), name=f"tracker:{key[0]}:{key[1]}"
             )
@@ -400,12 +314,10 @@ class TrackerSet:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for key, tracker in self.trackers.items():
-            close = getattr(tracker, "close", None)
-            if callable(close):
-                try:
-                    await asyncio.wait_for(close(), 5.0)
-                except Exception as exc:
-                    log.error("tracker %s %s: close failed: %s", key[0], key[1], exc)
+            try:
+                await asyncio.wait_for(tracker.close(), 5.0)
+            except Exception as exc:
+                log.error("tracker %s %s: close failed: %s", key[0], key[1], exc)
 
     # -- internals ------------------------------------------------------------------
     async def _supervise(self, key: tuple[str, str], tracker: Tracker) -> None:
@@ -427,9 +339,8 @@ class TrackerSet:
                     exc,
                     delay,
                 )
-                was_pending = bool(getattr(tracker, "pending", False))
-                if was_pending:
-                    tracker.pending = False  # type: ignore[attr-defined]
+                was_pending = tracker.pending
+                tracker.pending = False
                 was_up = tracker.status.up
                 tracker.report(TrackStatus(up=False, reason=f"tracker error: {exc}"))
                 if was_pending and not was_up:

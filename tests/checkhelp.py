@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pykeepalived.core.api import Checker, StateEvent
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
-from pykeepalived.core.lvs import NullBackend, VirtualServerManager
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.lvs.manager import NullBackend, VirtualServerManager
+from pykeepalived.core.plugin.base import Checker, StateEvent
+from pykeepalived.core.plugin.manager import build_registry
 
 _REGISTRY: Any = None
 

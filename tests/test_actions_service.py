@@ -11,12 +11,12 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from pykeepalived.core import hookspecs
-from pykeepalived.core.api import EventKind, StateEvent
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
 from pykeepalived.core.events import EventDispatcher
-from pykeepalived.core.plugins import PluginRegistry, build_registry
+from pykeepalived.core.plugin import hookspecs
+from pykeepalived.core.plugin.base import EventKind, StateEvent
+from pykeepalived.core.plugin.manager import PluginRegistry, build_registry
 from pykeepalived.plugins.actions import service
 from pykeepalived.plugins.actions.service import ServiceAction, ServiceActionRunner
 

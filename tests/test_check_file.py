@@ -6,7 +6,7 @@ from pathlib import Path
 
 from checkhelp import manager
 
-from pykeepalived.core.checking import run_attempt
+from pykeepalived.core.lvs.checking import run_attempt
 
 
 def make(tmp_path: Path, check: str) -> tuple[object, Path]:

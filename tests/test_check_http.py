@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from checkhelp import config, one_checker
 
-from pykeepalived.core.checking import run_attempt
-from pykeepalived.core.lvs import VirtualServerManager
+from pykeepalived.core.lvs.checking import run_attempt
+from pykeepalived.core.lvs.manager import VirtualServerManager
 from pykeepalived.plugins.checks.http_get import HttpResponseError, ResponseReader, dechunk
 
 BODY = b"<html>hello keepalived</html>\n"
@@ -203,7 +203,7 @@ async def test_genhash_matches_keepalived_genhash(
 ) -> None:
     import shutil
 
-    from pykeepalived.core.genhash import main
+    from pykeepalived.core.lvs.genhash import main
 
     rc = await asyncio.to_thread(main, ["-s", "127.0.0.1", "-p", str(http_port), "-u", "/"])
     ours = capsys.readouterr().out.strip()

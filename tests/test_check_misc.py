@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from checkhelp import lines, manager, one_checker
 
-from pykeepalived.core.checking import run_attempt
+from pykeepalived.core.lvs.checking import run_attempt
 
 
 def script(tmp_path: Path, body: str) -> str:

@@ -7,7 +7,7 @@ import socket
 import pytest
 from checkhelp import one_checker
 
-from pykeepalived.core.checking import run_attempt
+from pykeepalived.core.lvs.checking import run_attempt
 from pykeepalived.plugins.checks.ping_check import _open, checksum, echo_request
 
 

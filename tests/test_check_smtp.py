@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from checkhelp import one_checker
 
-from pykeepalived.core.checking import run_attempt
+from pykeepalived.core.lvs.checking import run_attempt
 
 
 class Handler:

@@ -12,9 +12,9 @@ from typing import ClassVar
 import pytest
 from checkhelp import lines, manager, one_checker
 
-from pykeepalived.core.api import Checker, CheckResult, CheckTarget
-from pykeepalived.core.checking import CheckOptions, CheckScheduler, run_attempt
 from pykeepalived.core.config.model import CheckerConf
+from pykeepalived.core.lvs.checking import CheckOptions, CheckScheduler, run_attempt
+from pykeepalived.core.plugin.base import Checker, CheckResult, CheckTarget
 
 
 def closed_port() -> int:

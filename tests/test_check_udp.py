@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from checkhelp import one_checker
 
-from pykeepalived.core.checking import run_attempt
+from pykeepalived.core.lvs.checking import run_attempt
 from pykeepalived.plugins.checks.udp_check import matches, parse_hex
 
 

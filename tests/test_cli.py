@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pykeepalived import __version__
-from pykeepalived.core.cli import main as cli_main
+from pykeepalived.core.shell.cli import main as cli_main
 
 GOOD = """\
 global_defs {

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from pykeepalived.core.cli import main as cli_main
 from pykeepalived.core.config import load, load_text
 from pykeepalived.core.config.errors import Diagnostics, Place, Severity
 from pykeepalived.core.config.lexer import Preprocessor, expand_braces, tokenize
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.manager import build_registry
+from pykeepalived.core.shell.cli import main as cli_main
 
 P = Place("t.conf", 1)
 

@@ -14,7 +14,7 @@ from pykeepalived.core.config.errors import Diagnostics, Place
 from pykeepalived.core.config.grammar import Grammar
 from pykeepalived.core.config.lexer import Preprocessor, expand_braces, tokenize
 from pykeepalived.core.config.tree import build_tree
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.manager import build_registry
 
 GRAMMAR: Grammar = build_registry().grammar()
 FUZZ = settings(

@@ -1,6 +1,6 @@
 """A plugin that blocks its event loop does not stop adverts.
 
-The VRRP engine runs on a loop of its own (core/loopthread.py); a tracker
+The VRRP engine runs on a loop of its own (core/shell/loopthread.py); a tracker
 plugin calling ``time.sleep`` (or any blocking I/O) in ``run()`` stalls the
 plugins' loop only.  Before that split, such a plugin left 1.9 s gaps
 between adverts at advert_int 1.
@@ -11,10 +11,16 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from e2e_util import capture_adverts, fake_distribution, gaps, render, tracker_plugin, with_env
-from vrrp_helpers import PyNode, wait_holder
-
-from pykeepalived.core.lab import Lab
+from pykeepalived.testing.daemons import PyNode, wait_holder
+from pykeepalived.testing.lab import Lab
+from pykeepalived.testing.scenarios import (
+    capture_adverts,
+    fake_distribution,
+    gaps,
+    render,
+    tracker_plugin,
+    with_env,
+)
 
 BLOCKING_PLUGIN = tracker_plugin(
     "e2e_block",

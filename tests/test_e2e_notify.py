@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_util import render, with_env
-from vrrp_helpers import PyNode, wait_holder
 
-from pykeepalived.core.lab import Host, Lab
+from pykeepalived.testing.daemons import PyNode, wait_holder
+from pykeepalived.testing.lab import Host, Lab
+from pykeepalived.testing.scenarios import render, with_env
 
 pytestmark = pytest.mark.netns
 

@@ -15,7 +15,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from e2e_util import (
+
+from pykeepalived.testing.daemons import PyNode, wait_holder
+from pykeepalived.testing.lab import Lab
+from pykeepalived.testing.scenarios import (
     MOVE_BOUND,
     Pair,
     TrackerCase,
@@ -27,9 +30,6 @@ from e2e_util import (
     tracker_plugin,
     with_env,
 )
-from vrrp_helpers import PyNode, wait_holder
-
-from pykeepalived.core.lab import Lab
 
 pytestmark = pytest.mark.netns
 

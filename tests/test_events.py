@@ -11,11 +11,12 @@ import pluggy
 import pytest
 
 from pykeepalived import hookimpl
-from pykeepalived.core import hookspecs
-from pykeepalived.core.api import EventKind, Notifier, StateEvent
 from pykeepalived.core.config.model import Config, VrrpInstance
-from pykeepalived.core.events import EventDispatcher, format_rs, format_vs, lvs_subject_name
-from pykeepalived.core.plugins import PluginRegistry
+from pykeepalived.core.events import EventDispatcher
+from pykeepalived.core.labels import format_rs, format_vs, lvs_subject_name
+from pykeepalived.core.plugin import hookspecs
+from pykeepalived.core.plugin.base import EventKind, Notifier, StateEvent
+from pykeepalived.core.plugin.manager import PluginRegistry
 
 
 def registry(notifiers: dict[str, type[Notifier]], *plugins: tuple[str, object]) -> PluginRegistry:

@@ -9,11 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from vrrp_helpers import PyNode, instance, wait_holder
 
-from pykeepalived.core.cli import main as cli_main
-from pykeepalived.core.http_api import HttpApi, parse_listen, render_metrics
-from pykeepalived.core.lab import free_port
+from pykeepalived.core.shell.cli import main as cli_main
+from pykeepalived.core.shell.http_api import HttpApi, parse_listen, render_metrics
+from pykeepalived.testing.daemons import PyNode, instance, wait_holder
+from pykeepalived.testing.lab import free_port
 
 SNAPSHOT: dict[str, Any] = {
     "uptime": 12.5,

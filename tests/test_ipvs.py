@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pykeepalived.core.ipvs import (
+from pykeepalived.core.lvs.ipvs import (
     DestAttrs,
     DestKey,
     FlushOnStop,
@@ -32,14 +32,14 @@ from pykeepalived.core.ipvs import (
     open_backend,
     plan,
 )
-from pykeepalived.core.ipvs.netlink import (
+from pykeepalived.core.lvs.ipvs.netlink import (
     IpvsMsg,
     _netmask_bytes,
     _service_nla,
     parse_service,
 )
-from pykeepalived.core.ipvs.table import AF_INET, AF_INET6, SVC_F_PERSISTENT
-from pykeepalived.core.lvs import Forward, IpvsDest, IpvsService
+from pykeepalived.core.lvs.ipvs.table import AF_INET, AF_INET6, SVC_F_PERSISTENT
+from pykeepalived.core.lvs.manager import Forward, IpvsDest, IpvsService
 
 A = ipaddress.ip_address
 TCP, UDP = 6, 17

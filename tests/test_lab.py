@@ -1,4 +1,4 @@
-"""Tests of the network-namespace lab (core/lab.py) and its pytest plugin."""
+"""Tests of the network-namespace lab (testing/lab.py) and its pytest plugin."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pykeepalived.core.lab import (
+from pykeepalived.testing.lab import (
     Lab,
     LabError,
     cleanup_stale,
@@ -20,7 +20,7 @@ from pykeepalived.core.lab import (
     wait_for,
     wait_until,
 )
-from pykeepalived.core.testing import LabFactory
+from pykeepalived.testing.pytest_plugin import LabFactory
 
 pytestmark = pytest.mark.netns
 
@@ -157,7 +157,7 @@ async def test_wait_for_vip(lab: LabFactory) -> None:
 
 _CHILD = """
 import json, os, signal, sys, time
-from pykeepalived.core.lab import Lab
+from pykeepalived.testing.lab import Lab
 lab = Lab(1).start()
 lab.hosts[0].popen(["sleep", "300"], stdout=-3, stderr=-3)
 print(json.dumps(lab.namespaces), flush=True)

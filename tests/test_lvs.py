@@ -8,8 +8,8 @@ import logging
 import pytest
 from checkhelp import lines, manager
 
-from pykeepalived.core.api import CheckResult, EventKind
-from pykeepalived.core.lvs import Forward, VirtualServerManager
+from pykeepalived.core.lvs.manager import Forward, VirtualServerManager
+from pykeepalived.core.plugin.base import CheckResult, EventKind
 
 UP, DOWN = CheckResult(True), CheckResult(False)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from checkhelp import manager
 
-from pykeepalived.core.api import CheckResult
-from pykeepalived.core.lvs import VirtualServerManager
+from pykeepalived.core.lvs.manager import VirtualServerManager
+from pykeepalived.core.plugin.base import CheckResult
 
 DOWN = CheckResult(False)
 
@@ -60,12 +60,12 @@ async def test_daemon_passes_lvs_flush_settings_to_the_backend(
 ) -> None:
     import argparse
 
-    from pykeepalived.core import ipvs
     from pykeepalived.core.config import load_text
-    from pykeepalived.core.daemon import Daemon
-    from pykeepalived.core.ipvs import FlushOnStop
-    from pykeepalived.core.lvs import NullBackend
-    from pykeepalived.core.plugins import build_registry
+    from pykeepalived.core.lvs import ipvs
+    from pykeepalived.core.lvs.ipvs import FlushOnStop
+    from pykeepalived.core.lvs.manager import NullBackend
+    from pykeepalived.core.plugin.manager import build_registry
+    from pykeepalived.core.shell.daemon import Daemon
 
     seen: dict[str, object] = {}
 

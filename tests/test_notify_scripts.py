@@ -13,12 +13,13 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from pykeepalived.core import hookspecs
-from pykeepalived.core.api import EventKind, StateEvent
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
-from pykeepalived.core.events import EventDispatcher, lvs_subject_name
-from pykeepalived.core.plugins import PluginRegistry
+from pykeepalived.core.events import EventDispatcher
+from pykeepalived.core.labels import lvs_subject_name
+from pykeepalived.core.plugin import hookspecs
+from pykeepalived.core.plugin.base import EventKind, StateEvent
+from pykeepalived.core.plugin.manager import PluginRegistry
 from pykeepalived.plugins.notify.scripts import ScriptNotifier
 
 

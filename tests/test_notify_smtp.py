@@ -15,12 +15,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from pykeepalived.core import hookspecs
-from pykeepalived.core.api import EventKind, StateEvent
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
-from pykeepalived.core.events import EventDispatcher, lvs_subject_name
-from pykeepalived.core.plugins import PluginRegistry
+from pykeepalived.core.events import EventDispatcher
+from pykeepalived.core.labels import lvs_subject_name
+from pykeepalived.core.plugin import hookspecs
+from pykeepalived.core.plugin.base import EventKind, StateEvent
+from pykeepalived.core.plugin.manager import PluginRegistry
 from pykeepalived.plugins.notify.smtp import SmtpNotifier
 
 SECRET = "s3cr3t-Pa55"

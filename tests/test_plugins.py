@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from pykeepalived import hookimpl
-from pykeepalived.core import hookspecs
-from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.cli import main as cli_main
 from pykeepalived.core.config.grammar import Grammar
 from pykeepalived.core.config.schema import Kw, string
-from pykeepalived.core.plugins import DISABLE_AUTOLOAD_ENV, PluginError, build_registry
+from pykeepalived.core.plugin import hookspecs
+from pykeepalived.core.plugin.base import Checker, CheckResult
+from pykeepalived.core.plugin.manager import DISABLE_AUTOLOAD_ENV, PluginError, build_registry
+from pykeepalived.core.shell.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "pykeepalived-example"
@@ -307,7 +307,7 @@ def test_pip_installed_example_plugin_end_to_end(tmp_path: Path) -> None:
 
     def cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [py, "-m", "pykeepalived.core.cli", *args],
+            [py, "-m", "pykeepalived.core.shell.cli", *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -353,7 +353,7 @@ async def test_async_unconfigure_finishes_before_the_daemon_exits() -> None:
     import asyncio
 
     from pykeepalived.core.config import load_text
-    from pykeepalived.core.daemon import Daemon
+    from pykeepalived.core.shell.daemon import Daemon
 
     finished: list[str] = []
 
@@ -377,14 +377,14 @@ async def test_async_unconfigure_finishes_before_the_daemon_exits() -> None:
 async def test_lifecycle_hooks_run_one_plugin_at_a_time_under_a_timeout(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """core/hookspecs.py: an awaitable from pykeepalived_configure is awaited
+    """core/plugin/hookspecs.py: an awaitable from pykeepalived_configure is awaited
     plugin by plugin under a timeout; a hanging or raising plugin is logged
     by name and the next plugin still runs."""
     import argparse
     import asyncio
 
-    from pykeepalived.core import daemon as daemon_mod
     from pykeepalived.core.config import load_text
+    from pykeepalived.core.shell import daemon as daemon_mod
 
     monkeypatch.setattr(daemon_mod, "HOOK_TIMEOUT", 0.2)
     order: list[str] = []

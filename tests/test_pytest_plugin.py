@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pykeepalived import hookimpl
-from pykeepalived.core.api import Notifier, StateEvent
-from pykeepalived.core.plugins import PluginRegistry
+from pykeepalived.core.plugin.base import Notifier, StateEvent
+from pykeepalived.core.plugin.manager import PluginRegistry
 
 
 class _Recorder(Notifier):

@@ -38,11 +38,11 @@ from pathlib import Path
 
 import pytest
 
-from pykeepalived.core.cli import main as cli_main
 from pykeepalived.core.config import LoadResult, load
 from pykeepalived.core.config.grammar import Grammar
 from pykeepalived.core.config.model import Config, TrackRef, VrrpInstance
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.manager import build_registry
+from pykeepalived.core.shell.cli import main as cli_main
 
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 FIXTURES = sorted(p.name for p in SEEDS.glob("*.conf"))

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pykeepalived.core.api import Tracker
+from pykeepalived.api import parse_strtol
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config, TrackRef
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.base import Tracker
+from pykeepalived.core.plugin.manager import build_registry
 from pykeepalived.core.tracking import TrackingState
-from pykeepalived.plugins.checks.track_file import FileTracker, TrackFile, parse_value
+from pykeepalived.plugins.checks.track_file import FileTracker, TrackFile
 
 
 def parse(text: str) -> Config:
@@ -82,8 +83,8 @@ vrrp_instance VI_1 {
         ("99999999999", None),
     ],
 )
-def test_parse_value(text: str, value: int | None) -> None:
-    assert parse_value(text) == value
+def test_parse_strtol(text: str, value: int | None) -> None:
+    assert parse_strtol(text) == value
 
 
 async def until(cond: Callable[[], bool], timeout: float = 3.0) -> float:

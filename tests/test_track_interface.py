@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pykeepalived.core.config import load_text
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.manager import build_registry
 from pykeepalived.plugins.checks.track_interface import (
     IFF_RUNNING,
     IFF_UP,

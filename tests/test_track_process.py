@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pykeepalived.core.config import load_text
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.manager import build_registry
 from pykeepalived.plugins.checks.track_process import ProcessTracker, TrackProcess, matches
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the process events connector needs root")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pykeepalived.core.api import Tracker
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.base import Tracker
+from pykeepalived.core.plugin.manager import build_registry
 from pykeepalived.plugins.checks.track_script import ScriptTracker, VrrpScript
 
 

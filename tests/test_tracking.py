@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pykeepalived.core.api import Tracker, TrackStatus
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import TrackRef
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.base import Tracker, TrackStatus
+from pykeepalived.core.plugin.manager import build_registry
 from pykeepalived.core.tracking import TrackerSet, TrackingState, TrackVerdict
 
 

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import (
+
+from pykeepalived.core.config import load_text
+from pykeepalived.core.vrrp.vmac import (
+    configured_mac,
+    link_local_eui64,
+    name_candidates,
+    virtual_mac,
+)
+from pykeepalived.testing.daemons import (
     KEEPALIVED,
     KaNode,
     Node,
@@ -38,15 +46,7 @@ from vrrp_helpers import (
     instance,
     wait_holder,
 )
-
-from pykeepalived.core.config import load_text
-from pykeepalived.core.lab import Host, Lab
-from pykeepalived.core.vrrp.vmac import (
-    configured_mac,
-    link_local_eui64,
-    name_candidates,
-    virtual_mac,
-)
+from pykeepalived.testing.lab import Host, Lab
 
 VIP = "192.0.2.100"
 VIP6 = "2001:db8::100"

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import (
+
+from pykeepalived.testing.daemons import (
     KEEPALIVED,
     KaNode,
     Node,
@@ -40,8 +41,7 @@ from vrrp_helpers import (
     holders,
     instance,
 )
-
-from pykeepalived.core.lab import Host, Lab
+from pykeepalived.testing.lab import Host, Lab
 
 pytestmark = [
     pytest.mark.netns,

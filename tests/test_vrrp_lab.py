@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import (
+
+from pykeepalived.testing.daemons import (
     PyNode,
     assert_single_holder,
     dump_logs,
@@ -36,8 +37,7 @@ from vrrp_helpers import (
     sync_group,
     wait_holder,
 )
-
-from pykeepalived.core.lab import Lab, requires_netns
+from pykeepalived.testing.lab import Lab, requires_netns
 
 pytestmark = pytest.mark.netns
 

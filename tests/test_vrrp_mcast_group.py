@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import PyNode, assert_single_holder, instance, wait_holder
+
+from pykeepalived.testing.daemons import PyNode, assert_single_holder, instance, wait_holder
 
 VIP = "192.0.2.100"
 

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import PyNode, global_defs, instance
 
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Route, Rule
-from pykeepalived.core.lab import Host
 from pykeepalived.core.vrrp.effects import Netlink
 from pykeepalived.core.vrrp.manager import VrrpManager
+from pykeepalived.testing.daemons import PyNode, global_defs, instance
+from pykeepalived.testing.lab import Host
 
 pytestmark = pytest.mark.netns
 

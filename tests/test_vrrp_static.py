@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import PyNode, instance
 
-from pykeepalived.core.lab import Host
+from pykeepalived.testing.daemons import PyNode, instance
+from pykeepalived.testing.lab import Host
 
 
 def static_conf(addr: str, route_net: str) -> str:

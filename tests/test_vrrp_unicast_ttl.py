@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vrrp_helpers import PyNode, assert_single_holder, dump_logs, global_defs, instance, wait_holder
+
+from pykeepalived.testing.daemons import (
+    PyNode,
+    assert_single_holder,
+    dump_logs,
+    global_defs,
+    instance,
+    wait_holder,
+)
 
 pytestmark = pytest.mark.netns
 

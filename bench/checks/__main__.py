@@ -169,8 +169,8 @@ async def _window(stats: Stats, settle: float, seconds: float) -> tuple[float, f
 
 async def measure_pykeepalived(n: int, kind: str, seconds: float, delay: float) -> dict[str, float]:
     from pykeepalived.core.config import load_text
-    from pykeepalived.core.lvs import NullBackend, VirtualServerManager
-    from pykeepalived.core.plugins import build_registry
+    from pykeepalived.core.lvs.manager import NullBackend, VirtualServerManager
+    from pykeepalived.core.plugin.manager import build_registry
 
     reg = build_registry(autoload=False)
     block = (
@@ -202,7 +202,7 @@ class _Plain:
         self.addr, self.port, self.kind = addr, port, kind
 
     async def check(self) -> Any:
-        from pykeepalived.core.api import CheckResult
+        from pykeepalived.core.plugin.base import CheckResult
 
         loop = asyncio.get_running_loop()
         addr, port, kind = self.addr, self.port, self.kind
@@ -243,7 +243,7 @@ async def measure_baseline(n: int, kind: str, seconds: float, delay: float) -> d
 
     tasks = [asyncio.create_task(one(a, p)) for a, p in endpoints(n)]
     wall, cpu_s = await _window(stats, delay + 0.5, seconds)
-    from pykeepalived.core.checking import cancel_all
+    from pykeepalived.core.lvs.checking import cancel_all
 
     await cancel_all(set(tasks))
     return stats.summary(wall, cpu_s)

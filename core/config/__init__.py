@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from . import semantics
-from .errors import ConfigError, Diagnostic, Diagnostics, Place, Severity
-from .grammar import Grammar, core_grammar
-from .lexer import Line, Preprocessor
-from .model import Config
-from .schema import Context, construct, parse_block
-from .tree import Node, build_tree
+from pykeepalived.core.config import semantics
+from pykeepalived.core.config.errors import ConfigError, Diagnostic, Diagnostics, Place, Severity
+from pykeepalived.core.config.grammar import Grammar, core_grammar
+from pykeepalived.core.config.lexer import Line, Preprocessor
+from pykeepalived.core.config.model import Config
+from pykeepalived.core.config.schema import Context, construct, parse_block
+from pykeepalived.core.config.tree import Node, build_tree
 
 __all__ = [
     "Config",

@@ -8,7 +8,7 @@ import ipaddress
 import json
 from typing import Any
 
-from .errors import Place
+from pykeepalived.core.config.errors import Place
 
 #: Shown as *** unless --show-secrets: VRRP auth, SMTP AUTH, the key
 #: password of the checkers' SSL block (``-d`` logs the dump).

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from . import model as m
-from .errors import Place
-from .schema import (
+from pykeepalived.core.config import model as m
+from pykeepalived.core.config.errors import Place
+from pykeepalived.core.config.schema import (
     BlockSpec,
     Context,
     Converter,
@@ -35,7 +35,7 @@ from .schema import (
     sub,
     words,
 )
-from .tree import Node
+from pykeepalived.core.config.tree import Node
 
 VRRP_SCOPES = {"site", "link", "host", "nowhere", "global"}
 LVS_SCHEDULERS = (
@@ -693,7 +693,7 @@ def _items(
     )
 
     def conv(node: Node, ctx: Context) -> Any:
-        from .schema import parse_block
+        from pykeepalived.core.config.schema import parse_block
 
         return parse_block(node.children or [], spec, ctx).get("items", [])
 
@@ -934,7 +934,7 @@ def core_grammar() -> Grammar:
     g.blocks["virtual_server_group"] = vsg
 
     def _vsg(node: Node, ctx: Context) -> m.VirtualServerGroup:
-        from .schema import parse_block
+        from pykeepalived.core.config.schema import parse_block
 
         entries = parse_block(node.children or [], vsg, ctx).get("items", [])
         return m.VirtualServerGroup(node.args[0], node.place, entries)

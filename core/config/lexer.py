@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import Diagnostics, Place
+from pykeepalived.core.config.errors import Diagnostics, Place
 
 MAX_INCLUDE_DEPTH = 32
 MAX_EXPANSION_DEPTH = 32

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UNKNOWN_PLACE, Place
-from .schema import IPAddress, IPInterface, Script
+from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
+from pykeepalived.core.config.schema import IPAddress, IPInterface, Script
 
 # -- global_defs --------------------------------------------------------------
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Diagnostics, Place, did_you_mean
-from .lexer import Word
-from .tree import Node
+from pykeepalived.core.config.errors import Diagnostics, Place, did_you_mean
+from pykeepalived.core.config.lexer import Word
+from pykeepalived.core.config.tree import Node
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -394,3 +395,46 @@ def script(node: Node, ctx: Context) -> Script:
     user = node.args[1] if len(node.args) > 1 else None
     group = node.args[2] if len(node.args) > 2 else None
     return Script(argv, user, group, node.place)
+
+
+def weight_and_reverse(lo: int, hi: int) -> Converter:
+    """``weight N [reverse]``."""
+
+    def conv(node: Node, ctx: Context) -> tuple[int, bool]:
+        try:
+            value = int(node.args[0], 10)
+        except ValueError:
+            raise Invalid(f"'{node.args[0]}' is not an integer") from None
+        if not lo <= value <= hi:
+            raise Invalid(f"weight {value} must be in [{lo}, {hi}]")
+        reverse = False
+        if len(node.args) > 1:
+            if node.args[1] == "reverse":
+                reverse = True
+            elif node.args[1] != "noreverse":
+                raise Invalid(f"unknown weight option '{node.args[1]}'")
+        return value, reverse
+
+    return conv
+
+
+def parse_strtol(text: str) -> int | None:
+    """A number as keepalived reads tracked files: ``strtol(buf, NULL, 0)``.
+
+    The leading number in any C base (``0x1f``, ``017``, ``-5``), 0 when there
+    is none, None when it does not fit keepalived's int range."""
+    m = re.match(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)", text)
+    if m is None:
+        return 0
+    sign = -1 if m.group(1) == "-" else 1
+    digits = m.group(2)
+    if digits.lower().startswith("0x"):
+        value = int(digits, 16)
+    elif digits.startswith("0") and len(digits) > 1:
+        value = int(digits, 8)
+    else:
+        value = int(digits, 10)
+    value *= sign
+    if not -(2**31) <= value <= 2**31:
+        return None
+    return value

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
-from . import model as m
-from .errors import Diagnostics
+from pykeepalived.core.config import model as m
+from pykeepalived.core.config.errors import Diagnostics
+from pykeepalived.core.config.trackrefs import check_track_references
 
 
 def apply(cfg: m.Config, diag: Diagnostics) -> None:
@@ -61,8 +62,6 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
                 if member_vi is not None:
                     _sync_group_weights(cfg, member_vi, diag)
     # Named trackers (vrrp_script, ...) come from plugins; resolve references once.
-    from ..tracking import check_track_references
-
     check_track_references(cfg, diag)
     groups = {g.name for g in cfg.virtual_server_groups}
     for vs in cfg.virtual_servers:

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import Diagnostics, Place
-from .lexer import Line, Word
+from pykeepalived.core.config.errors import Diagnostics, Place
+from pykeepalived.core.config.lexer import Line, Word
 
 if TYPE_CHECKING:
-    from .schema import BlockSpec
+    from pykeepalived.core.config.schema import BlockSpec
 
 #: keepalived.conf nests at most a few blocks (virtual_server > real_server >
 #: HTTP_GET > url); deeper input is hostile or broken, and reading it

@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..config.model import Route, Rule, VirtualAddress
-from .rtnl import Rtnl, RtnlError
+from pykeepalived.core.config.model import Route, Rule, VirtualAddress
+from pykeepalived.core.vrrp.rtnl import Rtnl, RtnlError
 
 log = logging.getLogger("pykeepalived.vrrp")
 

@@ -2,7 +2,7 @@
 
 The state machine (:mod:`.fsm`) decides; this class sends adverts, arms the
 single timer the machine asks for, adds and removes VIPs, sends GARP/NA
-bursts and turns transitions into :class:`~pykeepalived.core.api.StateEvent`.
+bursts and turns transitions into :class:`~pykeepalived.core.plugin.base.StateEvent`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..api import EventKind, StateEvent
-from ..config.model import GlobalDefs, VirtualAddress, VrrpInstance
-from . import packet as pk
-from .effects import Netlink
-from .fsm import (
+from pykeepalived.core.config.model import GlobalDefs, VirtualAddress, VrrpInstance
+from pykeepalived.core.plugin.base import EventKind, StateEvent
+from pykeepalived.core.vrrp import packet as pk
+from pykeepalived.core.vrrp.effects import Netlink
+from pykeepalived.core.vrrp.fsm import (
     AddVips,
     FsmParams,
     Log,
@@ -37,9 +37,9 @@ from .fsm import (
     VrrpMachine,
     WantMaster,
 )
-from .io import RawPacket, Receiver, RepeatSlot, Sender
-from .timers import EARLY, Timer, TimerQueue, timer_queue
-from .vmac import Vmac
+from pykeepalived.core.vrrp.io import RawPacket, Receiver, RepeatSlot, Sender
+from pykeepalived.core.vrrp.timers import EARLY, Timer, TimerQueue, timer_queue
+from pykeepalived.core.vrrp.vmac import Vmac
 
 log = logging.getLogger("pykeepalived.vrrp")
 

@@ -18,8 +18,15 @@ import socket
 import struct
 from collections.abc import Callable
 
-from .packet import IPPROTO_AH, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TOS, VRRP_TTL
-from .timers import EARLY, Timer, TimerQueue, timer_queue
+from pykeepalived.core.vrrp.packet import (
+    IPPROTO_AH,
+    IPPROTO_VRRP,
+    VRRP_MCAST_V4,
+    VRRP_MCAST_V6,
+    VRRP_TOS,
+    VRRP_TTL,
+)
+from pykeepalived.core.vrrp.timers import EARLY, Timer, TimerQueue, timer_queue
 
 log = logging.getLogger("pykeepalived.vrrp")
 

@@ -23,18 +23,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..api import EventKind, StateEvent
-from ..config.model import Config, SyncGroup, VrrpInstance
-from .effects import Netlink
-from .fsm import State, Transition, WantMaster
-from .instance import Instance
-from .io import Handler, Receiver
-from .vmac import EXT_MAC, VmacManager
+from pykeepalived.core.config.model import Config, SyncGroup, VrrpInstance
+from pykeepalived.core.plugin.base import EventKind, StateEvent
+from pykeepalived.core.vrrp.effects import Netlink
+from pykeepalived.core.vrrp.fsm import State, Transition, WantMaster
+from pykeepalived.core.vrrp.instance import Instance
+from pykeepalived.core.vrrp.io import Handler, Receiver
+from pykeepalived.core.vrrp.vmac import EXT_MAC, VmacManager
 
 log = logging.getLogger("pykeepalived.vrrp")
 
 #: Seconds stop() waits for queued route/rule removals; inside the daemon's
-#: 10 s shutdown budget (core/daemon.py SHUTDOWN_TIMEOUT).
+#: 10 s shutdown budget (core/shell/daemon.py SHUTDOWN_TIMEOUT).
 ROUTES_DRAIN_TIMEOUT = 8.0
 
 

@@ -68,9 +68,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.model import VrrpInstance
-from .effects import IFA_F_NODAD, Netlink
-from .rtnl import IN6_ADDR_GEN_MODE_NONE, MACVLAN_MODE_PRIVATE, LinkInfo, RtnlError
+from pykeepalived.core.config.model import VrrpInstance
+from pykeepalived.core.vrrp.effects import IFA_F_NODAD, Netlink
+from pykeepalived.core.vrrp.rtnl import (
+    IN6_ADDR_GEN_MODE_NONE,
+    MACVLAN_MODE_PRIVATE,
+    LinkInfo,
+    RtnlError,
+)
 
 log = logging.getLogger("pykeepalived.vrrp")
 

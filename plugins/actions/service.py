@@ -30,23 +30,30 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Action, EventKind, Notifier, StateEvent
-from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.model import Config
-from pykeepalived.core.config.schema import (
+from pykeepalived.api import (
+    UNKNOWN_PLACE,
+    Action,
     BlockSpec,
+    Config,
     Context,
+    EventKind,
+    Grammar,
     Invalid,
     Kw,
+    Node,
+    Notifier,
+    Place,
     Script,
+    ScriptSecurityError,
+    StateEvent,
     build_model,
+    check_script,
+    hookimpl,
     number,
+    resolve_user,
+    run_script,
     script,
 )
-from pykeepalived.core.config.tree import Node
-from pykeepalived.core.scripts import ScriptSecurityError, check_script, resolve_user, run_script
 
 log = logging.getLogger("pykeepalived.actions.service")
 

@@ -14,12 +14,22 @@ import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult, CheckTarget
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw, make_socket
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.schema import BlockSpec, Context, Invalid, Kw
-from pykeepalived.core.config.tree import Node
+from pykeepalived.api import (
+    BaseCheck,
+    BlockSpec,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    CheckTarget,
+    Context,
+    Grammar,
+    Invalid,
+    Kw,
+    Node,
+    checker_kw,
+    hookimpl,
+    make_socket,
+)
 
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
 

@@ -13,17 +13,28 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult, CheckTarget
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.schema import BlockSpec, Context, Invalid, Kw, flag, parse_int, string
-from pykeepalived.core.config.tree import Node
-
-if TYPE_CHECKING:
-    from pykeepalived.core.config.model import Config
+from pykeepalived.api import (
+    BaseCheck,
+    BlockSpec,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    CheckTarget,
+    Config,
+    Context,
+    Grammar,
+    Invalid,
+    Kw,
+    Node,
+    checker_kw,
+    flag,
+    hookimpl,
+    parse_int,
+    parse_strtol,
+    string,
+)
 
 #: keepalived's fault threshold for tracked values (track_file, track_script).
 WEIGHT_FAULT = -254
@@ -57,14 +68,7 @@ def _file_keywords(spec: BlockSpec) -> None:
 
 
 def _parse(text: str) -> int | None:
-    try:
-        from pykeepalived.plugins.checks.track_file import parse_value
-    except ImportError:  # the track_file plugin is not installed
-        try:
-            return int(text.strip() or "0", 0)
-        except ValueError:
-            return None
-    return parse_value(text)
+    return parse_strtol(text)
 
 
 class FileCheck(BaseCheck):

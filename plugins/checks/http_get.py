@@ -28,35 +28,32 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.checking import (
+from pykeepalived.api import (
     BaseCheck,
-    CheckOptions,
-    checker_kw,
-    make_socket,
-    setting,
-    sock_connect,
-)
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.schema import (
     BlockSpec,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    Config,
     Context,
+    Grammar,
     Invalid,
     Kw,
+    Node,
+    checker_kw,
     flag,
+    hookimpl,
     integer,
+    make_socket,
     parse_int,
+    setting,
+    sock_connect,
     string,
     sub,
     words,
 )
-from pykeepalived.core.config.tree import Node
-
-if TYPE_CHECKING:
-    from pykeepalived.core.config.model import Config
 
 HTTP_PROTOCOLS = ("1.0", "1.0C", "1.1")
 #: Bytes of body read at most (digest and regex see this much).

@@ -9,27 +9,30 @@ down.  The script runs as ``user USER [GROUP]``, else script_user, under
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.model import GlobalDefs
-from pykeepalived.core.config.schema import (
+from pykeepalived.api import (
+    BaseCheck,
     BlockSpec,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    Config,
     Context,
+    GlobalDefs,
+    Grammar,
     Invalid,
     Kw,
+    Node,
     Script,
+    checker_kw,
     flag,
+    hookimpl,
     integer,
+    resolve_user,
+    run_script,
     script,
 )
-from pykeepalived.core.config.tree import Node
-
-if TYPE_CHECKING:
-    from pykeepalived.core.config.model import Config
 
 
 @dataclass
@@ -85,7 +88,6 @@ class MiscCheck(BaseCheck):
         return s
 
     async def check(self) -> CheckResult:
-        from pykeepalived.core.scripts import resolve_user, run_script
 
         s = self._script
         result = await run_script(s.argv, run_as=resolve_user(s, self._gd), timeout=self.timeout)

@@ -14,10 +14,15 @@ import socket
 import struct
 from typing import ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw
-from pykeepalived.core.config.grammar import Grammar
+from pykeepalived.api import (
+    BaseCheck,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    Grammar,
+    checker_kw,
+    hookimpl,
+)
 
 ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
 ICMP6_ECHO, ICMP6_ECHOREPLY = 128, 129

@@ -13,18 +13,24 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult, CheckTarget
-from pykeepalived.core.checking import (
+from pykeepalived.api import (
     BaseCheck,
+    BlockSpec,
+    Checker,
     CheckOptions,
+    CheckResult,
+    CheckTarget,
+    Context,
+    Grammar,
+    Kw,
+    Node,
     checker_kw,
     common_keywords,
+    hookimpl,
+    parse_block,
+    string,
     tcp_connect,
 )
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.schema import BlockSpec, Context, Kw, parse_block, string
-from pykeepalived.core.config.tree import Node
 
 DEFAULT_HELO = "smtpchecker.keepalived.org"
 

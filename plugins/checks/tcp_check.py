@@ -5,17 +5,18 @@ from __future__ import annotations
 import socket
 from typing import ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult
-from pykeepalived.core.checking import (
+from pykeepalived.api import (
     BaseCheck,
+    Checker,
     CheckOptions,
+    CheckResult,
+    Grammar,
     checker_kw,
+    hookimpl,
     make_socket,
     setting,
     sock_connect,
 )
-from pykeepalived.core.config.grammar import Grammar
 
 _UP = CheckResult(True)
 

@@ -31,14 +31,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Tracker, TrackStatus
-from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
-from pykeepalived.core.config.grammar import Grammar, track_block_kw
-from pykeepalived.core.config.schema import BlockSpec, Context, Invalid, Kw, build_model, string
-from pykeepalived.core.config.tree import Node
-from pykeepalived.core.tracking import WatchTracker
-from pykeepalived.plugins.checks.track_script import weight_and_reverse
+from pykeepalived.api import (
+    UNKNOWN_PLACE,
+    BlockSpec,
+    Context,
+    Grammar,
+    Invalid,
+    Kw,
+    Node,
+    Place,
+    Tracker,
+    TrackStatus,
+    WatchTracker,
+    build_model,
+    hookimpl,
+    parse_strtol,
+    string,
+    track_block_kw,
+    weight_and_reverse,
+)
 
 log = logging.getLogger("pykeepalived.vrrp.track_file")
 
@@ -113,25 +124,6 @@ def _track_file(spec: BlockSpec) -> Callable[[Node, Context], TrackFile]:
         return conf
 
     return conv
-
-
-def parse_value(text: str) -> int | None:
-    """keepalived reads the file with strtol(buf, NULL, 0): leading number, any base."""
-    m = re.match(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)", text)
-    if m is None:
-        return 0
-    sign = -1 if m.group(1) == "-" else 1
-    digits = m.group(2)
-    if digits.lower().startswith("0x"):
-        value = int(digits, 16)
-    elif digits.startswith("0") and len(digits) > 1:
-        value = int(digits, 8)
-    else:
-        value = int(digits, 10)
-    value *= sign
-    if not -(2**31) <= value <= 2**31:
-        return None
-    return value
 
 
 class Inotify:
@@ -218,7 +210,7 @@ class FileTracker(WatchTracker):
         except OSError as exc:
             log.info("Cannot read track file %s: %s", self.path, exc.strerror)
             return 0
-        value = parse_value(data.decode("ascii", "replace"))
+        value = parse_strtol(data.decode("ascii", "replace"))
         if value is None:
             log.info("Invalid number read from %s - ignoring", self.path)
         return value

@@ -30,20 +30,22 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Tracker, TrackStatus
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.schema import (
+from pykeepalived.api import (
     BlockSpec,
     Context,
+    Grammar,
+    InterfaceTrackConf,
     Invalid,
     ItemSpec,
     Kw,
+    Node,
+    Tracker,
+    TrackStatus,
+    WatchTracker,
+    hookimpl,
     parse_block,
     parse_float,
 )
-from pykeepalived.core.config.tree import Node
-from pykeepalived.core.tracking import InterfaceTrackConf, WatchTracker
 
 log = logging.getLogger("pykeepalived.vrrp.netlink")
 

@@ -47,23 +47,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Tracker, TrackStatus
-from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
-from pykeepalived.core.config.grammar import Grammar, track_block_kw
-from pykeepalived.core.config.schema import (
+from pykeepalived.api import (
+    UNKNOWN_PLACE,
     BlockSpec,
     Context,
+    Grammar,
     Invalid,
     Kw,
+    Node,
+    Place,
+    Tracker,
+    TrackStatus,
+    WatchTracker,
     build_model,
     flag,
+    hookimpl,
     integer,
     parse_float,
+    track_block_kw,
+    weight_and_reverse,
 )
-from pykeepalived.core.config.tree import Node
-from pykeepalived.core.tracking import WatchTracker
-from pykeepalived.plugins.checks.track_script import weight_and_reverse
 
 log = logging.getLogger("pykeepalived.vrrp.track_process")
 

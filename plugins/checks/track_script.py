@@ -36,32 +36,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Tracker, TrackStatus
-from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
-from pykeepalived.core.config.grammar import Grammar, track_block_kw
-from pykeepalived.core.config.model import Config, GlobalDefs
-from pykeepalived.core.config.schema import (
+from pykeepalived.api import (
+    UNKNOWN_PLACE,
     BlockSpec,
+    Config,
     Context,
+    GlobalDefs,
+    Grammar,
     Invalid,
     Kw,
+    Node,
+    Place,
+    RunAs,
     Script,
+    ScriptSecurityError,
+    Tracker,
+    TrackStatus,
+    WatchTracker,
     build_model,
+    check_script,
     flag,
+    hookimpl,
     integer,
     number,
-    script,
-)
-from pykeepalived.core.config.tree import Node
-from pykeepalived.core.scripts import (
-    RunAs,
-    ScriptSecurityError,
-    check_script,
     resolve_user,
     run_script,
+    script,
+    track_block_kw,
+    weight_and_reverse,
 )
-from pykeepalived.core.tracking import WatchTracker
 
 log = logging.getLogger("pykeepalived.vrrp.script")
 
@@ -90,27 +93,6 @@ class VrrpScript:
     @property
     def command(self) -> Script | None:
         return self.script
-
-
-def weight_and_reverse(lo: int, hi: int) -> Callable[[Node, Context], tuple[int, bool]]:
-    """``weight N [reverse]``."""
-
-    def conv(node: Node, ctx: Context) -> tuple[int, bool]:
-        try:
-            value = int(node.args[0], 10)
-        except ValueError:
-            raise Invalid(f"'{node.args[0]}' is not an integer") from None
-        if not lo <= value <= hi:
-            raise Invalid(f"weight {value} must be in [{lo}, {hi}]")
-        reverse = False
-        if len(node.args) > 1:
-            if node.args[1] == "reverse":
-                reverse = True
-            elif node.args[1] != "noreverse":
-                raise Invalid(f"unknown weight option '{node.args[1]}'")
-        return value, reverse
-
-    return conv
 
 
 def _script_line(node: Node, ctx: Context) -> Script:

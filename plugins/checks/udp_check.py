@@ -15,12 +15,23 @@ import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult, CheckTarget
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw, make_socket
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.schema import BlockSpec, Context, Invalid, Kw, integer
-from pykeepalived.core.config.tree import Node
+from pykeepalived.api import (
+    BaseCheck,
+    BlockSpec,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    CheckTarget,
+    Context,
+    Grammar,
+    Invalid,
+    Kw,
+    Node,
+    checker_kw,
+    hookimpl,
+    integer,
+    make_socket,
+)
 
 MAX_REPLY = 255
 

@@ -32,12 +32,22 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import EventKind, Notifier, StateEvent
-from pykeepalived.core.config.model import Config
-from pykeepalived.core.config.schema import Script
-from pykeepalived.core.events import format_rs, format_vs, subject_of, virtual_server_of
-from pykeepalived.core.scripts import ScriptSecurityError, check_script, kill_group, resolve_user
+from pykeepalived.api import (
+    Config,
+    EventKind,
+    Notifier,
+    Script,
+    ScriptSecurityError,
+    StateEvent,
+    check_script,
+    format_rs,
+    format_vs,
+    hookimpl,
+    kill_group,
+    resolve_user,
+    subject_of,
+    virtual_server_of,
+)
 
 log = logging.getLogger("pykeepalived.notify.fifo")
 

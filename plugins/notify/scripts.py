@@ -25,16 +25,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import EventKind, Notifier, StateEvent
-from pykeepalived.core.config.model import Config
-from pykeepalived.core.config.schema import Script
-from pykeepalived.core.events import format_rs, format_vs, subject_of, virtual_server_of
-from pykeepalived.core.scripts import (
+from pykeepalived.api import (
+    Config,
+    EventKind,
+    Notifier,
+    Script,
     ScriptSecurityError,
+    StateEvent,
     check_script,
+    format_rs,
+    format_vs,
+    hookimpl,
     resolve_user,
     run_script,
+    subject_of,
+    virtual_server_of,
 )
 
 log = logging.getLogger("pykeepalived.notify.scripts")

@@ -35,10 +35,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import EventKind, Notifier, StateEvent
-from pykeepalived.core.config.model import Config
-from pykeepalived.core.events import format_rs, format_vs, subject_of, virtual_server_of
+from pykeepalived.api import (
+    Config,
+    EventKind,
+    Notifier,
+    StateEvent,
+    format_rs,
+    format_vs,
+    hookimpl,
+    subject_of,
+    virtual_server_of,
+)
 
 if TYPE_CHECKING:
     from email.message import EmailMessage

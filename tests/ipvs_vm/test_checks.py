@@ -23,9 +23,9 @@ import pytest
 from vmhelp import ipvsadm_rules, start_keepalived, stop_keepalived
 
 from pykeepalived.core.config import load_text
-from pykeepalived.core.ipvs import IpvsBackend, OpKind
-from pykeepalived.core.lvs import VirtualServerManager
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.lvs.ipvs import IpvsBackend, OpKind
+from pykeepalived.core.lvs.manager import VirtualServerManager
+from pykeepalived.core.plugin.manager import build_registry
 
 CONF = """
 virtual_server 192.0.2.60 8081 {

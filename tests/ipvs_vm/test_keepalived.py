@@ -20,9 +20,9 @@ import pytest
 from vmhelp import ipvsadm_rules, start_keepalived, stop_keepalived
 
 from pykeepalived.core.config import load_text
-from pykeepalived.core.ipvs import IpvsBackend
-from pykeepalived.core.lvs import VirtualServerManager
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.lvs.ipvs import IpvsBackend
+from pykeepalived.core.lvs.manager import VirtualServerManager
+from pykeepalived.core.plugin.manager import build_registry
 
 CONF = Path(__file__).with_name("keepalived.conf")
 SERVICES, REAL_SERVERS = 6, 12

@@ -12,8 +12,8 @@ import time
 import pytest
 from vmhelp import ipvsadm_conns, ipvsadm_rules, run
 
-from pykeepalived.core.ipvs import FlushOnStop, IpvsBackend, OpKind, kernel_table
-from pykeepalived.core.lvs import Forward, IpvsDest, IpvsService
+from pykeepalived.core.lvs.ipvs import FlushOnStop, IpvsBackend, OpKind, kernel_table
+from pykeepalived.core.lvs.manager import Forward, IpvsDest, IpvsService
 
 A = ipaddress.ip_address
 

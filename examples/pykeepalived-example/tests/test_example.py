@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pykeepalived_example import plugin
 
-from pykeepalived.core.api import CheckTarget, EventKind, StateEvent
 from pykeepalived.core.config import load_text
-from pykeepalived.core.plugins import build_registry
+from pykeepalived.core.plugin.base import CheckTarget, EventKind, StateEvent
+from pykeepalived.core.plugin.manager import build_registry
 
 CONF = """\
 global_defs {

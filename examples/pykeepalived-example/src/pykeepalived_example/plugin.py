@@ -20,12 +20,23 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pykeepalived import hookimpl
-from pykeepalived.core.api import Checker, CheckResult, Notifier, StateEvent
-from pykeepalived.core.checking import BaseCheck, CheckOptions, checker_kw, tcp_connect
-from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.model import Config
-from pykeepalived.core.config.schema import BlockSpec, Invalid, Kw, string
+from pykeepalived.api import (
+    BaseCheck,
+    BlockSpec,
+    Checker,
+    CheckOptions,
+    CheckResult,
+    Config,
+    Grammar,
+    Invalid,
+    Kw,
+    Notifier,
+    StateEvent,
+    checker_kw,
+    hookimpl,
+    string,
+    tcp_connect,
+)
 
 KEYWORD = "EXAMPLE_CHECK"
 EVENT_LOG_KEYWORD = "example_event_log"

@@ -19,9 +19,9 @@ import signal
 import time
 from typing import Any
 
-from .api import StateEvent
-from .config import Config, LoadResult, Severity
-from .plugins import PluginRegistry
+from pykeepalived.core.config import Config, LoadResult, Severity
+from pykeepalived.core.plugin.base import StateEvent
+from pykeepalived.core.plugin.manager import PluginRegistry
 
 log = logging.getLogger("pykeepalived")
 
@@ -43,7 +43,7 @@ class Daemon:
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        from .vrrp.effects import Netlink
+        from pykeepalived.core.vrrp.effects import Netlink
 
         self.netlink = Netlink()
         self.vrrp: Any = None
@@ -83,10 +83,10 @@ class Daemon:
         await self._start_events()
         await self._hook("pykeepalived_configure", config=self.config)
         if not self.args.check:
-            from .loopthread import LoopThread
-            from .vrrp.manager import VrrpManager
+            from pykeepalived.core.shell.loopthread import LoopThread
+            from pykeepalived.core.vrrp.manager import VrrpManager
 
-            # The VRRP engine gets a loop of its own: see core/loopthread.py.
+            # The VRRP engine gets a loop of its own: see core/shell/loopthread.py.
             self._main_loop = loop
             self.vrrp_thread = LoopThread("vrrp")
             self.vrrp_thread.start()
@@ -96,7 +96,7 @@ class Daemon:
         if not self.args.vrrp and self.config.virtual_servers:
             await self._start_lvs()
         if getattr(self.args, "http_listen", None):
-            from .http_api import HttpApi, parse_listen
+            from pykeepalived.core.shell.http_api import HttpApi, parse_listen
 
             host, port = parse_listen(self.args.http_listen)
             self.http_api = HttpApi(host, port, self.status_async)
@@ -106,14 +106,14 @@ class Daemon:
                 log.error("--http-listen %s: %s", self.args.http_listen, exc)
                 self.http_api = None
         if self.args.status_socket:
-            from .status import StatusServer
+            from pykeepalived.core.shell.status import StatusServer
 
             self.status_server = StatusServer(self.args.status_socket, self.status_async)
             await self.status_server.start()
 
     async def _start_events(self) -> None:
         try:
-            from .events import EventDispatcher
+            from pykeepalived.core.events import EventDispatcher
         except ImportError:  # pragma: no cover - during bring-up only
             return
         router_id = self.config.global_defs.router_id or os.uname().nodename
@@ -126,7 +126,7 @@ class Daemon:
 
     async def _start_trackers(self) -> None:
         try:
-            from .tracking import TrackerSet
+            from pykeepalived.core.tracking import TrackerSet
         except ImportError:  # pragma: no cover - during bring-up only
             return
         self.trackers = TrackerSet(self.config, self.registry, on_change=self._tracking_changed)
@@ -143,8 +143,8 @@ class Daemon:
         self.vrrp_thread.call_soon(self.vrrp.apply_tracking, name, verdict.priority, verdict.fault)
 
     async def _start_lvs(self) -> None:
-        from .ipvs import FlushOnStop, open_backend
-        from .lvs import VirtualServerManager
+        from pykeepalived.core.lvs.ipvs import FlushOnStop, open_backend
+        from pykeepalived.core.lvs.manager import VirtualServerManager
 
         gd = self.config.global_defs
         self.ipvs = await open_backend(
@@ -173,7 +173,7 @@ class Daemon:
             await self._stop_lvs()
             return
         await old.stop(remove_services=False)
-        from .lvs import VirtualServerManager
+        from pykeepalived.core.lvs.manager import VirtualServerManager
 
         self.lvs = VirtualServerManager(
             self.config, self.registry.checkers, backend=self.ipvs, emit=self.emit
@@ -210,7 +210,7 @@ class Daemon:
         self.netlink.close()
 
     async def reload(self) -> None:
-        from .cli import load_config
+        from pykeepalived.core.shell.cli import load_config
 
         loaded = load_config(self.args)
         if loaded is None:
@@ -245,7 +245,7 @@ class Daemon:
         del old
 
     async def _hook(self, name: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook plugin by plugin, as core/hookspecs.py says:
+        """Call a lifecycle hook plugin by plugin, as core/plugin/hookspecs.py says:
         a returned awaitable is awaited, one plugin at a time, under
         HOOK_TIMEOUT; a failure or timeout is logged with the plugin's name
         and the next plugin is called."""
@@ -347,7 +347,7 @@ def _log_diag(d: Any) -> None:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from .cli import load_config
+    from pykeepalived.core.shell.cli import load_config
 
     loaded = load_config(args)
     if loaded is None:
@@ -360,7 +360,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     assert isinstance(registry, PluginRegistry)
     if args.dump_conf:
-        from .config.dump import dump_json
+        from pykeepalived.core.config.dump import dump_json
 
         for line in dump_json(result.config).splitlines():
             log.info("%s", line)

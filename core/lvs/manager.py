@@ -3,7 +3,7 @@
 The manager here is pure bookkeeping plus one push: it receives checker
 results, decides which real servers are in service with which weight, and
 hands the whole *desired* table to an IPVS backend.  The backend (see
-:mod:`pykeepalived.core.ipvs`) makes the kernel match it.
+:mod:`pykeepalived.core.lvs.ipvs`) makes the kernel match it.
 
 Desired-table contract (stable; the IPVS backend is written against it):
 
@@ -32,10 +32,10 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .api import Checker, CheckResult, EventKind, StateEvent
-from .checking import BaseCheck, CheckScheduler, cancel_all, resolve
-from .config.model import Config, RealServer, VirtualServer, VirtualServerGroup
-from .config.schema import IPAddress
+from pykeepalived.core.config.model import Config, RealServer, VirtualServer, VirtualServerGroup
+from pykeepalived.core.config.schema import IPAddress
+from pykeepalived.core.lvs.checking import CheckScheduler, cancel_all, resolve
+from pykeepalived.core.plugin.base import Checker, CheckResult, EventKind, StateEvent
 
 log = logging.getLogger("pykeepalived.lvs")
 
@@ -364,17 +364,14 @@ class VirtualServerManager:
                         "%s: %s cannot be set up: %s - ignoring it", conf.place, conf.kind, exc
                     )
                     continue
-                if isinstance(checker, BaseCheck):
-                    checker.real_server_weight = real.conf.weight
-                configure = getattr(checker, "configure", None)
-                if callable(configure):
-                    try:
-                        configure(self.config)
-                    except Exception as exc:
-                        log.error(
-                            "%s: %s cannot be set up: %s - ignoring it", conf.place, conf.kind, exc
-                        )
-                        continue
+                checker.real_server_weight = real.conf.weight
+                try:
+                    checker.configure(self.config)
+                except Exception as exc:
+                    log.error(
+                        "%s: %s cannot be set up: %s - ignoring it", conf.place, conf.kind, exc
+                    )
+                    continue
                 alpha = bool(getattr(resolved.options, "alpha", False))
                 real.checkers[ci] = not alpha
                 real.alpha[ci] = alpha

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pykeepalived.core.lab import Host
+from pykeepalived.testing.lab import Host
 
 PYKEEPALIVED = str(Path(sys.executable).with_name("pykeepalived"))
 KEEPALIVED = "/usr/sbin/keepalived"

@@ -13,9 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from .config import LoadResult, default_config_id, load
-from .logging_setup import setup_logging
+from pykeepalived import __version__
+from pykeepalived.core.config import LoadResult, default_config_id, load
+from pykeepalived.core.shell.logging_setup import setup_logging
 
 EXIT_OK = 0
 EXIT_FATAL = 3
@@ -27,7 +27,7 @@ DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
 
 
 def _listen_address(text: str) -> str:
-    from .http_api import parse_listen
+    from pykeepalived.core.shell.http_api import parse_listen
 
     try:
         parse_listen(text)
@@ -152,7 +152,7 @@ KEEPALIVED_COMPAT_OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
 
 
 def load_config(args: argparse.Namespace) -> tuple[LoadResult, object] | None:
-    from .plugins import PluginError, build_registry
+    from pykeepalived.core.plugin.manager import PluginError, build_registry
 
     try:
         registry = build_registry(args.disable_plugin)
@@ -181,7 +181,7 @@ def _compat_used(args: argparse.Namespace) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["genhash"]:
-        from .genhash import main as genhash_main
+        from pykeepalived.core.lvs.genhash import main as genhash_main
 
         return genhash_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -198,11 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for d in result.diagnostics.items:
             print(d, file=sys.stderr)
         if args.dump_conf_json:
-            from .config.dump import dump_json
+            from pykeepalived.core.config.dump import dump_json
 
             print(dump_json(result.config, secrets=args.show_secrets))
         if args.config_test:
-            from .scripts import config_test_scripts
+            from pykeepalived.core.scripts import config_test_scripts
 
             # keepalived 2.2.7: a security violation (6) wins over config problems (5).
             problems, violations = config_test_scripts(result.config)
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         logging.getLogger("pykeepalived").error("must run as root (network configuration)")
         return EXIT_FATAL
-    from .daemon import run_daemon
+    from pykeepalived.core.shell.daemon import run_daemon
 
     return run_daemon(args)
 

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrrp_helpers import KaNode, Node, PyNode, holders, wait_holder
-
-from pykeepalived.core.lab import Host, Lab
+from pykeepalived.testing.daemons import KaNode, Node, PyNode, holders, wait_holder
+from pykeepalived.testing.lab import Host, Lab
 
 PRIO_TRACKED = 150
 PRIO_PEER = 100
@@ -86,9 +85,9 @@ class TrackerCase:
     defs: str
     #: Lines inside the tracked node's ``vrrp_instance``.
     track: str
-    setup: Callable[[Ctx], None]
-    fail: Callable[[Ctx], None]
-    recover: Callable[[Ctx], None]
+    setup: Callable[[Ctx], object]
+    fail: Callable[[Ctx], object]
+    recover: Callable[[Ctx], object]
     #: The instance is expected to enter FAULT (weight 0) rather than lose priority.
     faults: bool = False
 
@@ -384,7 +383,7 @@ import time
 from types import SimpleNamespace
 
 from pykeepalived import hookimpl
-from pykeepalived.core.api import Tracker, TrackStatus
+from pykeepalived.core.plugin.base import Tracker, TrackStatus
 from pykeepalived.core.config.grammar import track_block_kw
 from pykeepalived.core.config.schema import BlockSpec, Kw
 

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from . import hookspecs
-from .api import Action, Checker, Notifier, Tracker
-from .config.grammar import Grammar, core_grammar
-from .config.schema import BlockSpec, DuplicateKeyword, Kw
+from pykeepalived.core.config.grammar import Grammar, core_grammar
+from pykeepalived.core.config.schema import BlockSpec, DuplicateKeyword, Kw
+from pykeepalived.core.plugin import hookspecs
+from pykeepalived.core.plugin.base import Action, Checker, Notifier, Tracker
 
 log = logging.getLogger("pykeepalived.plugins")
 

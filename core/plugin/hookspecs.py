@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .api import Action, Checker, Notifier, StateEvent, Tracker
-    from .config.grammar import Grammar
-    from .config.model import Config
+    from pykeepalived.core.config.grammar import Grammar
+    from pykeepalived.core.config.model import Config
+    from pykeepalived.core.plugin.base import Action, Checker, Notifier, StateEvent, Tracker
 
 hookspec = pluggy.HookspecMarker("pykeepalived")
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .lab import Host, Lab, requires_netns
+from pykeepalived.testing.lab import Host, Lab, requires_netns
 
 VIP = "192.0.2.100"
 

@@ -37,8 +37,8 @@ from pyroute2.netlink import (
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 
-from ..config.schema import IPAddress
-from .table import (
+from pykeepalived.core.config.schema import IPAddress
+from pykeepalived.core.lvs.ipvs.table import (
     AF_INET6,
     SVC_F_HASHED,
     DestAttrs,

@@ -1,7 +1,7 @@
 """The IPVS table in the kernel's own terms, and the diff between two of them.
 
 Pure: no sockets, no clock.  :func:`kernel_table` turns the desired table of
-:mod:`pykeepalived.core.lvs` into the values the kernel stores and reports
+:mod:`pykeepalived.core.lvs.manager` into the values the kernel stores and reports
 back (address family numbers, protocol numbers, flag bits, netmask), so that
 what we want and what a dump returns compare with ``==``.  :func:`plan` then
 lists the netlink operations that make the kernel match, touching nothing
@@ -18,8 +18,8 @@ import socket
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
-from ..config.schema import IPAddress
-from ..lvs import Forward, IpvsService
+from pykeepalived.core.config.schema import IPAddress
+from pykeepalived.core.lvs.manager import Forward, IpvsService
 
 log = logging.getLogger("pykeepalived.ipvs")
 

@@ -1,6 +1,6 @@
 """The IPVS backend: makes the kernel's IPVS table match the desired one.
 
-:class:`IpvsBackend` is what :class:`pykeepalived.core.lvs.VirtualServerManager`
+:class:`IpvsBackend` is what :class:`pykeepalived.core.lvs.manager.VirtualServerManager`
 pushes its table to.  Each :meth:`IpvsBackend.apply` reads what the kernel
 holds, computes the difference (:func:`.table.plan`) and sends only that:
 services and real servers are added, edited in place or deleted one by one;
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..lvs import IpvsService, NullBackend
-from . import netlink as nlk
-from .netlink import CMD_FLUSH, CMD_NAMES, IpvsNetlink, IpvsUnavailable
-from .table import Op, OpKind, ServiceKey, Table, kernel_table, plan
+from pykeepalived.core.lvs.ipvs import netlink as nlk
+from pykeepalived.core.lvs.ipvs.netlink import CMD_FLUSH, CMD_NAMES, IpvsNetlink, IpvsUnavailable
+from pykeepalived.core.lvs.ipvs.table import Op, OpKind, ServiceKey, Table, kernel_table, plan
+from pykeepalived.core.lvs.manager import IpvsService, NullBackend
 
 log = logging.getLogger("pykeepalived.ipvs")
 

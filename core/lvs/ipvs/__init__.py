@@ -2,14 +2,14 @@
 
 ``await open_backend(...)`` gives an :class:`IpvsBackend` (or a
 :class:`NoIpvsBackend` where the kernel has no IPVS) for
-:class:`pykeepalived.core.lvs.VirtualServerManager`.  :mod:`.table` is the
+:class:`pykeepalived.core.lvs.manager.VirtualServerManager`.  :mod:`.table` is the
 pure part (kernel terms and the diff), :mod:`.netlink` the IPVS generic
 netlink client, :mod:`.backend` the two put together.
 """
 
 from __future__ import annotations
 
-from .backend import (
+from pykeepalived.core.lvs.ipvs.backend import (
     ApplyResult,
     FlushOnStop,
     IpvsBackend,
@@ -17,8 +17,8 @@ from .backend import (
     available,
     open_backend,
 )
-from .netlink import IpvsNetlink, IpvsUnavailable
-from .table import (
+from pykeepalived.core.lvs.ipvs.netlink import IpvsNetlink, IpvsUnavailable
+from pykeepalived.core.lvs.ipvs.table import (
     DestAttrs,
     DestKey,
     FwdMethod,

@@ -41,9 +41,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .api import Checker, CheckResult, CheckTarget
-from .config.model import CheckerConf, Config, RealServer, VirtualServer
-from .config.schema import (
+from pykeepalived.core.config.model import CheckerConf, RealServer, VirtualServer
+from pykeepalived.core.config.schema import (
     BlockSpec,
     Context,
     Invalid,
@@ -56,7 +55,8 @@ from .config.schema import (
     parse_block,
     string,
 )
-from .config.tree import Node
+from pykeepalived.core.config.tree import Node
+from pykeepalived.core.plugin.base import Checker, CheckResult, CheckTarget
 
 log = logging.getLogger("pykeepalived.checkers")
 
@@ -166,17 +166,15 @@ def resolve(
     """
     ours = isinstance(conf.options, CheckOptions)
     opts = conf.options if ours else CheckOptions()
-    fixed = getattr(cls, "fixed_delay_loop", None)
+    fixed = cls.fixed_delay_loop
     delay_loop = fixed or _first(opts.delay_loop, rs.delay_loop, vs.delay_loop, DEFAULT_DELAY_LOOP)
-    default_dbr = getattr(cls, "default_delay_before_retry", 1.0)
+    default_dbr = cls.default_delay_before_retry
     filled = {
         "delay_loop": delay_loop,
         "connect_timeout": _first(
             opts.connect_timeout, rs.connect_timeout, vs.connect_timeout, DEFAULT_CONNECT_TIMEOUT
         ),
-        "retry": 0
-        if fixed
-        else _first(opts.retry, rs.retry, vs.retry, getattr(cls, "default_retry", 1)),
+        "retry": 0 if fixed else _first(opts.retry, rs.retry, vs.retry, cls.default_retry),
         "delay_before_retry": _first(
             opts.delay_before_retry,
             rs.delay_before_retry,
@@ -229,22 +227,10 @@ class BaseCheck(Checker):
     """
 
     log_name: ClassVar[str] = "CHECK"
-    #: keepalived.conf(5) defaults; None for delay_before_retry: delay_loop.
-    default_retry: ClassVar[int] = 1
-    default_delay_before_retry: ClassVar[float | None] = 1.0
-    #: Checkers that watch rather than probe (FILE_CHECK) poll at this pace,
-    #: without retries or warmup.
-    fixed_delay_loop: ClassVar[float | None] = None
-    #: The configured weight of the real server, set by the manager.
-    real_server_weight: int = 1
 
     @property
     def where(self) -> str:
         return fmt_target(self.target)
-
-    def configure(self, config: Config) -> None:
-        """Called once after construction with the whole configuration
-        (SSL_GET reads the top-level ``SSL`` block, FILE_CHECK its track_file)."""
 
     def success_line(self, result: CheckResult) -> str:
         return f"{self.log_name} on service {self.where} succeed."

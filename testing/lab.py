@@ -33,7 +33,7 @@ async code; :func:`wait_for` polls sync or async predicates without blocking
 the event loop, and :meth:`Host.arun` runs a command asynchronously.
 
 This module deliberately imports only light stdlib modules (no pytest): the
-pytest plugin in :mod:`pykeepalived.core.testing` imports it lazily.
+pytest plugin in :mod:`pykeepalived.testing.pytest_plugin` imports it lazily.
 """
 
 from __future__ import annotations

@@ -1,22 +1,22 @@
 """pytest plugin of pykeepalived (entry point ``pytest11: pykeepalived``).
 
 Loaded by pytest for every session, so module import stays light: the lab
-library (:mod:`pykeepalived.core.lab`) is imported only when a fixture or a
+library (:mod:`pykeepalived.testing.lab`) is imported only when a fixture or a
 ``netns`` test needs it.
 
 Provides:
 
 * marker ``netns`` -- the test needs root and network namespaces; it is
   skipped, with a reason naming the missing capability, when
-  :func:`~pykeepalived.core.lab.requires_netns` reports one;
+  :func:`~pykeepalived.testing.lab.requires_netns` reports one;
 * fixture ``lab`` -- factory ``lab(n_hosts=2) -> Lab`` (see
-  :class:`~pykeepalived.core.lab.Lab`); every lab it made is torn down after
+  :class:`~pykeepalived.testing.lab.Lab`); every lab it made is torn down after
   the test, whatever the outcome.  Using it also implies the ``netns`` skip;
 * fixture ``free_port`` -- a currently free TCP port on 127.0.0.1;
 * fixture ``pykeepalived_plugin`` -- list to register plugin objects for the
   duration of one test (see its docstring);
 * at session start, leftover lab namespaces of crashed runs are removed
-  (:func:`~pykeepalived.core.lab.cleanup_stale`).
+  (:func:`~pykeepalived.testing.lab.cleanup_stale`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pykeepalived.core.lab import Lab
+    from pykeepalived.testing.lab import Lab
 
 __all__ = ["LabFactory"]
 
@@ -45,13 +45,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     if not any(name.startswith("pka-") for name in os.listdir("/run/netns")):
         return
-    from pykeepalived.core.lab import cleanup_stale
+    from pykeepalived.testing.lab import cleanup_stale
 
     cleanup_stale()
 
 
 def _skip_without_netns() -> None:
-    from pykeepalived.core.lab import requires_netns
+    from pykeepalived.testing.lab import requires_netns
 
     reason = requires_netns()
     if reason is not None:
@@ -67,13 +67,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def lab() -> Iterator[LabFactory]:
     """Factory for network-namespace labs: ``lab(n_hosts=2) -> Lab``.
 
-    Returns a started :class:`~pykeepalived.core.lab.Lab`; may be called
+    Returns a started :class:`~pykeepalived.testing.lab.Lab`; may be called
     several times per test.  All labs are closed (processes killed,
     namespaces deleted) at teardown, also when the test failed.  Skips the
     test when namespaces are unavailable.
     """
     _skip_without_netns()
-    from pykeepalived.core.lab import Lab
+    from pykeepalived.testing.lab import Lab
 
     made: list[Lab] = []
 
@@ -92,7 +92,7 @@ def lab() -> Iterator[LabFactory]:
 @pytest.fixture
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now (root namespace)."""
-    from pykeepalived.core.lab import free_port as _free_port
+    from pykeepalived.testing.lab import free_port as _free_port
 
     return _free_port()
 
@@ -122,7 +122,7 @@ def pykeepalived_registry(pykeepalived_plugin: list[object]) -> Callable[..., ob
     """
 
     def build(disabled: tuple[str, ...] = ()) -> object:
-        from pykeepalived.core.plugins import build_registry
+        from pykeepalived.core.plugin.manager import build_registry
 
         extra = [(f"test-plugin-{i}", p) for i, p in enumerate(pykeepalived_plugin)]
         return build_registry(disabled, extra=extra)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .config.model import CheckerConf, Config, RealServer, VirtualServer
+    from pykeepalived.core.config.model import CheckerConf, Config, RealServer, VirtualServer
 
 
 # -- real-server checkers -----------------------------------------------------------
@@ -56,10 +56,25 @@ class Checker(ABC):
 
     #: Keyword in real_server that configures this checker (``TCP_CHECK``).
     keyword: ClassVar[str]
+    #: keepalived.conf(5) defaults of the schedule when neither the checker block
+    #: nor its real/virtual server sets them; None for delay_before_retry means
+    #: "delay_loop" (HTTP_GET, SSL_GET).
+    default_retry: ClassVar[int] = 1
+    default_delay_before_retry: ClassVar[float | None] = 1.0
+    #: Checkers that watch rather than probe (FILE_CHECK) poll at this pace,
+    #: without retries or warmup.
+    fixed_delay_loop: ClassVar[float | None] = None
 
     def __init__(self, conf: CheckerConf, target: CheckTarget) -> None:
         self.conf = conf
         self.target = target
+        #: The real server's configured weight (set by the core before configure()).
+        self.real_server_weight = 1
+
+    def configure(self, config: Config) -> None:  # noqa: B027 - optional hook
+        """Called once after construction with the whole configuration, before
+        the first check (SSL_GET reads the top-level ``SSL`` block, FILE_CHECK
+        its track_file).  Raising drops this checker with an error at its place."""
 
     @property
     def timeout(self) -> float:
@@ -105,20 +120,36 @@ class Tracker(ABC):
 
     One tracker object exists per configured tracked object (one per
     ``vrrp_script NAME``); instances refer to it by ``(family, name)``.
-    The core starts :meth:`run` as a task and reads :attr:`status`;
-    the tracker calls :meth:`report` whenever its status changes.
+    Its life, driven by the core on the main loop:
+
+    1. ``cls(name, conf, on_change)`` with the named definition found in
+       ``Config.ext[config_key]`` (``vrrp_script NAME {...}``);
+    2. :meth:`configure` with the whole configuration;
+    3. :meth:`run` as a task (restarted with a back-off if it raises);
+       the tracker calls :meth:`report` whenever its status changes;
+    4. at stop or reload: the task is cancelled, then :meth:`close` awaited.
+
+    While :attr:`pending` is true the tracker has not observed anything yet:
+    it neither adds nor faults (keepalived's script "init" state).
     """
 
     #: Tracker family: "script", "process", "interface", "file", ...
     family: ClassVar[str]
     #: Value trackers contribute value * weight instead of a up/down weight.
     value_based: ClassVar[bool] = False
+    #: Where the named definitions of this family live in ``Config.ext``
+    #: (None: the core's default for the family, e.g. ``vrrp_script``).
+    config_key: ClassVar[str | None] = None
 
     def __init__(self, name: str, conf: Any, on_change: Callable[[Tracker], None]) -> None:
         self.name = name
         self.conf = conf
         self._on_change = on_change
+        self.pending = False
         self.status = TrackStatus(up=self.initial_up(), reason="initial")
+
+    def configure(self, config: Config) -> None:  # noqa: B027 - optional hook
+        """Called once before :meth:`run` with the whole configuration."""
 
     def initial_up(self) -> bool:
         return True
@@ -141,6 +172,30 @@ class Tracker(ABC):
     @abstractmethod
     async def run(self) -> None:
         """Watch forever; cancelled on shutdown or reload."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources after the run task was cancelled (awaited under 5 s)."""
+
+
+class WatchTracker(Tracker):
+    """A tracker that is :attr:`pending` until its first real observation.
+
+    Subclasses call :meth:`settle` with each observation: the first one
+    always notifies (so the core learns that the tracker is no longer
+    pending), later ones only on change.
+    """
+
+    def __init__(self, name: str, conf: Any, on_change: Callable[[Tracker], None]) -> None:
+        super().__init__(name, conf, on_change)
+        self.pending = True
+
+    def settle(self, status: TrackStatus) -> None:
+        if self.pending:
+            self.pending = False
+            self.status = status
+            self._on_change(self)
+        else:
+            self.report(status)
 
 
 # -- events, notifiers and actions --------------------------------------------------
@@ -186,7 +241,8 @@ class Notifier(ABC):
     the core runs it under a timeout.
     """
 
-    name: ClassVar[str]
+    #: Shown in log lines; the class name when empty.
+    name: ClassVar[str] = ""
     #: Seconds the core waits for one notify() before logging a timeout.
     #: A plain attribute: an instance may set its own from its configuration
     #: (e.g. script_timeout), so it is not a ClassVar.
@@ -198,6 +254,10 @@ class Notifier(ABC):
     def wants(self, event: StateEvent) -> bool:
         """Cheap filter; notifiers not configured for an event return False."""
         return True
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Called once after construction, on the main loop, before the first
+        event is delivered (under 10 s); e.g. open FIFOs, start readers."""
 
     @abstractmethod
     async def notify(self, event: StateEvent) -> None: ...
