@@ -39,6 +39,7 @@ from pykeepalived.core.config.model import (
     VirtualServer,
     VrrpInstance,
 )
+from pykeepalived.core.config.node import Node
 from pykeepalived.core.config.schema import (
     BlockSpec,
     Context,
@@ -64,7 +65,6 @@ from pykeepalived.core.config.schema import (
     weight_and_reverse,
     words,
 )
-from pykeepalived.core.config.tree import Node
 from pykeepalived.core.labels import format_rs, format_vs, subject_of, virtual_server_of
 from pykeepalived.core.lvs.checking import (
     BaseCheck,

@@ -961,3 +961,34 @@ def test_route_and_rule_lines_are_one_item_each() -> None:
     assert (r2.dest, r2.dev) == ("198.51.100.0/24", "eth1")
     [rule] = result.config.static_rules
     assert rule.words == ["from", "198.51.100.0/24", "table", "100"]
+
+
+@pytest.mark.parametrize(
+    ("extra_global", "extra_instance", "expected", "warned"),
+    [
+        # keepalived 2.2.7 vrrp.c: unset lower-priority GARP settings take the
+        # global garp_master ones (5 GARPs, 5 s), not "none".
+        ("", "", (5, 5), False),
+        ("vrrp_garp_master_repeat 2\n vrrp_garp_master_delay 3\n", "", (2, 3), False),
+        ("vrrp_garp_lower_prio_repeat 1\n vrrp_garp_lower_prio_delay 0\n", "", (1, 0), False),
+        ("", "garp_lower_prio_repeat 4\n", (4, 5), False),
+        # Strict mode: 0 by default; a configured value is reset with a config error.
+        ("vrrp_strict\n", "", (0, 0), False),
+        ("vrrp_strict\n", "garp_lower_prio_repeat 4\n", (0, 0), True),
+    ],
+)
+def test_garp_lower_prio_defaults(
+    extra_global: str, extra_instance: str, expected: tuple[int, float], warned: bool
+) -> None:
+    """The model after semantics is the only source of defaults: the VRRP
+    engine reads these values as they are (they used to be `or 0` there)."""
+    text = (
+        f"global_defs {{\n {extra_global}}}\n"
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n"
+        f" {extra_instance} virtual_ipaddress {{\n 192.0.2.1\n }}\n}}\n"
+    )
+    result = load_text(text)
+    [vi] = result.config.vrrp_instances
+    assert (vi.garp_lower_prio_repeat, vi.garp_lower_prio_delay) == expected
+    strict = [d for d in result.diagnostics.items if "Strict mode requires" in d.message]
+    assert bool(strict) == warned

@@ -10,8 +10,9 @@ from pykeepalived.core.config.errors import ConfigError, Diagnostic, Diagnostics
 from pykeepalived.core.config.grammar import Grammar, core_grammar
 from pykeepalived.core.config.lexer import Line, Preprocessor
 from pykeepalived.core.config.model import Config
+from pykeepalived.core.config.node import Node
 from pykeepalived.core.config.schema import Context, construct, parse_block
-from pykeepalived.core.config.tree import Node, build_tree
+from pykeepalived.core.config.tree import build_tree
 
 __all__ = [
     "Config",

@@ -11,6 +11,7 @@ from typing import Any
 
 from pykeepalived.core.config import model as m
 from pykeepalived.core.config.errors import Place
+from pykeepalived.core.config.node import Node
 from pykeepalived.core.config.schema import (
     BlockSpec,
     Context,
@@ -35,7 +36,6 @@ from pykeepalived.core.config.schema import (
     sub,
     words,
 )
-from pykeepalived.core.config.tree import Node
 
 VRRP_SCOPES = {"site", "link", "host", "nowhere", "global"}
 LVS_SCHEDULERS = (

@@ -10,12 +10,15 @@ Value-dependent semantics are decided once, in :mod:`.semantics`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
 from pykeepalived.core.config.schema import IPAddress, IPInterface, Script
 
 # -- global_defs --------------------------------------------------------------
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -374,3 +377,14 @@ class Config:
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)
+
+
+def resolved(value: T | None, what: str) -> T:
+    """A field that :func:`pykeepalived.core.config.semantics.apply` always fills.
+
+    The parsed model keeps None for "not given" (so global_defs can supply
+    it); after semantics it never is.  Engines read such fields through this,
+    so that semantics stays the only place that knows the defaults."""
+    if value is None:
+        raise ValueError(f"{what} was not resolved by config semantics")
+    return value

@@ -21,7 +21,7 @@ from typing import Any
 
 from pykeepalived.core.config.errors import Diagnostics, Place, did_you_mean
 from pykeepalived.core.config.lexer import Word
-from pykeepalived.core.config.tree import Node
+from pykeepalived.core.config.node import Node
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface

@@ -193,10 +193,22 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
     ):
         if getattr(vi, attr) is None:
             setattr(vi, attr, glob)
-    if vi.garp_lower_prio_repeat is None:
-        vi.garp_lower_prio_repeat = gd.vrrp_garp_lower_prio_repeat
-    if vi.garp_lower_prio_delay is None:
-        vi.garp_lower_prio_delay = gd.vrrp_garp_lower_prio_delay
+    # keepalived 2.2.7 (vrrp.c): the global lower-priority GARP settings default
+    # to the global garp_master ones; an instance takes the global value, or 0
+    # in strict mode, where configured ones are reset with a config error.
+    lower: tuple[tuple[str, float | None, float], ...] = (
+        ("garp_lower_prio_repeat", gd.vrrp_garp_lower_prio_repeat, gd.vrrp_garp_master_repeat),
+        ("garp_lower_prio_delay", gd.vrrp_garp_lower_prio_delay, gd.vrrp_garp_master_delay),
+    )
+    for name, global_value, master_value in lower:
+        own = getattr(vi, name)
+        if own is None:
+            default = global_value if global_value is not None else master_value
+            setattr(vi, name, 0 if vi.strict_mode else default)
+        elif vi.strict_mode and own:
+            what = "repeat garps" if name.endswith("repeat") else "repeat garp delay"
+            diag.warning(vi.place, f"{tag} Strict mode requires no {what}. resetting")
+            setattr(vi, name, 0)
     if vi.smtp_alert is None:
         vi.smtp_alert = gd.smtp_alert_vrrp if gd.smtp_alert_vrrp is not None else gd.smtp_alert
     if vi.strict_mode and vi.authentication is not None:

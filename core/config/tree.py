@@ -13,36 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pykeepalived.core.config.errors import Diagnostics, Place
 from pykeepalived.core.config.lexer import Line, Word
-
-if TYPE_CHECKING:
-    from pykeepalived.core.config.schema import BlockSpec
+from pykeepalived.core.config.node import Node
+from pykeepalived.core.config.schema import BlockSpec
 
 #: keepalived.conf nests at most a few blocks (virtual_server > real_server >
 #: HTTP_GET > url); deeper input is hostile or broken, and reading it
 #: recursively would exhaust Python's stack (a RecursionError traceback).
 MAX_DEPTH = 32
-
-
-@dataclass
-class Node:
-    keyword: str
-    args: list[str]
-    place: Place
-    children: list[Node] | None = None
-    #: True when the statement was written as a quoted word (never a keyword).
-    quoted: bool = False
-
-    def to_text(self, indent: int = 0) -> str:
-        pad = "    " * indent
-        head = " ".join([self.keyword, *self.args])
-        if self.children is None:
-            return pad + head
-        inner = "\n".join(c.to_text(indent + 1) for c in self.children)
-        return f"{pad}{head} {{\n{inner}\n{pad}}}" if inner else f"{pad}{head} {{\n{pad}}}"
 
 
 @dataclass

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pykeepalived.core.config.model import CheckerConf, RealServer, VirtualServer
+from pykeepalived.core.config.node import Node
 from pykeepalived.core.config.schema import (
     BlockSpec,
     Context,
@@ -55,7 +56,6 @@ from pykeepalived.core.config.schema import (
     parse_block,
     string,
 )
-from pykeepalived.core.config.tree import Node
 from pykeepalived.core.plugin.base import Checker, CheckResult, CheckTarget
 
 log = logging.getLogger("pykeepalived.checkers")

@@ -1,8 +1,6 @@
 """``pykeepalived``: keepalived's command line, same flags, same meaning.
 
-Exit codes follow keepalived 2.2 (measured against Debian's keepalived -t):
-0 ok, 3 cannot run, 4 configuration errors at start-up, 5 ``-t`` found
-configuration problems, 6 ``-t`` found scripts that would run insecurely.
+Exit codes: :mod:`pykeepalived.core.shell.startup`.
 """
 
 from __future__ import annotations
@@ -14,16 +12,16 @@ import sys
 from collections.abc import Sequence
 
 from pykeepalived import __version__
-from pykeepalived.core.config import LoadResult, default_config_id, load
 from pykeepalived.core.shell.logging_setup import setup_logging
-
-EXIT_OK = 0
-EXIT_FATAL = 3
-EXIT_CONFIG = 4
-EXIT_CONFIG_TEST = 5
-EXIT_SCRIPT_SECURITY = 6
-
-DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
+from pykeepalived.core.shell.startup import (
+    DEFAULT_CONF,
+    EXIT_CONFIG,
+    EXIT_CONFIG_TEST,
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_SCRIPT_SECURITY,
+    load_config,
+)
 
 
 def _listen_address(text: str) -> str:
@@ -149,24 +147,6 @@ KEEPALIVED_COMPAT_OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
     ("-e", "--all-config", None, "don't load if any configuration file is missing"),
     ("-T", "--genhash", None, "genhash mode (use the genhash tool)"),
 )
-
-
-def load_config(args: argparse.Namespace) -> tuple[LoadResult, object] | None:
-    from pykeepalived.core.plugin.manager import PluginError, build_registry
-
-    try:
-        registry = build_registry(args.disable_plugin)
-        grammar = registry.grammar()
-    except PluginError as exc:
-        print(f"pykeepalived: {exc}", file=sys.stderr)
-        return None
-    for failure in registry.failures:
-        print(
-            f"pykeepalived: plugin {failure.name} failed to load: {failure.error}", file=sys.stderr
-        )
-    cid = args.config_id if args.config_id is not None else default_config_id()
-    result = load(args.file, config_id=cid, grammar=grammar)
-    return result, registry
 
 
 def _compat_used(args: argparse.Namespace) -> list[str]:

@@ -17,17 +17,26 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pykeepalived.core.config import Config, LoadResult, Severity
-from pykeepalived.core.plugin.base import StateEvent
+from pykeepalived.core.config import Config, Diagnostic, LoadResult, Severity
+from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.plugin.manager import PluginRegistry
+from pykeepalived.core.shell.startup import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, load_config
+from pykeepalived.core.vrrp.effects import Netlink
+
+if TYPE_CHECKING:
+    from pykeepalived.core.events import EventDispatcher
+    from pykeepalived.core.lvs.ipvs import IpvsBackend, NoIpvsBackend
+    from pykeepalived.core.lvs.manager import VirtualServerManager
+    from pykeepalived.core.shell.http_api import HttpApi
+    from pykeepalived.core.shell.loopthread import LoopThread
+    from pykeepalived.core.shell.status import StatusServer
+    from pykeepalived.core.tracking import TrackerSet
+    from pykeepalived.core.vrrp.manager import VrrpManager
 
 log = logging.getLogger("pykeepalived")
 
-EXIT_OK = 0
-EXIT_FATAL = 3
-EXIT_CONFIG = 4
 SHUTDOWN_TIMEOUT = 10.0
 HOOK_TIMEOUT = 30.0
 STATUS_FILE = "/tmp/pykeepalived.data"
@@ -43,25 +52,33 @@ class Daemon:
         self.started = time.time()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        from pykeepalived.core.vrrp.effects import Netlink
-
         self.netlink = Netlink()
-        self.vrrp: Any = None
-        self.vrrp_thread: Any = None
+        # The engines and servers a configuration asks for (the others stay None);
+        # their modules are imported only then, to keep a VRRP-only daemon small.
+        self.vrrp: VrrpManager | None = None
+        self.vrrp_thread: LoopThread | None = None
         self._main_loop: asyncio.AbstractEventLoop | None = None
-        self.trackers: Any = None
-        self.events: Any = None
-        self.lvs: Any = None
-        self.ipvs: Any = None
-        self.status_server: Any = None
-        self.http_api: Any = None
+        self.trackers: TrackerSet | None = None
+        self.events: EventDispatcher | None = None
+        self.lvs: VirtualServerManager | None = None
+        self.ipvs: IpvsBackend | NoIpvsBackend | None = None
+        self.status_server: StatusServer | None = None
+        self.http_api: HttpApi | None = None
+        #: Last state of each VRRP instance, from its events (main loop only):
+        #: ha_suspend needs "is any instance MASTER" without reading the
+        #: VRRP thread's objects.
+        self._instance_states: dict[str, str] = {}
         self._hook_tasks: set[asyncio.Task[None]] = set()
 
     # -- events ------------------------------------------------------------------
     def emit(self, event: StateEvent) -> None:
         if self.events is not None:
             self.events.emit(event)
-        if self.lvs is not None and event.kind.value == "INSTANCE":
+        if event.kind is EventKind.INSTANCE:
+            if event.state == "DELETED":
+                self._instance_states.pop(event.name, None)
+            else:
+                self._instance_states[event.name] = event.state
             self._ha_suspend_update()
 
     def _emit_from_vrrp(self, event: StateEvent) -> None:
@@ -72,10 +89,7 @@ class Daemon:
     def _ha_suspend_update(self) -> None:
         if self.vrrp is None or self.lvs is None:
             return
-        master = any(i.state.value == "MASTER" for i in list(self.vrrp.instances.values()))
-        setter = getattr(self.lvs, "set_vrrp_master", None)
-        if setter is not None:
-            setter(master)
+        self.lvs.set_vrrp_master(any(s == "MASTER" for s in self._instance_states.values()))
 
     # -- start / stop ---------------------------------------------------------------
     async def start(self) -> None:
@@ -112,34 +126,24 @@ class Daemon:
             await self.status_server.start()
 
     async def _start_events(self) -> None:
-        try:
-            from pykeepalived.core.events import EventDispatcher
-        except ImportError:  # pragma: no cover - during bring-up only
-            return
+        from pykeepalived.core.events import EventDispatcher
+
         router_id = self.config.global_defs.router_id or os.uname().nodename
         self.events = EventDispatcher(self.config, self.registry, router_id)
-        start = getattr(self.events, "start", None)
-        if start is not None:
-            res = start()
-            if asyncio.iscoroutine(res):
-                await res
+        await self.events.start()
 
     async def _start_trackers(self) -> None:
-        try:
-            from pykeepalived.core.tracking import TrackerSet
-        except ImportError:  # pragma: no cover - during bring-up only
-            return
+        from pykeepalived.core.tracking import TrackerSet
+
         self.trackers = TrackerSet(self.config, self.registry, on_change=self._tracking_changed)
         await self.trackers.start()
-        for name in list(self.vrrp.instances):
-            self._tracking_changed(name)
+        for vi in self.config.vrrp_instances:
+            self._tracking_changed(vi.name)
 
     def _tracking_changed(self, name: str) -> None:
-        if self.vrrp is None or self.trackers is None:
+        if self.vrrp is None or self.vrrp_thread is None or self.trackers is None:
             return
         verdict = self.trackers.verdict(name)
-        if verdict is None:
-            return
         self.vrrp_thread.call_soon(self.vrrp.apply_tracking, name, verdict.priority, verdict.fault)
 
     async def _start_lvs(self) -> None:
@@ -192,10 +196,8 @@ class Daemon:
 
     async def stop(self) -> None:
         if self.trackers is not None:
-            res = self.trackers.stop()
-            if asyncio.iscoroutine(res):
-                await res
-        if self.vrrp is not None:
+            await self.trackers.stop()
+        if self.vrrp is not None and self.vrrp_thread is not None:
             await self.vrrp_thread.call(self.vrrp.stop)
             self.vrrp_thread.stop()
         await self._stop_lvs()
@@ -210,8 +212,6 @@ class Daemon:
         self.netlink.close()
 
     async def reload(self) -> None:
-        from pykeepalived.core.shell.cli import load_config
-
         loaded = load_config(self.args)
         if loaded is None:
             log.error(
@@ -229,15 +229,13 @@ class Daemon:
         old = self.config
         self.config = result.config
         if self.trackers is not None:
-            res = self.trackers.stop()
-            if asyncio.iscoroutine(res):
-                await res
+            await self.trackers.stop()
             self.trackers = None
         if self.events is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.events.close(), SHUTDOWN_TIMEOUT)
             await self._start_events()
-        if self.vrrp is not None:
+        if self.vrrp is not None and self.vrrp_thread is not None:
             await self.vrrp_thread.call(self.vrrp.reload, self.config)
             await self._start_trackers()
         await self._reload_lvs()
@@ -281,10 +279,8 @@ class Daemon:
             "plugins": self.registry.plugin_names(),
             "vrrp_instances": vrrp if vrrp is not None else [],
         }
-        if self.lvs is not None and hasattr(self.lvs, "status"):
+        if self.lvs is not None:
             out["virtual_servers"] = self.lvs.status()
-        if self.trackers is not None and hasattr(self.trackers, "status"):
-            out["trackers"] = self.trackers.status()
         return out
 
     def write_status(self) -> None:
@@ -339,7 +335,7 @@ class Daemon:
         return EXIT_OK
 
 
-def _log_diag(d: Any) -> None:
+def _log_diag(d: Diagnostic) -> None:
     level = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING}.get(
         d.severity, logging.INFO
     )
@@ -347,8 +343,6 @@ def _log_diag(d: Any) -> None:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from pykeepalived.core.shell.cli import load_config
-
     loaded = load_config(args)
     if loaded is None:
         return EXIT_FATAL
@@ -358,7 +352,6 @@ def run_daemon(args: argparse.Namespace) -> int:
     if not result.ok:
         log.error("configuration has errors; not starting")
         return EXIT_CONFIG
-    assert isinstance(registry, PluginRegistry)
     if args.dump_conf:
         from pykeepalived.core.config.dump import dump_json
 

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from pykeepalived.core.config.model import GlobalDefs, VirtualAddress, VrrpInstance
+from pykeepalived.core.config.model import GlobalDefs, VirtualAddress, VrrpInstance, resolved
 from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.vrrp import packet as pk
 from pykeepalived.core.vrrp.effects import Netlink
@@ -96,7 +96,8 @@ class Instance:
         self.vips = [v for v in cfg.virtual_ipaddress]
         self.evips = [v for v in cfg.virtual_ipaddress_excluded]
         self._vip_devs = [self._vip_dev(v) for v in [*self.vips, *self.evips]]
-        version = cfg.version or 2
+        version = resolved(cfg.version, "version")
+        vrid = resolved(cfg.virtual_router_id, "virtual_router_id")
         self.auth_type = pk.AuthType.NONE
         self.auth_pass = ""
         if cfg.authentication is not None and version == 2 and self.family == 4:
@@ -125,7 +126,7 @@ class Instance:
         self._advert_addresses = addresses
         self.expected = pk.ExpectedConfig(
             version=version,
-            vrid=cfg.virtual_router_id or 0,
+            vrid=vrid,
             family=socket.AF_INET if self.family == 4 else socket.AF_INET6,
             auth_type=int(self.auth_type),
             auth_data=pk.auth_data_from_password(self.auth_pass)
@@ -143,18 +144,20 @@ class Instance:
         self.fsm = VrrpMachine(
             FsmParams(
                 name=cfg.name,
-                vrid=cfg.virtual_router_id or 1,
+                vrid=vrid,
                 version=version,
                 priority=cfg.priority,
                 advert_int=cfg.advert_int,
                 initial_state=State.MASTER if cfg.state == "MASTER" else State.BACKUP,
                 preempt=cfg.preempt,
                 preempt_delay=cfg.preempt_delay,
-                down_timer_adverts=cfg.down_timer_adverts or 3,
+                down_timer_adverts=resolved(cfg.down_timer_adverts, "down_timer_adverts"),
                 primary_ip=primary,
                 lower_prio_no_advert=bool(cfg.lower_prio_no_advert),
                 higher_prio_send_advert=bool(cfg.higher_prio_send_advert),
-                garp_lower_prio_repeat=cfg.garp_lower_prio_repeat or 0,
+                garp_lower_prio_repeat=resolved(
+                    cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat"
+                ),
                 in_sync_group=in_sync_group,
             )
         )
@@ -419,8 +422,8 @@ class Instance:
     def _make_advert(self, priority: int) -> pk.Advert:
         """The advert this instance sends with ``priority`` (keepalived's fields)."""
         return pk.make_advert(
-            version=self.cfg.version or 2,
-            vrid=self.cfg.virtual_router_id or 1,
+            version=self.fsm.params.version,
+            vrid=self.fsm.params.vrid,
             priority=priority,
             advert_int=self.cfg.advert_int,
             addresses=self._advert_addresses,
@@ -588,16 +591,16 @@ class Instance:
         if self._garp_task is not None:
             self._garp_task.cancel()
         if lower_prio:
-            delay = self.cfg.garp_lower_prio_delay or 0.0
-            repeat = self.cfg.garp_lower_prio_repeat or 0
+            delay = resolved(self.cfg.garp_lower_prio_delay, "garp_lower_prio_delay")
+            repeat = resolved(self.cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat")
             self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay, once=True))
             self._garp_task.set_name(f"garp-lower-prio:{self.name}")
             return
-        repeat = self.cfg.garp_master_repeat if self.cfg.garp_master_repeat is not None else 5
-        delay = self.cfg.garp_master_delay if self.cfg.garp_master_delay is not None else 5.0
+        repeat = resolved(self.cfg.garp_master_repeat, "garp_master_repeat")
+        delay = resolved(self.cfg.garp_master_delay, "garp_master_delay")
         self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay))
         self._garp_task.set_name(f"garp:{self.name}")
-        refresh = self.cfg.garp_master_refresh or 0.0
+        refresh = resolved(self.cfg.garp_master_refresh, "garp_master_refresh")
         if refresh > 0 and (self._refresh_task is None or self._refresh_task.done()):
             self._refresh_task = asyncio.ensure_future(self._garp_refresh(refresh))
             self._refresh_task.set_name(f"garp-refresh:{self.name}")
@@ -620,7 +623,9 @@ class Instance:
             await asyncio.sleep(every)
             if self.fsm.state is not State.MASTER:
                 return
-            await self._send_gratuitous(self.cfg.garp_master_refresh_repeat or 1)
+            await self._send_gratuitous(
+                resolved(self.cfg.garp_master_refresh_repeat, "garp_master_refresh_repeat")
+            )
 
     async def _send_gratuitous(self, repeat: int) -> None:
         interval = self.gd.vrrp_gna_interval if self.family == 6 else self.gd.vrrp_garp_interval

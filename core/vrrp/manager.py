@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pykeepalived.core.config.model import Config, SyncGroup, VrrpInstance
+from pykeepalived.core.config.model import Config, SyncGroup, VrrpInstance, resolved
 from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.vrrp.effects import Netlink
 from pykeepalived.core.vrrp.fsm import State, Transition, WantMaster
@@ -172,7 +172,7 @@ class VrrpManager:
             on_actions=self._after_actions,
             vmac=vmac,
         )
-        vrid = cfg.virtual_router_id or 0
+        vrid = resolved(cfg.virtual_router_id, "virtual_router_id")
         try:
             rx = self._receiver(inst.xmit_ifname, cfg.family, inst.mcast_dst, inst.auth_type == 2)
         except OSError as exc:
@@ -269,7 +269,7 @@ class VrrpManager:
         self._held = [h for h in self._held if h[2] != inst.on_packet]
         rx = self.receivers.get(key)
         if rx is not None:
-            rx.remove(inst.cfg.virtual_router_id or 0, inst.on_packet)
+            rx.remove(inst.fsm.params.vrid, inst.on_packet)
             if not rx.handlers and not any(h[0] is rx for h in self._held):
                 # Nobody reads here any more; a VMAC may be deleted and made
                 # again under the same name, which needs a new socket.
