@@ -49,8 +49,10 @@ import math
 import socket
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
+
+from pykeepalived.core.vrrp import packet as pk
 
 __all__ = [
     "EXT_TYPE_SHA256",
@@ -65,6 +67,7 @@ __all__ = [
     "WINDOW_MIN",
     "AntiReplay",
     "AuthHmacConfig",
+    "Checked",
     "Counters",
     "Mode",
     "Reason",
@@ -75,6 +78,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "advert_hmac",
+    "check_advert",
     "clock_sequence",
     "default_time_window",
     "pseudo_header",
@@ -83,7 +87,7 @@ __all__ = [
     "split_trailer",
 ]
 
-IPAddress = IPv4Address | IPv6Address
+IPAddress = pk.IPAddress
 
 EXT_TYPE_SHA256 = 1
 HMAC_LEN = 16
@@ -589,3 +593,75 @@ class Signer:
             vrid=self.vrid,
             src=src,
         )
+
+
+# ---------------------------------------------------------------------------
+# one received advert through every check, in keepalived 2.4.3's order
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What :func:`check_advert` found.  Exactly one of ``error`` (the payload
+    could not be decoded: length, version, ...) and ``rejection`` is set when
+    the advert is refused; ``auth`` is the trailer's verdict when it was
+    reached (``rejection`` is then ``AUTH_EXT`` if it failed)."""
+
+    advert: pk.Advert | None
+    error: pk.PacketError | None = None
+    rejection: pk.Rejection | None = None
+    auth: Verdict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.rejection is None
+
+
+def check_advert(
+    payload: bytes,
+    *,
+    expected: pk.ExpectedConfig,
+    ctx: pk.RxContext,
+    verifier: Verifier,
+    wall: float,
+    v3_checksum_as_v2: bool = False,
+) -> Checked:
+    """Decode and check a received VRRP payload (trailer included) for an
+    instance with ``auth_hmac``: the trailer is split off by length, the
+    payload decoded, then :func:`packet.validate` runs keepalived's checks
+    with the trailer's verification at its place (after TTL and version).
+
+    Over IPv6 the checksum covers the trailer too (the kernel computes it
+    over the whole payload) and is checked first, where keepalived's kernel
+    checks it."""
+    family = expected.family
+    if family == socket.AF_INET6 and not pk.verify_checksum(
+        payload, src=ctx.src, dst=ctx.dst, family=family
+    ):
+        # keepalived's IPv6 receive socket has IPV6_CHECKSUM set: the kernel
+        # drops a bad checksum (over the whole payload, trailer included)
+        # before keepalived, and its auth_ext counters, ever see the packet.
+        return Checked(None, rejection=pk.Rejection.CHECKSUM)
+    pdu, trailer = split_trailer(payload, family)
+    try:
+        adv = pk.decode_advert(
+            pdu,
+            src=ctx.src,
+            dst=ctx.dst,
+            family=family,
+            verify_checksum=False,
+            v3_checksum_as_v2=v3_checksum_as_v2,
+            require_advert_type=False,
+        )
+    except pk.PacketError as exc:
+        return Checked(None, error=exc)
+    if family == socket.AF_INET6:
+        adv = replace(adv, checksum_status=pk.ChecksumStatus.OK)  # checked above
+    verdicts: list[Verdict] = []
+
+    def auth_ext() -> bool:
+        verdict = verifier.verify(pdu, trailer, src=ctx.src, wall=wall)
+        verdicts.append(verdict)
+        return verdict.ok
+
+    rejection = pk.validate(adv, expected, replace(ctx, auth_ext=auth_ext))
+    return Checked(adv, rejection=rejection, auth=verdicts[0] if verdicts else None)

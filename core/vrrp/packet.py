@@ -38,7 +38,7 @@ import hashlib
 import hmac
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -902,6 +902,9 @@ class Rejection(enum.Enum):
     AH_HEADER_MISMATCH = ("ah_header_mismatch", "authtype_mismatch", False)
     TTL = ("ttl", "ip_ttl_err", False)
     VERSION = ("version", "vers_err", False)
+    #: keepalived 2.4 auth_hmac trailer rejected (its own counters, see
+    #: auth_hmac.Reason); checked right after the version, as 2.4.3 does
+    AUTH_EXT = ("auth_ext", "", False)
     INVALID_AUTH_TYPE = ("invalid_auth_type", "invalid_authtype", False)
     AUTH_TYPE_MISMATCH = ("auth_type_mismatch", "authtype_mismatch", False)
     AUTH_FAILURE = ("auth_failure", "auth_failure", False)
@@ -964,6 +967,9 @@ class RxContext:
     ah_ok: bool | None = None
     #: for IPv6 keepalived relies on whether the packet was sent to multicast
     multicast: bool | None = None
+    #: keepalived 2.4 auth_hmac: called (once, at keepalived's place in the
+    #: order) to verify the trailer; False rejects.  None: not configured.
+    auth_ext: Callable[[], bool] | None = None
 
 
 def _is_multicast(ctx: RxContext) -> bool:
@@ -978,7 +984,7 @@ def validate(advert: Advert, expected: ExpectedConfig, ctx: RxContext) -> Reject
     Order (keepalived 2.2.7 ``vrrp_check_packet``, after the VRID lookup and
     the length check, which :func:`decode_advert` already did):
     VRID, AH presence vs auth type (IPv4), TTL 255 (multicast only), version,
-    v2: auth type valid / equal / password or AH result, v2 advert interval
+    the auth_hmac trailer (keepalived 2.4, ``ctx.auth_ext``), v2: auth type valid / equal / password or AH result, v2 advert interval
     (silently dropped), type, address count, checksum (if decode recorded
     it), multicast-vs-unicast destination, every configured VIP present in
     the advert, unicast source in peer list and its TTL range.
@@ -995,6 +1001,8 @@ def validate(advert: Advert, expected: ExpectedConfig, ctx: RxContext) -> Reject
         return Rejection.TTL
     if advert.version != expected.version:
         return Rejection.VERSION
+    if ctx.auth_ext is not None and not ctx.auth_ext():
+        return Rejection.AUTH_EXT
     if expected.version == 2:
         if advert.auth_type not in (AuthType.NONE, AuthType.PASS, AuthType.AH):
             return Rejection.INVALID_AUTH_TYPE
