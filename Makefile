@@ -48,8 +48,9 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy -p pykeepalived
 
+# Our own runs clean up lab namespaces that crashed runs left (opt-in elsewhere).
 pytest: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --pykeepalived-clean-stale
 
 test: lint typecheck pytest
 

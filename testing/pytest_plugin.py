@@ -15,8 +15,9 @@ Provides:
 * fixture ``free_port`` -- a currently free TCP port on 127.0.0.1;
 * fixture ``pykeepalived_plugin`` -- list to register plugin objects for the
   duration of one test (see its docstring);
-* at session start, leftover lab namespaces of crashed runs are removed
-  (:func:`~pykeepalived.testing.lab.cleanup_stale`).
+* opt-in (``--pykeepalived-clean-stale`` or ``PYKEEPALIVED_CLEAN_STALE_LABS=1``):
+  at session start, leftover lab namespaces of crashed runs are removed
+  (:func:`~pykeepalived.testing.lab.cleanup_stale`); never on import.
 """
 
 from __future__ import annotations
@@ -35,11 +36,34 @@ __all__ = ["LabFactory"]
 LabFactory = Callable[..., "Lab"]
 
 
+#: Set to 1 to remove leftover lab namespaces of crashed runs at session start.
+CLEAN_STALE_ENV = "PYKEEPALIVED_CLEAN_STALE_LABS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pykeepalived")
+    group.addoption(
+        "--pykeepalived-clean-stale",
+        action="store_true",
+        default=False,
+        help="at session start, remove lab namespaces (pka-*) left by crashed runs whose "
+        f"creating process is gone (also: {CLEAN_STALE_ENV}=1)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "netns: needs root and network namespaces")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # Opt-in: this plugin is loaded by every pytest session on a host where
+    # pykeepalived is installed, and deleting namespaces as root must never
+    # happen just because a plugin author ran their tests.
+    wanted = session.config.getoption("--pykeepalived-clean-stale") or os.environ.get(
+        CLEAN_STALE_ENV, ""
+    ) not in ("", "0")
+    if not wanted:
+        return
     # Cheap when nothing is stale: a directory listing, no subprocess.
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.path.isdir("/run/netns"):
         return

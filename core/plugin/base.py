@@ -65,10 +65,16 @@ class Checker(ABC):
     #: without retries or warmup.
     fixed_delay_loop: ClassVar[float | None] = None
 
+    #: The checker block as parsed and resolved (common options filled in).
+    conf: CheckerConf
+    #: Where to connect (connect_ip/connect_port or the real server).
+    target: CheckTarget
+    #: The real server's configured weight (set by the core before configure()).
+    real_server_weight: int
+
     def __init__(self, conf: CheckerConf, target: CheckTarget) -> None:
         self.conf = conf
         self.target = target
-        #: The real server's configured weight (set by the core before configure()).
         self.real_server_weight = 1
 
     def configure(self, config: Config) -> None:  # noqa: B027 - optional hook
@@ -140,6 +146,14 @@ class Tracker(ABC):
     #: Where the named definitions of this family live in ``Config.ext``
     #: (None: the core's default for the family, e.g. ``vrrp_script``).
     config_key: ClassVar[str | None] = None
+
+    #: The tracked object's name (``chk_haproxy``) and its parsed definition.
+    name: str
+    conf: Any
+    #: True until the first observation (see above).
+    pending: bool
+    #: The last reported status; read by the core.
+    status: TrackStatus
 
     def __init__(self, name: str, conf: Any, on_change: Callable[[Tracker], None]) -> None:
         self.name = name
@@ -247,6 +261,8 @@ class Notifier(ABC):
     #: A plain attribute: an instance may set its own from its configuration
     #: (e.g. script_timeout), so it is not a ClassVar.
     timeout: float = 30.0
+    #: The configuration this notifier was built for.
+    config: Config
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from pykeepalived_example import plugin
 
-from pykeepalived.core.config import load_text
-from pykeepalived.core.plugin.base import CheckTarget, EventKind, StateEvent
-from pykeepalived.core.plugin.manager import build_registry
+from pykeepalived.api import CheckTarget, EventKind, StateEvent
+from pykeepalived.testing import build_registry, load_text
 
 CONF = """\
 global_defs {
@@ -28,7 +27,7 @@ virtual_server 127.0.0.1 %d {
 
 def _load(log: Path, port: int):  # type: ignore[no-untyped-def]
     registry = build_registry(extra=[("example", plugin)], autoload=False)
-    return load_text(CONF % (log, port, port), grammar=registry.grammar()), registry
+    return load_text(CONF % (log, port, port), registry=registry), registry
 
 
 def test_check_against_a_real_server(tmp_path: Path, free_port: int) -> None:
@@ -76,7 +75,7 @@ def test_expect_is_required() -> None:
     text = (
         "virtual_server 127.0.0.1 80 {\n real_server 127.0.0.1 80 {\n EXAMPLE_CHECK {\n }\n }\n}\n"
     )
-    result = load_text(text, name="k.conf", grammar=registry.grammar())
+    result = load_text(text, name="k.conf", registry=registry)
     assert [str(d) for d in result.diagnostics.errors] == [
         "k.conf:3: error: EXAMPLE_CHECK: needs expect STRING"
     ]
