@@ -691,3 +691,176 @@ def test_receive_only_sends_no_trailer() -> None:
         signer.sign(b"\x31\x01\x64\x00\x00\x64\x00\x00", src=IPv4Address("192.0.2.1"), wall=0)
         == b""
     )
+
+
+# ---------------------------------------------------------------------------
+# the auth_hmac block (core/config/auth_hmac.py, semantics)
+
+
+def _load(body: str, *, extra: str = "", name: str = "h.conf") -> tuple[object, list[str]]:
+    from pykeepalived.core.config import load_text
+
+    text = (
+        "vrrp_instance VI_1 {\n"  # line 1
+        " interface eth0\n"
+        " virtual_router_id 51\n"
+        f"{extra}"
+        " auth_hmac {\n"
+        f"{body}"
+        " }\n"
+        " virtual_ipaddress {\n  192.0.2.100/24\n }\n"
+        "}\n"
+    )
+    result = load_text(text, name=name)
+    [vi] = result.config.vrrp_instances
+    return vi.auth_hmac, [str(d) for d in result.diagnostics.items]
+
+
+HEX1 = "hex:" + KEY1.hex()
+
+
+@needs_data
+@pytest.mark.parametrize("name", CASES)
+def test_golden_configurations_parse(name: str) -> None:
+    from pykeepalived.core.config import load_text
+
+    for node in ("h1", "h2"):
+        conf = DATA / f"{name}.{node}.conf"
+        result = load_text(conf.read_text(), name=conf.name)
+        assert [str(d) for d in result.diagnostics.items] == []
+        [vi] = result.config.vrrp_instances
+        ah = vi.auth_hmac
+        assert ah is not None
+        assert {k.key_id: k.secret for k in ah.keys} == {1: KEY1, 2: KEY2}
+        assert ah.active_key == case(name).active_key
+        assert (ah.mode, ah.anti_replay, ah.time_window) == ("enforce", "time", None)
+
+
+def test_auth_hmac_block_values() -> None:
+    ah, diags = _load(
+        f"  key 1 {HEX1}\n  key 7 {KEY2.decode()}\n  active_key 7\n"
+        "  anti_replay monotonic\n  time_window 300\n  mode receive-only\n"
+    )
+    assert diags == []
+    assert ah is not None
+    assert [(k.key_id, k.secret) for k in ah.keys] == [(1, KEY1), (7, KEY2)]  # type: ignore[attr-defined]
+    assert (ah.active_key, ah.anti_replay, ah.time_window, ah.mode) == (  # type: ignore[attr-defined]
+        7,
+        "monotonic",
+        300,
+        "receive-only",
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("key 1 " + "a" * 31, "auth_hmac key 1 length 31 not in range [32, 64]"),
+        ("key 1 " + "a" * 65, "auth_hmac key 1 length 65 not in range [32, 64]"),
+        ("key 1 hex:" + "0g" * 32, "auth_hmac key 1 length 0 not in range [32, 64]"),
+        ("key 1 hex:", "auth_hmac key 1 length 0 not in range [32, 64]"),
+        ("key 0 " + "a" * 32, "auth_hmac key id '0' must be between 1 and 255"),
+        ("key 256 " + "a" * 32, "auth_hmac key id '256' must be between 1 and 255"),
+        ("key x " + "a" * 32, "auth_hmac key id 'x' must be between 1 and 255"),
+        ("active_key 0", "auth_hmac active_key '0' must be between 1 and 255"),
+        ("time_window 0", "auth_hmac time_window '0' must be between 1 and 300 seconds"),
+        ("time_window 301", "auth_hmac time_window '301' must be between 1 and 300 seconds"),
+        ("anti_replay clock", "auth_hmac anti_replay 'clock' must be time or monotonic"),
+        ("mode strict", "auth_hmac mode 'strict' must be enforce, permissive or receive-only"),
+    ],
+)
+def test_auth_hmac_rejected_lines(line: str, message: str) -> None:
+    """The line is reported at its place and dropped; the block stands."""
+    ah, diags = _load(f"  key 2 {HEX1}\n  active_key 2\n  {line}\n")
+    assert len(diags) == 1 and diags[0].startswith("h.conf:7: error: "), diags
+    assert diags[0].endswith(message)
+    assert ah is not None and [k.key_id for k in ah.keys] == [2]  # type: ignore[attr-defined]
+
+
+def test_auth_hmac_duplicate_key_keeps_the_first() -> None:
+    ah, diags = _load(f"  key 1 {HEX1}\n  key 1 {KEY2.decode()}\n  active_key 1\n")
+    assert diags == ["h.conf:6: error: key: duplicate auth_hmac key id 1"]
+    assert ah is not None and [k.secret for k in ah.keys] == [KEY1]  # type: ignore[attr-defined]
+
+
+def test_hex_keys_as_keepalived_reads_them() -> None:
+    from pykeepalived.core.config.auth_hmac import decode_hex
+
+    assert decode_hex("0001 02\t03") == bytes([0, 1, 2, 3])
+    assert decode_hex("f 0f") == bytes([0x0F, 0x0F])  # a lone digit is a byte
+    assert decode_hex("abc") == bytes([0xAB, 0x0C])
+    assert decode_hex("AbCd") == bytes([0xAB, 0xCD])
+    assert decode_hex("") is None and decode_hex("0x") is None and decode_hex("  ") is None
+    ah, diags = _load(f'  key 1 "hex:{" ".join(f"{b:02x}" for b in KEY1)}"\n  active_key 1\n')
+    assert diags == [] and ah is not None and ah.keys[0].secret == KEY1  # type: ignore[attr-defined]
+
+
+def test_key_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = tmp_path / "k1"
+    good.write_text(HEX1 + "\r\n")
+    good.chmod(0o600)
+    ascii_key = tmp_path / "k2"
+    ascii_key.write_bytes(KEY2 + b"\n")
+    ascii_key.chmod(0o644)
+    big = tmp_path / "big"
+    big.write_text("hex:" + "00" * 70)
+    big.chmod(0o600)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    ah, diags = _load(
+        "  key 1 file:${_ENV CREDENTIALS_DIRECTORY}/k1\n"
+        f"  key 2 file:{ascii_key}\n"
+        f"  key 3 file:{big}\n"
+        f"  key 4 file:{tmp_path}/absent\n"
+        "  active_key 1\n"
+    )
+    assert ah is not None
+    assert {k.key_id: k.secret for k in ah.keys} == {1: KEY1, 2: KEY2}  # type: ignore[attr-defined]
+    assert diags == [
+        f"h.conf:6: warning: auth_hmac key file '{ascii_key}' is readable by group or others",
+        f"h.conf:7: error: key: auth_hmac key file '{big}' is too large",
+        f"h.conf:8: error: key: auth_hmac key file '{tmp_path}/absent' cannot be opened",
+    ]
+
+
+def test_auth_hmac_instance_rules() -> None:
+    # no active key among the keys: the block is dropped (keepalived
+    # "disabling extension")
+    ah, diags = _load(f"  key 1 {HEX1}\n  active_key 2\n")
+    assert ah is None
+    assert diags == [
+        "h.conf:4: warning: (VI_1) auth_hmac active_key 2 is not defined, disabling extension"
+    ]
+    ah, diags = _load(f"  key 1 {HEX1}\n")
+    assert ah is None and "active_key 0 is not defined" in diags[0]
+    # beside authentication: the legacy authentication is dropped
+    from pykeepalived.core.config import load_text
+
+    text = (
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n version 2\n"
+        " authentication {\n  auth_type PASS\n  auth_pass secret\n }\n"
+        f" auth_hmac {{\n  key 1 {HEX1}\n  active_key 1\n  mode permissive\n }}\n"
+        " virtual_ipaddress {\n  192.0.2.100/24\n }\n}\n"
+    )
+    result = load_text(text, name="a.conf")
+    [vi] = result.config.vrrp_instances
+    assert vi.authentication is None and vi.auth_hmac is not None
+    assert [str(d) for d in result.diagnostics.items] == [
+        "a.conf:9: warning: (VI_1) auth_hmac cannot be combined with authentication, "
+        "dropping legacy auth"
+    ]
+    # strict mode forces enforce
+    result = load_text(text.replace(" version 2\n", " version 2\n strict_mode\n"), name="s.conf")
+    [vi] = result.config.vrrp_instances
+    assert vi.auth_hmac is not None and vi.auth_hmac.mode == "enforce"
+    assert any(
+        "strict mode requires auth_hmac mode enforce" in str(d) for d in result.diagnostics.items
+    )
+
+
+def test_dump_masks_keys() -> None:
+    from pykeepalived.core.config.dump import dump_json
+
+    ah, _ = _load(f"  key 1 {HEX1}\n  active_key 1\n")
+    assert KEY1.hex() not in dump_json(ah)
+    assert '"secret": "***"' in dump_json(ah)
+    assert KEY1.hex() in dump_json(ah, secrets=True)

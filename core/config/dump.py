@@ -10,9 +10,9 @@ from typing import Any
 
 from pykeepalived.core.config.errors import Place
 
-#: Shown as *** unless --show-secrets: VRRP auth, SMTP AUTH, the key
-#: password of the checkers' SSL block (``-d`` logs the dump).
-SECRET_FIELDS = frozenset({"auth_pass", "smtp_password", "password"})
+#: Shown as *** unless --show-secrets: VRRP auth (and auth_hmac keys), SMTP
+#: AUTH, the key password of the checkers' SSL block (``-d`` logs the dump).
+SECRET_FIELDS = frozenset({"auth_pass", "smtp_password", "password", "secret"})
 
 
 def to_jsonable(obj: Any, *, secrets: bool = False) -> Any:
@@ -35,6 +35,8 @@ def to_jsonable(obj: Any, *, secrets: bool = False) -> Any:
         return str(obj)
     if isinstance(obj, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         return obj.with_prefixlen
+    if isinstance(obj, bytes):
+        return "hex:" + obj.hex()  # auth_hmac keys, as keepalived.conf writes them
     if isinstance(obj, enum.Enum):
         return obj.value
     if obj is None or isinstance(obj, (bool, int, float, str)):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pykeepalived.core.config import model as m
+from pykeepalived.core.config.auth_hmac import auth_hmac_kw
 from pykeepalived.core.config.errors import Place
 from pykeepalived.core.config.node import Node
 from pykeepalived.core.config.schema import (
@@ -782,6 +783,7 @@ def core_grammar() -> Grammar:
     vi.add(Kw("preempt_delay", number(0, 1000), 1, 1))
     auth = _authentication()
     vi.add(Kw("authentication", sub(auth), needs_block=True, block=auth))
+    vi.add(auth_hmac_kw())  # keepalived 2.4
     vi.add(_items("virtual_ipaddress", parse_vip, _VIP_OPTIONS))
     vi.add(_items("virtual_ipaddress_excluded", parse_vip, _VIP_OPTIONS))
     vi.add(_items("virtual_routes", parse_route, per_line=True))

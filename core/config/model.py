@@ -142,6 +142,33 @@ class Authentication:
 
 
 @dataclass
+class AuthHmacKey:
+    """``key ID VALUE`` of an ``auth_hmac`` block (the value decoded)."""
+
+    key_id: int
+    secret: bytes  # masked in dumps (dump.SECRET_FIELDS)
+    place: Place = UNKNOWN_PLACE
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"AuthHmacKey(key_id={self.key_id}, secret=<{len(self.secret)} bytes>)"
+
+
+@dataclass
+class AuthHmac:
+    """keepalived 2.4's ``auth_hmac`` block (an HMAC-SHA256 advert trailer).
+
+    ``active_key`` None: not given (keepalived then disables the block);
+    ``time_window`` None: derived from advert_int by the engine."""
+
+    place: Place = UNKNOWN_PLACE
+    keys: list[AuthHmacKey] = field(default_factory=list)
+    active_key: int | None = None
+    anti_replay: str = "time"  # or monotonic
+    time_window: int | None = None
+    mode: str = "enforce"  # permissive, receive-only
+
+
+@dataclass
 class UnicastPeer:
     address: IPAddress
     place: Place = UNKNOWN_PLACE
@@ -181,6 +208,7 @@ class VrrpInstance:
     preempt: bool = True
     preempt_delay: float = 0.0
     authentication: Authentication | None = None
+    auth_hmac: AuthHmac | None = None
     virtual_ipaddress: list[VirtualAddress] = field(default_factory=list)
     virtual_ipaddress_excluded: list[VirtualAddress] = field(default_factory=list)
     virtual_routes: list[Route] = field(default_factory=list)

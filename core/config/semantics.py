@@ -211,6 +211,8 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
             setattr(vi, name, 0)
     if vi.smtp_alert is None:
         vi.smtp_alert = gd.smtp_alert_vrrp if gd.smtp_alert_vrrp is not None else gd.smtp_alert
+    if vi.auth_hmac is not None:
+        _auth_hmac(vi, tag, diag)
     if vi.strict_mode and vi.authentication is not None:
         diag.error(vi.place, f"{tag} authentication is not allowed with strict mode")
     _vmac(vi, diag)
@@ -290,3 +292,27 @@ def _sync_group_weights(cfg: m.Config, vi: m.VrrpInstance, diag: Diagnostics) ->
             msg = f"{tag} ignoring {ref.name} tracked interface weight due to SYNC group"
         diag.warning(ref.place, msg)
         ref.weight = 0
+
+
+def _auth_hmac(vi: m.VrrpInstance, tag: str, diag: Diagnostics) -> None:
+    """keepalived 2.4.3 (vrrp.c, vrrp_complete_instance): auth_hmac replaces
+    the legacy authentication, needs its active key among its keys (else the
+    whole block is dropped) and strict mode forces mode enforce."""
+    ah = vi.auth_hmac
+    assert ah is not None
+    if vi.authentication is not None:
+        diag.warning(
+            ah.place,
+            f"{tag} auth_hmac cannot be combined with authentication, dropping legacy auth",
+        )
+        vi.authentication = None
+    if all(k.key_id != ah.active_key for k in ah.keys):
+        diag.warning(
+            ah.place,
+            f"{tag} auth_hmac active_key {ah.active_key or 0} is not defined, disabling extension",
+        )
+        vi.auth_hmac = None
+        return
+    if vi.strict_mode and ah.mode != "enforce":
+        diag.warning(ah.place, f"{tag} strict mode requires auth_hmac mode enforce")
+        ah.mode = "enforce"
