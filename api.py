@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from pykeepalived import hookimpl
 from pykeepalived.core.config.errors import UNKNOWN_PLACE, Place
-from pykeepalived.core.config.grammar import Grammar, track_block_kw
+from pykeepalived.core.config.grammar import Grammar, items_kw, track_block_kw
 from pykeepalived.core.config.model import (
     CheckerConf,
     Config,
@@ -59,6 +59,7 @@ from pykeepalived.core.config.schema import (
     parse_float,
     parse_int,
     parse_strtol,
+    port,
     script,
     string,
     sub,
@@ -150,6 +151,7 @@ __all__ = [
     "hookimpl",
     "integer",
     "ip",
+    "items_kw",
     "kill_group",
     "make_socket",
     "number",
@@ -157,6 +159,7 @@ __all__ = [
     "parse_float",
     "parse_int",
     "parse_strtol",
+    "port",
     "resolve_user",
     "run_script",
     "script",

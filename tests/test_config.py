@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pykeepalived import testing
 from pykeepalived.core.config import load, load_text
 from pykeepalived.core.config.errors import Diagnostics, Place, Severity
 from pykeepalived.core.config.lexer import Preprocessor, expand_braces, tokenize
@@ -587,7 +588,10 @@ def test_flattened_statements_warned_once_per_line() -> None:
 
 
 def test_one_statement_per_line_is_never_split() -> None:
-    result = load_text("global_defs {\n router_id state\n notification_email_from interface\n}\n")
+    # notification_email_from is the smtp_alert plugin's keyword: the full grammar.
+    result = testing.load_text(
+        "global_defs {\n router_id state\n notification_email_from interface\n}\n"
+    )
     assert not result.diagnostics.items
     gd = result.config.global_defs
     assert (gd.router_id, gd.notification_email_from) == ("state", "interface")

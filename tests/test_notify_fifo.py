@@ -10,7 +10,6 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
 from pykeepalived.core.events import EventDispatcher
 from pykeepalived.core.labels import lvs_subject_name
@@ -18,6 +17,7 @@ from pykeepalived.core.plugin import hookspecs
 from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.plugin.manager import PluginRegistry
 from pykeepalived.plugins.notify.fifo import FifoNotifier
+from pykeepalived.testing import load_text
 
 
 def registry() -> PluginRegistry:

@@ -15,7 +15,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
 from pykeepalived.core.events import EventDispatcher
 from pykeepalived.core.labels import lvs_subject_name
@@ -23,6 +22,7 @@ from pykeepalived.core.plugin import hookspecs
 from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.plugin.manager import PluginRegistry
 from pykeepalived.plugins.notify.smtp import SmtpNotifier
+from pykeepalived.testing import load_text
 
 SECRET = "s3cr3t-Pa55"
 

@@ -420,3 +420,39 @@ async def test_lifecycle_hooks_run_one_plugin_at_a_time_under_a_timeout(
     text = caplog.text
     assert "plugin p_hang: pykeepalived_configure took more than" in text
     assert "plugin p_raise: pykeepalived_configure failed" in text
+
+
+def test_notifier_keywords_belong_to_their_plugins() -> None:
+    """notify_*, FIFO and mail keywords are registered by the plugins that act
+    on them: with the plugin disabled, keepalived.conf's keyword is unknown."""
+    from pykeepalived.core.config import load_text
+
+    text = (
+        "global_defs {\n smtp_server 192.0.2.25 2525\n notification_email {\n a@example.org\n }\n"
+        " vrrp_notify_fifo /run/fifo\n}\n"
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n smtp_alert\n"
+        " notify_master /bin/true\n virtual_ipaddress {\n 192.0.2.1\n }\n}\n"
+    )
+    full = load_text(text, grammar=build_registry().grammar())
+    assert full.ok and not full.diagnostics.warnings, full.diagnostics.items
+    gd = full.config.global_defs
+    assert gd.smtp_server == ("192.0.2.25", 2525) and gd.notification_email == ["a@example.org"]
+    [vi] = full.config.vrrp_instances
+    assert vi.notify_master is not None and vi.notify_master.argv == ["/bin/true"]
+    owners = {
+        kw.name: kw.owner
+        for block in ("global_defs", "vrrp_instance")
+        for kw in build_registry().grammar().blocks[block].keywords.values()
+    }
+    assert owners["smtp_server"] == owners["notification_email"] == "smtp_alert"
+    assert owners["vrrp_notify_fifo"] == "notify_fifo"
+    assert owners["notify_master"] == "notify_script"
+    for plugin, keyword in (
+        ("smtp_alert", "smtp_server"),
+        ("notify_fifo", "vrrp_notify_fifo"),
+        ("notify_script", "notify_master"),
+    ):
+        without = load_text(text, grammar=build_registry((plugin,)).grammar())
+        assert any(
+            f"unknown keyword '{keyword}'" in d.message for d in without.diagnostics.items
+        ), plugin

@@ -32,7 +32,6 @@ from pykeepalived.core.config.schema import (
     parse_block,
     parse_int,
     port,
-    script,
     string,
     sub,
     words,
@@ -432,10 +431,6 @@ def parse_unicast_peer(node: Node, ctx: Context) -> m.UnicastPeer:
     return peer
 
 
-def parse_email(node: Node, ctx: Context) -> str:
-    return node.keyword
-
-
 def parse_group_member(node: Node, ctx: Context) -> str:
     return node.keyword
 
@@ -481,17 +476,6 @@ def _named(spec: BlockSpec) -> Any:
         return build_model(spec, node, ctx, name=node.args[0])
 
     return conv
-
-
-def _host_port(node: Node, ctx: Context) -> tuple[str, int | None]:
-    host = node.args[0]
-    p = port(node.args[1]) if len(node.args) > 1 else None
-    return host, p
-
-
-def _smtp_server(node: Node, ctx: Context) -> tuple[str, int]:
-    host, p = _host_port(node, ctx)
-    return host, (p if p is not None else 25)
 
 
 def _lvs_flush_on_stop(node: Node, ctx: Context) -> list[str]:
@@ -682,7 +666,7 @@ def _authentication() -> BlockSpec:
     return spec
 
 
-def _items(
+def items_kw(
     name: str, parse: Any, options: dict[str, int] | None = None, *, per_line: bool = False
 ) -> Kw:
     """A block of items.  ``per_line``: each line is one item whatever its
@@ -701,11 +685,6 @@ def _items(
     return Kw(name, conv, needs_block=True, block=spec)
 
 
-def _notify_kws(spec: BlockSpec, names: tuple[str, ...]) -> None:
-    for name in names:
-        spec.add(Kw(name, script, 1, 3))
-
-
 def core_grammar() -> Grammar:
     g = Grammar()
     top = BlockSpec("top level")
@@ -716,16 +695,9 @@ def core_grammar() -> Grammar:
     g.blocks["global_defs"] = gd
     gd.add(Kw("router_id", string, 1, 1))
     gd.add(Kw("default_interface", string, 1, 1))
-    gd.add(Kw("no_email_faults", flag, 0, 1))
-    gd.add(_items("notification_email", parse_email, None))
-    gd.add(Kw("notification_email_from", string, 1, 1))
-    gd.add(Kw("smtp_server", _smtp_server, 1, 2))
-    gd.add(Kw("smtp_helo_name", string, 1, 1))
-    gd.add(Kw("smtp_connect_timeout", number(0.001, 3600), 1, 1))
-    for k in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker", "smtp_starttls"):
-        gd.add(Kw(k, flag, 0, 1))
-    gd.add(Kw("smtp_username", string, 1, 1))
-    gd.add(Kw("smtp_password", string, 1, 1))
+    # Mail (smtp_*, notification_email*) and notify FIFO keywords are declared
+    # by the plugins that act on them (plugins/notify/smtp.py, fifo.py); the
+    # model keeps typed fields for them.
     gd.add(Kw("enable_script_security", flag, 0, 1))
     gd.add(Kw("script_user", _script_user, 1, 2))
     gd.add(Kw("vrrp_version", _version, 1, 1))
@@ -752,22 +724,13 @@ def core_grammar() -> Grammar:
     gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
     gd.add(Kw("lvs_flush", flag, 0, 1))
     gd.add(Kw("lvs_flush_on_stop", _lvs_flush_on_stop, 0, 1))
-    for k in (
-        "vrrp_notify_fifo",
-        "vrrp_notify_fifo_script",
-        "notify_fifo",
-        "notify_fifo_script",
-        "lvs_notify_fifo",
-        "lvs_notify_fifo_script",
-    ):
-        gd.add(Kw(k, script, 1, 3))
     _add_unsupported(gd, "global_defs")
     top.add(Kw("global_defs", _global_defs(gd), needs_block=True, block=gd))
 
     # static addresses / routes / rules ---------------------------------------
-    top.add(_items("static_ipaddress", parse_vip, _VIP_OPTIONS))
-    top.add(_items("static_routes", parse_route, per_line=True))
-    top.add(_items("static_rules", parse_rule, per_line=True))
+    top.add(items_kw("static_ipaddress", parse_vip, _VIP_OPTIONS))
+    top.add(items_kw("static_routes", parse_route, per_line=True))
+    top.add(items_kw("static_rules", parse_rule, per_line=True))
 
     # vrrp_instance --------------------------------------------------------------
     vi = BlockSpec("vrrp_instance", model=m.VrrpInstance)
@@ -784,12 +747,12 @@ def core_grammar() -> Grammar:
     auth = _authentication()
     vi.add(Kw("authentication", sub(auth), needs_block=True, block=auth))
     vi.add(auth_hmac_kw())  # keepalived 2.4
-    vi.add(_items("virtual_ipaddress", parse_vip, _VIP_OPTIONS))
-    vi.add(_items("virtual_ipaddress_excluded", parse_vip, _VIP_OPTIONS))
-    vi.add(_items("virtual_routes", parse_route, per_line=True))
-    vi.add(_items("virtual_rules", parse_rule, per_line=True))
+    vi.add(items_kw("virtual_ipaddress", parse_vip, _VIP_OPTIONS))
+    vi.add(items_kw("virtual_ipaddress_excluded", parse_vip, _VIP_OPTIONS))
+    vi.add(items_kw("virtual_routes", parse_route, per_line=True))
+    vi.add(items_kw("virtual_rules", parse_rule, per_line=True))
     vi.add(Kw("unicast_src_ip", ip, 1, 1))
-    vi.add(_items("unicast_peer", parse_unicast_peer, {"min_ttl": 1, "max_ttl": 1}))
+    vi.add(items_kw("unicast_peer", parse_unicast_peer, {"min_ttl": 1, "max_ttl": 1}))
     vi.add(Kw("mcast_src_ip", ip, 1, 1))
     vi.add(Kw("mcast_dst_ip", ip, 1, 1))
     vi.add(Kw("check_unicast_src", flag, 0, 1))
@@ -798,19 +761,7 @@ def core_grammar() -> Grammar:
     vi.add(Kw("use_vmac", _use_vmac, 0, 2))
     vi.add(Kw("vmac_xmit_base", flag, 0, 1))
     vi.add(Kw("native_ipv6", _native_ipv6, 0, None))
-    vi.add(Kw("smtp_alert", flag, 0, 1))
-    _notify_kws(
-        vi,
-        (
-            "notify_master",
-            "notify_backup",
-            "notify_fault",
-            "notify_stop",
-            "notify_deleted",
-            "notify_master_rx_lower_pri",
-            "notify",
-        ),
-    )
+    # notify_* and smtp_alert: declared by the notify_script and smtp_alert plugins.
     vi.add(Kw("garp_master_delay", number(0, 1000), 1, 1))
     vi.add(Kw("garp_master_repeat", integer(0, 1000), 1, 1))
     vi.add(Kw("garp_master_refresh", number(0, 1e6), 1, 1))
@@ -845,15 +796,12 @@ def core_grammar() -> Grammar:
     # vrrp_sync_group ---------------------------------------------------------
     sg = BlockSpec("vrrp_sync_group", model=m.SyncGroup)
     g.blocks["vrrp_sync_group"] = sg
-    grp = _items("group", parse_group_member, None)
+    grp = items_kw("group", parse_group_member, None)
     sg.add(grp)
     sg.add(track_block_kw("track_interface", "interface"))
-    sg.add(Kw("smtp_alert", flag, 0, 1))
     sg.add(Kw("global_tracking", _global_tracking, 0, 1, field="sync_group_tracking_weight"))
-    sg.add(Kw("notify_deleted", script, 1, 3))
     _add_unsupported(sg, "vrrp_sync_group")
     sg.add(Kw("sync_group_tracking_weight", flag, 0, 1))
-    _notify_kws(sg, ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"))
     top.add(
         Kw(
             "vrrp_sync_group",
@@ -872,9 +820,6 @@ def core_grammar() -> Grammar:
     g.blocks["real_server"] = rs
     rs.add(Kw("weight", integer(0, 65535), 1, 1))
     rs.add(Kw("inhibit_on_failure", flag, 0, 1))
-    rs.add(Kw("notify_up", script, 1, 3))
-    rs.add(Kw("notify_down", script, 1, 3))
-    rs.add(Kw("smtp_alert", flag, 0, 1))
     rs.add(Kw("lvs_method", _lvs_method_or(None), 1, 1))
     rs.add(Kw("uthreshold", integer(0, 2**31), 1, 1))
     rs.add(Kw("lthreshold", integer(0, 2**31), 1, 1))
@@ -895,13 +840,10 @@ def core_grammar() -> Grammar:
     vs.add(Kw("omega", flag, 0, 1))
     vs.add(Kw("quorum", integer(1, 2**31), 1, 1))
     vs.add(Kw("hysteresis", integer(0, 2**31), 1, 1))
-    vs.add(Kw("quorum_up", script, 1, 3))
-    vs.add(Kw("quorum_down", script, 1, 3))
     vs.add(Kw("sorry_server", _sorry_server, 1, 2))
     vs.add(Kw("sorry_server_inhibit", flag, 0, 1))
     vs.add(Kw("sorry_server_lvs_method", _lvs_method_or(None), 1, 1))
     vs.add(Kw("inhibit_on_failure", flag, 0, 1))
-    vs.add(Kw("smtp_alert", flag, 0, 1))
     vs.add(Kw("lb_flags", words, 1, None, field="sched_flags"))
     for fl in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
         vs.add(Kw(fl, _keyword_itself, 0, 0, field="sched_flags", multiple=True))

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pykeepalived.api import (
     Config,
     EventKind,
+    Grammar,
+    Kw,
     Notifier,
     Script,
     ScriptSecurityError,
@@ -47,6 +49,9 @@ from pykeepalived.api import (
     resolve_user,
     subject_of,
     virtual_server_of,
+)
+from pykeepalived.api import (
+    script as script_value,
 )
 
 log = logging.getLogger("pykeepalived.notify.fifo")
@@ -243,6 +248,23 @@ class FifoNotifier(Notifier):
                     )
                 else:
                     log.info("%snotify fifo write error: %s", f.label, exc.strerror)
+
+
+#: global_defs keywords of keepalived's notify FIFOs (``NAME [USER [GROUP]]``).
+FIFO_KEYWORDS = (
+    "vrrp_notify_fifo",
+    "vrrp_notify_fifo_script",
+    "notify_fifo",
+    "notify_fifo_script",
+    "lvs_notify_fifo",
+    "lvs_notify_fifo_script",
+)
+
+
+@hookimpl
+def pykeepalived_register_keywords(grammar: Grammar) -> None:
+    for name in FIFO_KEYWORDS:
+        grammar.add("global_defs", Kw(name, script_value, 1, 3))
 
 
 @hookimpl

@@ -28,6 +28,8 @@ from typing import Any
 from pykeepalived.api import (
     Config,
     EventKind,
+    Grammar,
+    Kw,
     Notifier,
     Script,
     ScriptSecurityError,
@@ -40,6 +42,9 @@ from pykeepalived.api import (
     run_script,
     subject_of,
     virtual_server_of,
+)
+from pykeepalived.api import (
+    script as script_value,
 )
 
 log = logging.getLogger("pykeepalived.notify.scripts")
@@ -177,6 +182,39 @@ def _tag(config: Config, ev: StateEvent) -> str:
     if ev.kind is EventKind.VIRTUAL_SERVER:
         return f"VS {ev.name}:"
     return f"({ev.name})"
+
+
+#: keepalived's notify script keywords, per block.
+NOTIFY_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "vrrp_instance": (
+        "notify_master",
+        "notify_backup",
+        "notify_fault",
+        "notify_stop",
+        "notify_deleted",
+        "notify_master_rx_lower_pri",
+        "notify",
+    ),
+    "vrrp_sync_group": (
+        "notify_master",
+        "notify_backup",
+        "notify_fault",
+        "notify_stop",
+        "notify_deleted",
+        "notify",
+    ),
+    "real_server": ("notify_up", "notify_down"),
+    "virtual_server": ("quorum_up", "quorum_down"),
+}
+
+
+@hookimpl
+def pykeepalived_register_keywords(grammar: Grammar) -> None:
+    # ``notify_master "/path/script arg" [USER [GROUP]]``: the values land in the
+    # model's typed fields (VrrpInstance.notify_master, ...).
+    for block, names in NOTIFY_KEYWORDS.items():
+        for name in names:
+            grammar.add(block, Kw(name, script_value, 1, 3))
 
 
 @hookimpl

@@ -37,12 +37,21 @@ from typing import TYPE_CHECKING, Any
 
 from pykeepalived.api import (
     Config,
+    Context,
     EventKind,
+    Grammar,
+    Kw,
+    Node,
     Notifier,
     StateEvent,
+    flag,
     format_rs,
     format_vs,
     hookimpl,
+    items_kw,
+    number,
+    port,
+    string,
     subject_of,
     virtual_server_of,
 )
@@ -259,6 +268,32 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"server said {exc.code} {exc.message}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _smtp_server(node: Node, ctx: Context) -> tuple[str, int]:
+    """``smtp_server HOST [PORT]``; keepalived's default port is 25."""
+    return node.args[0], port(node.args[1]) if len(node.args) > 1 else 25
+
+
+def _email(node: Node, ctx: Context) -> str:
+    return node.keyword
+
+
+@hookimpl
+def pykeepalived_register_keywords(grammar: Grammar) -> None:
+    # Values land in the model's typed fields (GlobalDefs.smtp_server, ...).
+    grammar.add("global_defs", Kw("no_email_faults", flag, 0, 1))
+    grammar.add("global_defs", items_kw("notification_email", _email, None))
+    grammar.add("global_defs", Kw("notification_email_from", string, 1, 1))
+    grammar.add("global_defs", Kw("smtp_server", _smtp_server, 1, 2))
+    grammar.add("global_defs", Kw("smtp_helo_name", string, 1, 1))
+    grammar.add("global_defs", Kw("smtp_connect_timeout", number(0.001, 3600), 1, 1))
+    for name in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker", "smtp_starttls"):
+        grammar.add("global_defs", Kw(name, flag, 0, 1))
+    grammar.add("global_defs", Kw("smtp_username", string, 1, 1))
+    grammar.add("global_defs", Kw("smtp_password", string, 1, 1))
+    for block in ("vrrp_instance", "vrrp_sync_group", "real_server", "virtual_server"):
+        grammar.add(block, Kw("smtp_alert", flag, 0, 1))
 
 
 @hookimpl
