@@ -208,19 +208,21 @@ async def test_genhash_matches_keepalived_genhash(
     rc = await asyncio.to_thread(main, ["-s", "127.0.0.1", "-p", str(http_port), "-u", "/"])
     ours = capsys.readouterr().out.strip()
     assert rc == 0 and ours == hashlib.md5(BODY).hexdigest()
-    if shutil.which("genhash"):
-        proc = await asyncio.create_subprocess_exec(
-            "genhash",
-            "-s",
-            "127.0.0.1",
-            "-p",
-            str(http_port),
-            "-u",
-            "/",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 10)
-        assert out.decode().split()[-1] == ours
+    # keepalived's genhash is the oracle; `make test` installs keepalived (APT_PACKAGES),
+    # so a missing one is a broken setup: fail rather than skip the comparison.
+    assert shutil.which("genhash"), "no genhash on PATH: install keepalived (make setup)"
+    proc = await asyncio.create_subprocess_exec(
+        "genhash",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(http_port),
+        "-u",
+        "/",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert out.decode().split()[-1] == ours
     rc = await asyncio.to_thread(main, ["-s", "127.0.0.1", "-p", "1", "-u", "/"])
     assert rc == 1 and capsys.readouterr().err
 
