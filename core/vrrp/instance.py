@@ -21,6 +21,7 @@ from typing import Any
 
 from pykeepalived.core.config.model import GlobalDefs, VirtualAddress, VrrpInstance, resolved
 from pykeepalived.core.plugin.base import EventKind, StateEvent
+from pykeepalived.core.vrrp import auth_hmac as hm
 from pykeepalived.core.vrrp import packet as pk
 from pykeepalived.core.vrrp.effects import Netlink
 from pykeepalived.core.vrrp.fsm import (
@@ -140,6 +141,11 @@ class Instance:
             check_unicast_src=bool(cfg.check_unicast_src),
             check_vip_addr=not cfg.skip_check_adv_addr,
         )
+        #: keepalived 2.4 auth_hmac (None without the block)
+        self.hmac_signer: hm.Signer | None = None
+        self.hmac_verifier: hm.Verifier | None = None
+        if cfg.auth_hmac is not None:
+            self._setup_auth_hmac(cfg, version)
         primary = ipaddress.ip_address(self.src).packed if self.src else b""
         self.fsm = VrrpMachine(
             FsmParams(
@@ -163,6 +169,31 @@ class Instance:
         )
 
     # -- set-up ---------------------------------------------------------------
+    def _setup_auth_hmac(self, cfg: VrrpInstance, version: int) -> None:
+        ah = cfg.auth_hmac
+        assert ah is not None and ah.active_key is not None  # semantics saw to it
+        conf = hm.AuthHmacConfig(
+            keys={k.key_id: k.secret for k in ah.keys},
+            active_key=ah.active_key,
+            mode=hm.Mode(ah.mode),
+            anti_replay=hm.AntiReplay(ah.anti_replay),
+            time_window=ah.time_window or 0,
+        )
+        # keepalived derives the default window from its advert interval
+        # as kept (VRRPv2: whole seconds), i.e. what goes on the wire.
+        adv = self.expected.advert_int_raw
+        advert_int = float(adv) if version == 2 else adv / 100
+        args: dict[str, Any] = {
+            "family": socket.AF_INET if self.family == 4 else socket.AF_INET6,
+            "version": version,
+            "vrid": cfg.virtual_router_id or 1,
+            "advert_int": advert_int,
+        }
+        self.hmac_signer = hm.Signer(conf, **args)
+        self.hmac_verifier = hm.Verifier(
+            conf, unicast_peers=[p.address for p in cfg.unicast_peer], **args
+        )
+
     def _source_address(self) -> str | None:
         if self.cfg.unicast_src_ip is not None:
             return str(self.cfg.unicast_src_ip)
@@ -378,7 +409,10 @@ class Instance:
     def send_advert(self, priority: int) -> None:
         if self.sender is None:
             return
-        if self.auth_type != pk.AuthType.AH:
+        if self.hmac_signer is not None and self.hmac_signer.active:
+            if not self._send_signed(priority):
+                return
+        elif self.auth_type != pk.AuthType.AH:
             # Without AH an advert depends only on the priority and the
             # destination (pseudo-header checksum): encode it once.
             cached = self._tx_cache.get(priority)
@@ -393,6 +427,21 @@ class Instance:
         self.counters["adverts_sent"] += 1
         if priority == 0:
             self.counters["pri_zero_sent"] += 1
+
+    def _send_signed(self, priority: int) -> bool:
+        """auth_hmac: every advert has a new sequence number, so nothing is
+        cached; the copies to each unicast peer share one trailer (its HMAC
+        does not cover the destination, nor the checksum that does)."""
+        assert self.sender is not None and self.hmac_signer is not None
+        if not self.src:
+            return False
+        copies = [(dst, self._encode(priority, dst)) for dst in self.unicast or [self.mcast_dst]]
+        trailer = self.hmac_signer.sign(
+            copies[0][1], src=ipaddress.ip_address(self.src), wall=time.time()
+        )
+        for dst, data in copies:
+            self.sender.send(data + trailer, dst)
+        return True
 
     def _send_ah(self, priority: int) -> bool:
         """AH: every advert has a new sequence number and ICV.  False when
@@ -447,6 +496,14 @@ class Instance:
         """A reload kept this instance: take the new objects, drop caches."""
         self.cfg = cfg
         self.gd = gd
+        # auth_hmac keys may have been rotated: new keys, the same sequence
+        # (receivers would take a restart from the clock too, but need not)
+        last = self.hmac_signer.sequence.last if self.hmac_signer is not None else 0
+        self.hmac_signer = self.hmac_verifier = None
+        if cfg.auth_hmac is not None:
+            self._setup_auth_hmac(cfg, cfg.version or 2)
+            assert self.hmac_signer is not None
+            self.hmac_signer.sequence.last = last
         self._tx_cache.clear()
         self._rx_ok.clear()
         self._drop_repeat()
@@ -456,6 +513,9 @@ class Instance:
         if pkt.src_raw == self._src_packed:
             return  # our own advert looped back
         self.counters["adverts_received"] += 1
+        if self.hmac_verifier is not None:
+            self._on_signed_packet(pkt, self.hmac_verifier)
+            return
         if pkt.proto != pk.IPPROTO_AH:
             # A master repeats the same advert every interval; one that
             # passed every check before passes them again (the checks
@@ -527,6 +587,48 @@ class Instance:
             self._offer_repeat(pkt, rx, now)
         self.run(actions)
 
+    def _on_signed_packet(self, pkt: RawPacket, verifier: hm.Verifier) -> None:
+        """An advert for an auth_hmac instance: never a stamped repeat nor a
+        cached acceptance, since an exact repeat is precisely a replay."""
+        checked = hm.check_advert(
+            pkt.payload,
+            expected=self.expected,
+            ctx=pk.RxContext(src=pkt.src, dst=pkt.dst, ttl=pkt.ttl, ah=pkt.proto == pk.IPPROTO_AH),
+            verifier=verifier,
+            wall=time.time(),
+            v3_checksum_as_v2=self.cfg.v3_checksum_as_v2,
+        )
+        if checked.error is not None:
+            self._reject("malformed", f"malformed packet from {pkt.src}: {checked.error}")
+            return
+        adv = checked.advert
+        assert adv is not None
+        auth = checked.auth
+        if checked.rejection is pk.Rejection.AUTH_EXT and auth is not None and auth.reason:
+            label = auth.reason.label
+            if auth.reason is hm.Reason.NOT_A_PEER:
+                label = pk.Rejection.UNICAST_SRC_NOT_PEER.label  # no auth_ext counter
+            else:
+                label = f"auth_ext_{label}"
+            self._reject(label, _auth_ext_text(auth, pkt, verifier))
+            return
+        if checked.rejection is not None:
+            self._reject(
+                checked.rejection.label,
+                _rejection_text(checked.rejection, pkt, adv, self.expected),
+            )
+            return
+        if auth is not None and verifier.time_mode and abs(auth.skew) > verifier.window // 2:
+            # keepalived warns before the clocks drift out of the window
+            self._log_limited(
+                "auth_ext_clock_skew",
+                f"authentication clock skew {auth.skew} sec from {pkt.src} approaching "
+                f"window {verifier.window} sec",
+            )
+        assert self._loop is not None
+        rx = RxAdvert(adv.priority, pkt.src_raw, adv.advert_int)
+        self.run(self.fsm.advert_received(self._loop.time(), rx))
+
     def _offer_repeat(self, pkt: RawPacket, rx: RxAdvert, now: float) -> None:
         """Let the receiver stamp exact repeats of ``pkt`` if the machine agrees."""
         if pkt.key is None or self._rx is None:
@@ -560,6 +662,9 @@ class Instance:
 
     def _reject(self, reason: str, text: str) -> None:
         self.counters[f"rx_drop_{reason}"] += 1
+        self._log_limited(reason, text)
+
+    def _log_limited(self, reason: str, text: str) -> None:
         now = time.monotonic()
         if now - self._last_log.get(reason, -RATE_LIMIT_S) >= RATE_LIMIT_S:
             self._last_log[reason] = now
@@ -681,6 +786,24 @@ class Instance:
             "vips": [str(v.address) for v in self.vips],
             "last_transition": self.last_transition,
             "counters": dict(self.counters),
+            **self._auth_hmac_status(),
+        }
+
+    def _auth_hmac_status(self) -> dict[str, Any]:
+        verifier = self.hmac_verifier
+        if verifier is None:
+            return {}
+        conf = verifier.config
+        return {
+            "auth_hmac": {
+                "mode": conf.mode.value,
+                "active_key": conf.active_key,
+                "keys": sorted(conf.keys),
+                "anti_replay": conf.anti_replay.value,
+                "time_window": verifier.window,
+                # keepalived's JSON names (vrrp_json.c)
+                "counters": verifier.counters.as_json(),
+            }
         }
 
 
@@ -689,6 +812,27 @@ def pk_ip(packed: bytes) -> str:
         return str(ipaddress.ip_address(packed))
     except ValueError:
         return packed.hex()
+
+
+def _auth_ext_text(verdict: hm.Verdict, pkt: RawPacket, verifier: hm.Verifier) -> str:
+    """keepalived 2.4.3's log line for a rejected trailer."""
+    r = verdict.reason
+    if r is hm.Reason.MISSING:
+        return f"missing authentication trailer from {pkt.src}"
+    if r is hm.Reason.NOT_A_PEER:
+        return f"unicast source address {pkt.src} not a unicast peer"
+    if r is hm.Reason.UNKNOWN_KEY:
+        return f"unknown authentication key id from {pkt.src}"
+    if r is hm.Reason.INVALID_HMAC:
+        return f"invalid authentication HMAC from {pkt.src}"
+    if r is hm.Reason.STALE:
+        return (
+            f"stale authentication trailer from {pkt.src}, clock skew {verdict.skew} sec "
+            f"exceeds window {verifier.window} sec"
+        )
+    if r is hm.Reason.REPLAY:
+        return f"replayed authentication trailer from {pkt.src}"
+    return f"malformed authentication trailer from {pkt.src}"
 
 
 def _rejection_text(
