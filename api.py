@@ -77,6 +77,14 @@ from pykeepalived.core.lvs.checking import (
     sock_connect,
     tcp_connect,
 )
+from pykeepalived.core.lvs.http_client import (
+    HTTP_PROTOCOLS,
+    HttpAnswer,
+    http_get,
+    http_host,
+    http_request,
+    ssl_client_context,
+)
 from pykeepalived.core.plugin.base import (
     Action,
     Checker,
@@ -105,6 +113,7 @@ API_VERSION = "1.0"
 
 __all__ = [
     "API_VERSION",
+    "HTTP_PROTOCOLS",
     "UNKNOWN_PLACE",
     "Action",
     "BaseCheck",
@@ -120,6 +129,7 @@ __all__ = [
     "EventKind",
     "GlobalDefs",
     "Grammar",
+    "HttpAnswer",
     "IPAddress",
     "InterfaceTrackConf",
     "Invalid",
@@ -149,6 +159,9 @@ __all__ = [
     "format_rs",
     "format_vs",
     "hookimpl",
+    "http_get",
+    "http_host",
+    "http_request",
     "integer",
     "ip",
     "items_kw",
@@ -165,6 +178,7 @@ __all__ = [
     "script",
     "setting",
     "sock_connect",
+    "ssl_client_context",
     "string",
     "sub",
     "subject_of",

@@ -15,8 +15,14 @@ from aiohttp import web
 from checkhelp import config, one_checker
 
 from pykeepalived.core.lvs.checking import run_attempt
+from pykeepalived.core.lvs.http_client import (
+    MAX_HEAD,
+    HttpAnswer,
+    HttpResponseError,
+    content_length,
+    status_code,
+)
 from pykeepalived.core.lvs.manager import VirtualServerManager
-from pykeepalived.plugins.checks.http_get import HttpResponseError, ResponseReader, dechunk
 
 BODY = b"<html>hello keepalived</html>\n"
 SEEN_HOSTS: list[str] = []
@@ -175,15 +181,24 @@ async def test_ssl_get_with_and_without_ca(cert: tuple[Path, Path]) -> None:
         # enable_sni sends the virtualhost
         assert (await attempt(http(port, "path /", "enable_sni", kind="SSL_GET")))[0]
         assert SEEN_SNI[-1] == "www.example.test"
-        # with a CA the chain is verified: our self-signed cert passes ...
-        m = VirtualServerManager(
-            config(
-                f"SSL {{\n ca {crt}\n}}\nvirtual_server 192.0.2.100 443 {{\n protocol TCP\n real_server 127.0.0.1 {port} {{\n"
-                "  SSL_GET {\n   connect_timeout 1\n   url {\n    path /\n   }\n  }\n }\n}\n"
-            ),
-            __import__("checkhelp").registry().checkers,
-        )
-        assert (await attempt(m.scheduler.runs[0].checker))[0]
+        # keepalived 2.2.7 loads the ca but never verifies the server with it:
+        # the CA that signed the certificate passes, and so does one that did not
+        other = crt.with_name("other-ca.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "2", "-subj", "/CN=other CA", "-keyout", str(other.with_suffix(".key")), "-out", str(other)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        for ca in (crt, other):
+            m = VirtualServerManager(
+                config(
+                    f"SSL {{\n ca {ca}\n}}\nvirtual_server 192.0.2.100 443 {{\n protocol TCP\n real_server 127.0.0.1 {port} {{\n"
+                    "  SSL_GET {\n   connect_timeout 1\n   url {\n    path /\n   }\n  }\n }\n}\n"
+                ),
+                __import__("checkhelp").registry().checkers,
+            )
+            assert (await attempt(m.scheduler.runs[0].checker))[0], ca
         # ... and plain HTTP against the TLS port fails
         assert not (await attempt(http(port, "path /")))[0]
     finally:
@@ -252,67 +267,97 @@ async def test_request_is_keepalived_s() -> None:
             b"GET /x?a=1 HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\n"
             b"Host: 127.0.0.1:" + str(port).encode() + b"\r\n\r\n"
         )
+        # keepalived 2.2.7's template: Connection: close comes before Host
         for proto, line in (("1.1", b"GET / HTTP/1.1\r\n"), ("1.0C", b"GET / HTTP/1.0\r\n")):
             ok, _ = await attempt(http(port, "path /", f"http_protocol {proto}"))
             assert ok
-            assert seen[-1].startswith(line)
-            assert seen[-1].endswith(b"Host: www.example.test\r\nConnection: close\r\n\r\n")
+            assert seen[-1] == (
+                line + b"User-Agent: KeepAliveClient\r\nConnection: close\r\n"
+                b"Host: www.example.test\r\n\r\n"
+            )
     finally:
         srv.close()
 
 
-async def test_chunked_answer_is_decoded_for_the_digest() -> None:
+async def test_chunked_answer_is_hashed_with_its_framing() -> None:
+    """keepalived 2.2.7 does not decode chunked bodies: its digest (and its
+    genhash's) covers the chunk-size lines too; ours must accept the same."""
     body = b"<html>hello keepalived</html>\n"
-    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    chunked += b"6\r\n" + body[:6] + b"\r\n" + hex(len(body) - 6)[2:].encode() + b"\r\n"
-    chunked += body[6:] + b"\r\n0\r\n\r\n"
+    framed = b"6\r\n" + body[:6] + b"\r\n" + hex(len(body) - 6)[2:].encode() + b"\r\n"
+    framed += body[6:] + b"\r\n0\r\n\r\n"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framed
     srv, port = await _raw_server(chunked, [])
     try:
-        good = hashlib.md5(body).hexdigest()
+        good = hashlib.md5(framed).hexdigest()
         ok, msg = await attempt(http(port, f"path /\ndigest {good}", "http_protocol 1.1"))
         assert ok, msg
+        decoded = hashlib.md5(body).hexdigest()
+        ok, msg = await attempt(http(port, f"path /\ndigest {decoded}", "http_protocol 1.1"))
+        assert not ok and msg == "MD5 digest error to"
     finally:
         srv.close()
 
 
 async def test_garbage_answer_fails_the_check() -> None:
+    # keepalived reads no status code in it (0), which no status_code accepts
     srv, port = await _raw_server(b"SSH-2.0-OpenSSH\r\n\r\n", [])
     try:
         ok, msg = await attempt(http(port, "path /"))
-        assert not ok and msg == "Invalid HTTP response from"
+        assert not ok and msg == "HTTP status code error to"
+    finally:
+        srv.close()
+    # no header at all before the close: keepalived's "no data"
+    srv, port = await _raw_server(b"garbage", [])
+    try:
+        ok, msg = await attempt(http(port, "path /"))
+        assert not ok and msg == "Read, no data received from"
     finally:
         srv.close()
 
 
-def test_response_reader() -> None:
-    r = ResponseReader()
-    r.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n")
-    assert not r.complete and r.status is None
-    r.feed(b"\r\nabc")
-    assert r.status == 404 and not r.complete
-    r.feed(b"de and more")
-    assert r.complete and r.result() == (404, b"abcde")
-    # no length: the body is what came before the server closed
-    r = ResponseReader()
-    r.feed(b"HTTP/1.0 200 OK\r\n\r\nall of it")
-    assert not r.complete and r.result() == (200, b"all of it")
-    # chunked, split anywhere; complete at the last chunk; extensions ignored
-    raw = (
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-    )
+def _read(*parts: bytes, keep: int = 0) -> HttpAnswer:
+    answer = HttpAnswer(keep)
+    for part in parts:
+        answer.feed(part)
+    return answer.finish()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_answer_is_read_as_keepalived_reads_it() -> None:
+    # Content-Length caps the digest; the bytes past it are counted, not hashed
+    a = _read(b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n", b"\r\nabc", b"de and more")
+    assert (a.status, a.content_length, a.rx_bytes, a.digest) == (404, 5, 14, _md5(b"abcde"))
+    # no length: the body is what came before the server closed; empty is fine
+    assert _read(b"HTTP/1.0 200 OK\r\n\r\nall of it").digest == _md5(b"all of it")
+    assert _read(b"HTTP/1.0 200 OK\r\n\r\n").digest == _md5(b"")
+    # keepalived matches "Content-Length:" case-sensitively
+    a = _read(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA")
+    assert a.content_length is None and a.digest == _md5(b"okEXTRA")
+    # chunked bodies are not decoded; split anywhere, same digest
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n"
     for cut in range(1, len(raw)):
-        r = ResponseReader()
-        r.feed(raw[:cut])
-        r.feed(raw[cut:])
-        assert r.complete and r.result() == (200, b"abcde")
-    assert dechunk(b"3\r\nab") == (b"ab", False)
-    with pytest.raises(HttpResponseError):
-        dechunk(b"zz\r\n")
-    # the body is capped
-    r = ResponseReader(limit=4)
-    r.feed(b"HTTP/1.0 200 OK\r\n\r\n123456")
-    assert r.complete and r.result() == (200, b"1234")
-    with pytest.raises(HttpResponseError, match="No HTTP header"):
-        ResponseReader().result()
-    with pytest.raises(HttpResponseError, match="too long"):
-        ResponseReader().feed(b"x" * (1 << 17))
+        a = _read(raw[:cut], raw[cut:], keep=4)
+        assert a.digest == _md5(b"3;x=y\r\nabc\r\n0\r\n\r\n") and a.body == b"3;x="
+    # the header (its blank line included) must end within keepalived's 4095 bytes
+    _read(b"HTTP/1.0 200 OK\r\nX: " + b"x" * (MAX_HEAD - 24) + b"\r\n\r\n")
+    with pytest.raises(HttpResponseError, match="no data"):
+        _read(b"HTTP/1.0 200 OK\r\nX: " + b"x" * (MAX_HEAD - 23) + b"\r\n\r\n")
+    with pytest.raises(HttpResponseError, match="no data"):
+        _read(b"HTTP/1.0 200 OK\r\n")
+
+
+def test_status_code_and_content_length_as_keepalived_extracts_them() -> None:
+    assert status_code(b"HTTP/1.1 200 OK\r\n\r\n") == 200
+    assert status_code(b"HTTP/1.0 503 \r\n\r\n") == 503
+    for no_code in (b"HTTP/1.1 200\r\n\r\n", b"HTTP/1.1 2000 OK\r\n\r\n", b"HTTP/1.1 2x0 OK\r\n"):
+        assert status_code(no_code) == 0, no_code
+    assert status_code(b"SSH-2.0-OpenSSH\r\n\r\n") == 0
+    assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\n") == 12
+    assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length:7\r\n\r\n") == 7
+    assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length:\r\n\r\n") == 0
+    assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length: 7 \r\n\r\n") is None
+    assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length: x\r\n\r\n") is None
+    assert content_length(b"HTTP/1.0 200 OK\r\nContent-length: 7\r\n\r\n") is None

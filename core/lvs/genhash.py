@@ -3,22 +3,42 @@
 Same options as keepalived's genhash(1): ``-s SERVER -p PORT -u URL``
 with ``-S`` (SSL), ``-I`` (SNI from the virtualhost), ``-V VHOST``,
 ``-P 1.0|1.0c|1.1``, ``-m FWMARK``, ``-t TIMEOUT`` and ``-v`` (verbose:
-headers, and the digest labelled).  Prints the digest as 32 hex digits,
-exactly what HTTP_GET compares with.  Exit status 0 on success, 1 on
-failure (the reason goes to stderr).
+the header too, and the digest labelled).  Prints the digest as 32 hex
+digits.  Exit status 0 on success, 1 on failure (the reason goes to stderr).
+
+keepalived 2.2.7's genhash is its HTTP_GET checker run on a dummy real
+server, so the two cannot disagree; ours shares the checker's client
+(:mod:`pykeepalived.core.lvs.http_client`) for the same reason: the same
+request bytes (no Accept header; Host is the ``-V`` virtualhost, else
+``address:port``), the same reading and the same digest (a chunked body is
+hashed with its chunk framing, as keepalived does).  Differences from
+keepalived's genhash, all outside the digest: failures exit 1 with the
+reason on stderr (keepalived prints most of them on stdout and exits 0),
+``-p`` defaults to 80 (443 with ``-S``) where keepalived requires it, ``-t``
+defaults to 5 seconds where keepalived waits forever, and ``-v`` prints
+the header as text rather than keepalived's hex dumps.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import ipaddress
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
 
-MAX_BODY = 1 << 24
+from pykeepalived.core.lvs.checking import make_socket
+from pykeepalived.core.lvs.http_client import (
+    HttpAnswer,
+    HttpResponseError,
+    http_get,
+    http_host,
+    http_request,
+    ssl_client_context,
+)
+from pykeepalived.core.plugin.base import CheckTarget
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-s", "--server", required=True, help="remote server address")
     p.add_argument(
-        "-p", "--port", type=int, default=None, help="remote server port (80, or 443 with -S)"
+        "-p", "--port", type=_port, default=None, help="remote server port (80, or 443 with -S)"
     )
     p.add_argument("-u", "--url", required=True, help="URL path, e.g. /index.html")
     p.add_argument("-S", "--use-ssl", action="store_true", help="use SSL")
@@ -40,89 +60,58 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def fetch(args: argparse.Namespace) -> tuple[int, dict[str, str], bytes]:
-    import socket
-
-    host = args.server
+def _port(text: str) -> int:
     try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
+        port = int(text, 10)
     except ValueError:
-        pass
+        port = 0
+    if not 0 < port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port number '{text}'")
+    return port
+
+
+async def fetch(args: argparse.Namespace) -> HttpAnswer:
+    """GET the URL as HTTP_GET would (SSL_GET with ``-S``)."""
+    address = str(ipaddress.ip_address(args.server))
     port = args.port or (443 if args.use_ssl else 80)
-    headers = {
-        "User-Agent": "KeepAliveClient",
-        "Accept": "*/*",
-        "Host": args.use_virtualhost or args.server,
-    }
-    if args.protocol != "1.0":
-        headers["Connection"] = "close"
-    request = f"GET {args.url} HTTP/{args.protocol[:3]}\r\n" + "".join(
-        f"{k}: {v}\r\n" for k, v in headers.items()
-    )
-    ctx: ssl.SSLContext | None = None
+    request = http_request(args.url, args.protocol, http_host(args.use_virtualhost, address, port))
+    tls: ssl.SSLContext | None = None
+    sni = None
     if args.use_ssl:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    if args.fwmark:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, args.fwmark)
-    loop = asyncio.get_running_loop()
-    try:
-        await asyncio.wait_for(loop.sock_connect(sock, (args.server, port)), args.timeout)
-    except BaseException:
-        sock.close()
-        raise
-    sni = args.use_virtualhost if (args.use_sni and args.use_virtualhost) else None
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=sni if ctx else None),
-        args.timeout,
+        tls = ssl_client_context()
+        # keepalived: -I sends the -V virtualhost, nothing without one
+        sni = args.use_virtualhost if args.use_sni else None
+    sock = make_socket(CheckTarget(address, port), socket.SOCK_STREAM, fwmark=args.fwmark)
+    return await http_get(
+        sock, (address, port), request, args.timeout, tls=tls, server_hostname=sni
     )
-    try:
-        writer.write((request + "\r\n").encode("latin-1"))
-        raw = await asyncio.wait_for(reader.read(MAX_BODY), args.timeout)
-        while chunk := await asyncio.wait_for(reader.read(MAX_BODY), args.timeout):
-            raw += chunk
-    finally:
-        writer.close()
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise ConnectionError("no HTTP header received from remote webserver")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
-    hdrs = {k.strip().lower(): v.strip() for k, v in hdrs.items()}
-    if "content-length" in hdrs:
-        body = body[: int(hdrs["content-length"])]
-    return status, hdrs, body
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     try:
-        status, headers, body = asyncio.run(fetch(args))
-    except (OSError, TimeoutError, ValueError, ConnectionError, ssl.SSLError) as exc:
-        msg = (
-            "Connection timed out"
-            if isinstance(exc, TimeoutError)
-            else str(exc) or type(exc).__name__
-        )
-        print(msg, file=sys.stderr)
+        ipaddress.ip_address(args.server)
+    except ValueError:
+        print(f"server should be an IP, not {args.server}", file=sys.stderr)
         return 1
-    if not body:
-        print("no data received from remote webserver", file=sys.stderr)
+    try:
+        answer = asyncio.run(fetch(args))
+    except HttpResponseError as exc:
+        # keepalived's genhash words the checker's "Read, no data received from"
+        text = str(exc)
+        if text.startswith("Read, no data"):
+            text = "no data received from remote webserver"
+        print(text, file=sys.stderr)
         return 1
-    digest = hashlib.md5(body, usedforsecurity=False).hexdigest()
+    except (OSError, TimeoutError, ValueError) as exc:
+        print(str(exc) or type(exc).__name__, file=sys.stderr)
+        return 1
     if args.verbose:
-        print(f"HTTP status code: {status}")
-        for k, v in headers.items():
-            print(f"{k}: {v}")
-        print(f"MD5SUM = {digest}")
+        assert answer.header is not None
+        print(answer.header.decode("latin-1").rstrip("\r\n").replace("\r\n", "\n"))
+        print(f"MD5SUM = {answer.digest}")
     else:
-        print(digest)
+        print(answer.digest)
     return 0
 
 

@@ -2,28 +2,23 @@
 
 Each ``url { ... }`` is fetched from the real server's address (the Host
 header is the url's, the checker's, the real server's or the virtual
-server's ``virtualhost``, as keepalived chooses); the answer must have a
-status code in ``status_code`` (default 200-299), an MD5 of its body equal
-to ``digest`` (see ``pykeepalived genhash``) and, with ``regex``, a body
-that matches (or with ``regex_no_match`` does not).  One attempt checks
-every url in turn.  SSL_GET uses the top-level ``SSL { ca certificate key
-password }`` block; without ``ca`` the server's certificate is not verified,
-as keepalived does.
+server's ``virtualhost``, as keepalived chooses, else ``address:port``); the
+answer must have a status code in ``status_code`` (default 200-299), an MD5
+of its body equal to ``digest`` (what ``pykeepalived genhash`` prints) and,
+with ``regex``, a body that matches (or with ``regex_no_match`` does not).
+One attempt checks every url in turn.  SSL_GET uses the top-level ``SSL {
+ca certificate key password }`` block; the server's certificate is never
+verified, as keepalived 2.2.7 does not verify it either.
 
-The client is keepalived's own minimal one, not a general HTTP library: a
-new connection per url (``GET path HTTP/1.0``, ``User-Agent:
-KeepAliveClient``, ``Host``; ``Connection: close`` for 1.0C and 1.1), the
-answer read until the server closes, Content-Length is reached or the last
-chunk arrives, then the connection closed.  Plain HTTP runs on the
-non-blocking socket itself (no transport, no streams): a check of 10,000
-real servers every few seconds then fits in one event loop.  SSL_GET
-wraps the same exchange in asyncio's TLS streams.
+The client is keepalived's own minimal one, shared with ``pykeepalived
+genhash`` (``http_get`` and friends of the API): a new connection per url,
+keepalived's request bytes, the answer read until the server closes, the
+digest over the body as received (a chunked body with its chunk framing).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import logging
 import re
 import socket
 import ssl
@@ -31,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pykeepalived.api import (
+    HTTP_PROTOCOLS,
     BaseCheck,
     BlockSpec,
     Checker,
@@ -39,28 +35,30 @@ from pykeepalived.api import (
     Config,
     Context,
     Grammar,
+    HttpAnswer,
     Invalid,
     Kw,
     Node,
     checker_kw,
     flag,
     hookimpl,
+    http_get,
+    http_host,
+    http_request,
     integer,
     make_socket,
     parse_int,
     setting,
-    sock_connect,
+    ssl_client_context,
     string,
     sub,
     words,
 )
 
-HTTP_PROTOCOLS = ("1.0", "1.0C", "1.1")
-#: Bytes of body read at most (digest and regex see this much).
+log = logging.getLogger("pykeepalived.lvs.http_get")
+
+#: Bytes of body a regex sees at most (the digest sees the whole body).
 MAX_BODY = 1 << 20
-#: Bytes of status line and headers read at most.
-MAX_HEAD = 1 << 16
-RECV_SIZE = 1 << 16
 
 
 @dataclass
@@ -178,118 +176,11 @@ def _ssl_spec() -> BlockSpec:
 # -- the check ---------------------------------------------------------------------------------
 
 
-def ssl_context(conf: SslConf | None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    if conf is not None and conf.ca:
-        ctx.load_verify_locations(conf.ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
-    if conf is not None and conf.certificate:
-        ctx.load_cert_chain(conf.certificate, conf.key, conf.password)
-    return ctx
-
-
 @dataclass(frozen=True)
 class _UrlVerdict:
     ok: bool
     message: str
     url: Url
-
-
-class HttpResponseError(ConnectionError):
-    """The server's answer is not an HTTP response (an OSError: a failed check)."""
-
-
-class ResponseReader:
-    """Incremental reader of one HTTP/1.x response (pure: bytes in, verdict out).
-
-    ``feed`` bytes as they arrive; ``complete`` turns true once the body is
-    whole (Content-Length reached, the last chunk seen, or ``limit`` bytes
-    of body); otherwise the server's close ends it.  ``result()`` gives the
-    status code and the body (chunked transfer decoded; content encodings
-    left as they are).
-    """
-
-    __slots__ = ("body_start", "buf", "chunked", "complete", "length", "limit", "status")
-
-    def __init__(self, limit: int = MAX_BODY) -> None:
-        self.buf = bytearray()
-        self.status: int | None = None
-        self.body_start = 0
-        self.length: int | None = None
-        self.chunked = False
-        self.complete = False
-        self.limit = limit
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-        if self.status is None:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > MAX_HEAD:
-                    raise HttpResponseError("HTTP header too long from")
-                return
-            self._head(bytes(self.buf[:end]))
-            self.body_start = end + 4
-        size = len(self.buf) - self.body_start
-        # chunked: the limit counts the chunk framing too, give it room
-        enough = self.limit + (MAX_HEAD if self.chunked else 0)
-        if (self.length is not None and size >= self.length) or size >= enough:
-            self.complete = True
-        elif self.chunked and self.buf.endswith(b"\r\n\r\n"):
-            self.complete = dechunk(bytes(self.buf[self.body_start :]))[1]
-
-    def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            raise HttpResponseError("Invalid HTTP response from")
-        self.status = int(parts[1])
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                continue
-            name = name.strip().lower()
-            if name == b"content-length" and value.strip().isdigit():
-                self.length = int(value)
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                self.chunked = True
-        if self.chunked:
-            self.length = None  # RFC 9112 6.3: chunked wins over Content-Length
-
-    def result(self) -> tuple[int, bytes]:
-        if self.status is None:
-            raise HttpResponseError("No HTTP header received from")
-        body = bytes(self.buf[self.body_start :])
-        if self.chunked:
-            body = dechunk(body)[0]
-        elif self.length is not None:
-            body = body[: self.length]
-        return self.status, body[: self.limit]
-
-
-def dechunk(data: bytes) -> tuple[bytes, bool]:
-    """Decode a chunked body: (the data, whether the last chunk was seen)."""
-    out = bytearray()
-    pos = 0
-    while True:
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            return bytes(out), False
-        size_text = data[pos:eol].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise HttpResponseError("Invalid HTTP chunk from") from None
-        if size == 0:
-            return bytes(out), True
-        start = eol + 2
-        out += data[start : start + size]
-        if start + size + 2 > len(data):
-            return bytes(out), False
-        pos = start + size + 2
 
 
 class HttpGet(BaseCheck):
@@ -309,41 +200,33 @@ class HttpGet(BaseCheck):
         #: The request of each url, built once.
         self._requests: dict[int, bytes] = {}
         self._successes: dict[tuple[str, int], CheckResult] = {}
+        #: Content-Length minus the bytes received, last seen per url.
+        self._len_mismatch: dict[int, int] = {}
 
     def configure(self, config: Config) -> None:
         if self.tls:
             conf = config.ext.get("SSL")
             if isinstance(conf, SslConf):
-                self._ssl = ssl_context(conf)
+                self._ssl = ssl_client_context(conf.ca, conf.certificate, conf.key, conf.password)
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is not None:
             return self._ssl
         cls = type(self)
         if cls._default_ssl is None:
-            cls._default_ssl = ssl_context(None)
+            cls._default_ssl = ssl_client_context()
         return cls._default_ssl
 
     def request(self, url: Url) -> bytes:
-        """keepalived's GET request for ``url``."""
+        """keepalived's GET request for ``url`` (built once)."""
         req = self._requests.get(id(url))
         if req is None:
+            # url's virtualhost, else the checker's, the real server's or the
+            # virtual server's (resolved into options.virtualhost by the core)
             vhost = url.virtualhost or self.options.virtualhost
-            if not vhost:
-                # keepalived: the address, with the port unless it is the default
-                t = self.target
-                vhost = f"[{t.address}]" if ":" in t.address else t.address
-                if t.port != (443 if self.tls else 80):
-                    vhost += f":{t.port}"
-            proto = self.options.http_protocol
-            lines = [
-                f"GET {url.path} HTTP/{proto[:3]}",
-                "User-Agent: KeepAliveClient",
-                f"Host: {vhost}",
-            ]
-            if proto != "1.0":
-                lines.append("Connection: close")
-            req = self._requests[id(url)] = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            host = http_host(vhost, self.target.address, self.target.port or 0)
+            req = http_request(url.path, self.options.http_protocol, host)
+            self._requests[id(url)] = req
         return req
 
     async def close(self) -> None:
@@ -371,44 +254,41 @@ class HttpGet(BaseCheck):
         target = self.target
         if target.port is None:
             raise OSError("no port to connect to (set connect_port)")
-        request = self.request(url)
-        reader = ResponseReader()
-        timeout = self.timeout
         sock = make_socket(target, socket.SOCK_STREAM, fwmark=setting(self, "fwmark", None))
-        try:
-            try:
-                async with asyncio.timeout(timeout):
-                    await sock_connect(sock, (target.address, target.port), timeout)
-                    if self.tls:
-                        await self._exchange_tls(sock, request, reader, url)
-                    else:
-                        await _exchange(sock, request, reader)
-            except TimeoutError:
-                raise TimeoutError(f"timeout after {timeout:g}s") from None
-        finally:
-            sock.close()
-        status, body = reader.result()
-        return judge(url, status, body)
-
-    async def _exchange_tls(
-        self, sock: socket.socket, request: bytes, reader: ResponseReader, url: Url
-    ) -> None:
-        server_hostname = ""  # no SNI unless asked, as keepalived
-        if self.options.enable_sni or self.options.sni_name:
-            vhost = url.virtualhost or self.options.virtualhost
-            server_hostname = self.options.sni_name or vhost or self.target.address
-        stream, writer = await asyncio.open_connection(
-            sock=sock, ssl=self._context(), server_hostname=server_hostname
+        tls = sni = None
+        if self.tls:
+            tls = self._context()
+            if self.options.enable_sni or self.options.sni_name:
+                # keepalived: SNI is the virtualhost; none without one
+                sni = self.options.sni_name or url.virtualhost or self.options.virtualhost
+        answer = await http_get(
+            sock,
+            (target.address, target.port),
+            self.request(url),
+            self.timeout,
+            tls=tls,
+            server_hostname=sni,
+            keep=MAX_BODY if url.regex is not None else 0,
         )
-        try:
-            writer.write(request)
-            while not reader.complete:
-                data = await stream.read(RECV_SIZE)
-                if not data:
-                    break
-                reader.feed(data)
-        finally:
-            writer.close()
+        self._length_mismatch(url, answer)
+        return judge(url, answer)
+
+    def _length_mismatch(self, url: Url, answer: HttpAnswer) -> None:
+        """keepalived logs a Content-Length that the body did not match, once per difference."""
+        length = answer.content_length
+        diff = 0 if length is None else length - answer.rx_bytes
+        if diff and self._len_mismatch.get(id(url)) != diff:
+            log.info(
+                "http_check for RS %s VS %s url %s%s: content_length (%d) does not match"
+                " received bytes (%d)",
+                self.where,
+                self.target.virtual_server,
+                url.virtualhost or "",
+                url.path,
+                length,
+                answer.rx_bytes,
+            )
+        self._len_mismatch[id(url)] = diff
 
     def success_lines(self, result: CheckResult) -> list[str]:
         lines = [result.message] if result.message else []
@@ -419,30 +299,19 @@ class HttpGet(BaseCheck):
         return f"{result.message} server {self.where}."
 
 
-async def _exchange(sock: socket.socket, request: bytes, reader: ResponseReader) -> None:
-    """Send ``request`` on the connected ``sock`` and read the answer into ``reader``."""
-    loop = asyncio.get_running_loop()
-    await loop.sock_sendall(sock, request)
-    while not reader.complete:
-        data = await loop.sock_recv(sock, RECV_SIZE)
-        if not data:
-            break
-        reader.feed(data)
-
-
-def judge(url: Url, status: int, body: bytes) -> _UrlVerdict:
+def judge(url: Url, answer: HttpAnswer) -> _UrlVerdict:
     """keepalived's http_handle_response: status, then digest, then regex."""
-    if not url.status_ok(status):
+    if not url.status_ok(answer.status):
         return _UrlVerdict(False, "HTTP status code error to", url)
     msg = "HTTP status code"
     if url.digest is not None:
-        if hashlib.md5(body, usedforsecurity=False).hexdigest() != url.digest:
+        if answer.digest != url.digest:
             return _UrlVerdict(False, "MD5 digest error to", url)
         msg = "MD5 digest"
     if url.regex is not None:
         lo = url.regex_min_offset or 0
         hi = url.regex_max_offset
-        text = body.decode("latin-1")
+        text = answer.body.decode("latin-1")
         match = re.compile(url.regex).search(text, lo)
         found = match is not None and (hi is None or match.start() < hi)
         if found == url.regex_no_match:
