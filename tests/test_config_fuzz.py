@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pykeepalived.core.config import LoadResult, load, load_text
-from pykeepalived.core.config.errors import Diagnostics, Place
+from pykeepalived.core.config.errors import Diagnostic, Diagnostics, Place
 from pykeepalived.core.config.grammar import Grammar
-from pykeepalived.core.config.lexer import Preprocessor, expand_braces, tokenize
+from pykeepalived.core.config.lexer import Preprocessor, Word, expand_braces, tokenize
 from pykeepalived.core.config.tree import build_tree
 from pykeepalived.core.plugin.manager import build_registry
 
@@ -135,16 +135,38 @@ PIECES = [
 config_text = st.lists(st.sampled_from(PIECES), max_size=80).map(" ".join)
 
 
-def _check(result: LoadResult) -> None:
+def _check_diagnostics(diag: Diagnostics, name: str, text: str) -> None:
+    """What any input must give: each problem is a Diagnostic with a place (the file it
+    came from, a line in it) and a one-line message, printed as ``FILE:LINE: kind: ...``
+    like keepalived -t's lines.  (Any exception escaping the call fails the test too.)"""
+    last_line = len(text.splitlines()) + 1
+    for d in diag.items:
+        assert isinstance(d, Diagnostic) and isinstance(d.place, Place), d
+        assert d.place.file and d.place.line >= 0, d
+        if d.place.file == name:
+            assert d.place.line <= last_line, (d, last_line)
+        assert d.message and "\n" not in d.message, d
+        assert str(d) == f"{d.place}: {d.severity.name.lower()}: {d.message}"
+
+
+def _check(result: LoadResult, name: str, text: str) -> None:
     assert isinstance(result, LoadResult)
-    for d in result.diagnostics.items:
-        assert isinstance(str(d), str)
+    _check_diagnostics(result.diagnostics, name, text)
 
 
 @FUZZ
 @given(st.text())
 def test_tokenize_any_text(text: str) -> None:
-    tokenize(text, Place("f", 1), Diagnostics())
+    place, diag = Place("f", 1), Diagnostics()
+    words = tokenize(text, place, diag)
+    # Unquoted words are pieces of the line as written (escapes live in quotes only);
+    # every problem is reported at the line's place.
+    for w in words:
+        assert isinstance(w, Word)
+        if not w.quoted:
+            assert w.text and w.text in text, (w, text)
+    assert all(d.place == place for d in diag.items)
+    _check_diagnostics(diag, "f", text)
 
 
 @FUZZ
@@ -158,14 +180,17 @@ def test_expand_braces_any_text(text: str) -> None:
 def test_preprocess_and_tree_any_text(text: str) -> None:
     diag = Diagnostics()
     lines = Preprocessor("main", diag).read_text(text, "f.conf")
-    build_tree(lines, GRAMMAR.top, diag)
-    build_tree(lines, None, diag)
+    assert all(line.place.file == "f.conf" for line in lines)
+    for root in (GRAMMAR.top, None):
+        nodes = build_tree(lines, root, diag)
+        assert isinstance(nodes, list)
+    _check_diagnostics(diag, "f.conf", text)
 
 
 @FUZZ
 @given(st.one_of(st.text(), config_text))
 def test_load_text_with_plugin_grammar(text: str) -> None:
-    _check(load_text(text, config_id="main", grammar=GRAMMAR))
+    _check(load_text(text, name="f.conf", config_id="main", grammar=GRAMMAR), "f.conf", text)
 
 
 @FUZZ
@@ -174,10 +199,14 @@ def test_load_any_bytes(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "keepalived.conf"
         path.write_bytes(data)
-        _check(load(str(path), config_id="main", grammar=GRAMMAR))
+        _check(
+            load(str(path), config_id="main", grammar=GRAMMAR),
+            str(path),
+            data.decode("utf-8", errors="replace"),
+        )
 
 
 @FUZZ
 @given(config_text)
 def test_load_structured_core_grammar(text: str) -> None:
-    _check(load_text(text, config_id="", grammar=None))
+    _check(load_text(text, name="f.conf", config_id="", grammar=None), "f.conf", text)

@@ -16,7 +16,6 @@ from pykeepalived.testing.lab import (
     Lab,
     LabError,
     cleanup_stale,
-    requires_netns,
     wait_for,
     wait_until,
 )
@@ -29,10 +28,6 @@ NETNS_DIR = Path("/run/netns")
 
 def _exists(netns: str) -> bool:
     return (NETNS_DIR / netns).exists()
-
-
-def test_requires_netns_ok() -> None:
-    assert requires_netns() is None
 
 
 def test_hosts_ping_v4_v6(lab: LabFactory) -> None:
@@ -198,20 +193,32 @@ def test_cleanup_stale_removes_leaked(lab: LabFactory) -> None:
     wait_until(lambda: not any(_alive(pid) for pid in leaked_pids), timeout=3)
 
 
-def test_pykeepalived_plugin_fixture(pykeepalived_plugin: list[object]) -> None:
-    pykeepalived_plugin.append(object())
-    assert len(pykeepalived_plugin) == 1
+def test_pykeepalived_plugin_fixture_starts_empty(pykeepalived_plugin: list[object]) -> None:
+    # A fresh list per test: plugins of one test never leak into the next.  (That an
+    # appended plugin reaches the registry is tests/test_pytest_plugin.py's check.)
+    assert pykeepalived_plugin == []
 
 
 def test_free_port(free_port: int) -> None:
-    assert 0 < free_port < 65536
+    # Free: a listener can take it on 127.0.0.1 right away.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", free_port))
+        sock.listen()
 
 
-def test_own_process_group_only() -> None:
-    # Sanity: the lab never signals the test process's own group.
+def test_teardown_signals_the_started_group_only() -> None:
+    """The lab kills what it started (the child and its own children) and never the
+    test process's own process group."""
     with Lab(1) as lb:
-        lb.hosts[0].popen(["sleep", "300"])
-    assert os.getpgrp() > 0
+        proc = lb.hosts[0].popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        grandchild = int(proc.stdout.readline())
+        assert os.getpgid(proc.pid) == proc.pid != os.getpgrp()
+        assert os.getpgid(grandchild) == proc.pid
+    assert proc.poll() is not None
+    wait_until(lambda: not _alive(grandchild), timeout=5)
 
 
 _RECV_VRRP = r"""

@@ -15,7 +15,7 @@ import pytest
 from pykeepalived import hookimpl
 from pykeepalived.core.plugin.base import Notifier, StateEvent
 from pykeepalived.core.plugin.manager import PluginRegistry
-from pykeepalived.testing.lab import cleanup_stale
+from pykeepalived.testing.lab import cleanup_stale, requires_netns
 from pykeepalived.testing.pytest_plugin import CLEAN_STALE_ENV
 
 NETNS = Path("/run/netns")
@@ -98,3 +98,15 @@ def test_stale_lab_cleanup_is_opt_in(tmp_path: Path) -> None:
         assert not any((NETNS / ns).exists() for ns in leaked)
     finally:
         cleanup_stale(older_than=time.time() + 1)
+
+
+def test_requires_netns_is_none_as_root() -> None:
+    """The ``netns`` skip is honest.  As root the lab must work: a failing probe there
+    would turn every ``netns`` test into a skip, so it fails here (this test carries no
+    ``netns`` mark, or it would be skipped in the one case it can fail).  Not root: the
+    reason names the missing capability."""
+    reason = requires_netns()
+    if os.geteuid() == 0:
+        assert reason is None
+    else:
+        assert reason is not None and "root" in reason

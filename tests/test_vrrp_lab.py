@@ -243,9 +243,9 @@ def test_preempt_nopreempt_and_preempt_delay(lab: Any, tmp_path: Path, nodes: An
     wait_holder(lb.hosts, VIP, "h2", 8)
     t_preempt = time.monotonic() - t0
     assert t_preempt < 7, t_preempt
-    # VI_3 must still be on A: its preempt delay has not run out.
-    assert holders(lb.hosts, VIP3) == ["h1"]
-    assert time.monotonic() - t0 < 4.0 or holders(lb.hosts, VIP3) == ["h1"]
+    # VI_3 must stay on A, and only on A, until its preempt delay has run out: B's 4 s
+    # start after t0, so A holds it at least until t0 + 4 s (watched, not sampled once).
+    assert_single_holder(lb.hosts, VIP3, "h1", duration=max(0.0, t0 + 3.9 - time.monotonic()))
     # VI_3 moves once the 4 s delay has elapsed (+ a Master_Down_Interval).
     wait_holder(lb.hosts, VIP3, "h2", 12)
     t_delay = time.monotonic() - t0
