@@ -109,6 +109,8 @@ class Node:
         self.log = self.dir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        #: More command-line options (``--http-listen ...``).
+        self.extra_args: list[str] = []
 
     # -- lifecycle ------------------------------------------------------------
     def argv(self) -> list[str]:
@@ -208,6 +210,7 @@ class PyNode(Node):
             str(self.dir / "pid"),
             "--status-socket",
             str(self.status_socket),
+            *self.extra_args,
         ]
 
     def status(self, timeout: float = 5.0) -> dict[str, Any]:

@@ -70,13 +70,17 @@ def test_render_metrics() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("127.0.0.1:9650", ("127.0.0.1", 9650)), ("[::1]:80", ("::1", 80))],
+    [
+        ("127.0.0.1:9650", ("127.0.0.1", 9650)),
+        ("[::1]:80", ("::1", 80)),
+        ("9650", ("127.0.0.1", 9650)),  # loopback unless told otherwise
+    ],
 )
 def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9650", "host:", ":80", "127.0.0.1:0", "a:70000"])
+@pytest.mark.parametrize("text", ["host:", ":80", "127.0.0.1:0", "a:70000", "0"])
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_listen(text)

@@ -111,7 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         default=None,
         type=_listen_address,
-        help="serve /status (JSON), /metrics (Prometheus) and /healthz over HTTP",
+        help="serve a dashboard (/), /status (JSON), /metrics (Prometheus) and /healthz "
+        "over HTTP; PORT alone listens on 127.0.0.1",
+    )
+    p.add_argument(
+        "--http-token-file",
+        metavar="FILE",
+        default=None,
+        help="with --http-listen: clients not on loopback must send this file's first line "
+        "as 'Authorization: Bearer TOKEN' (or ?token=)",
     )
     p.add_argument("-v", "--version", action="version", version=f"pykeepalived {__version__}")
     compat = p.add_argument_group(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import inspect
 import json
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pykeepalived")
 
 SHUTDOWN_TIMEOUT = 10.0
+#: How many state changes the status and the dashboard keep.
+TRANSITIONS_KEPT = 50
 HOOK_TIMEOUT = 30.0
 STATUS_FILE = "/tmp/pykeepalived.data"
 
@@ -68,6 +71,10 @@ class Daemon:
         #: ha_suspend needs "is any instance MASTER" without reading the
         #: VRRP thread's objects.
         self._instance_states: dict[str, str] = {}
+        #: The last state changes, newest first (status, dashboard).
+        self.transitions: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=TRANSITIONS_KEPT
+        )
         self._hook_tasks: set[asyncio.Task[None]] = set()
 
     # -- events ------------------------------------------------------------------
@@ -80,6 +87,18 @@ class Daemon:
             else:
                 self._instance_states[event.name] = event.state
             self._ha_suspend_update()
+        self.transitions.appendleft(
+            {
+                "time": event.timestamp,
+                "kind": event.kind.value,
+                "name": event.name,
+                "previous": event.previous,
+                "state": event.state,
+                "detail": event.detail,
+            }
+        )
+        if self.http_api is not None:
+            self.http_api.changes.notify()
 
     def _emit_from_vrrp(self, event: StateEvent) -> None:
         """Called on the VRRP thread: hand the event to the main loop."""
@@ -113,12 +132,22 @@ class Daemon:
             from pykeepalived.core.shell.http_api import HttpApi, parse_listen
 
             host, port = parse_listen(self.args.http_listen)
-            self.http_api = HttpApi(host, port, self.status_async)
-            try:
-                await self.http_api.start()
-            except OSError as exc:
-                log.error("--http-listen %s: %s", self.args.http_listen, exc)
-                self.http_api = None
+            token = None
+            token_file = getattr(self.args, "http_token_file", None)
+            if token_file:
+                from pykeepalived.core.shell.http_api import read_token
+
+                try:
+                    token = read_token(token_file)
+                except (OSError, ValueError) as exc:
+                    log.error("--http-token-file: %s; HTTP server not started", exc)
+            if token is not None or not token_file:
+                self.http_api = HttpApi(host, port, self.status_async, token=token)
+                try:
+                    await self.http_api.start()
+                except OSError as exc:
+                    log.error("--http-listen %s: %s", self.args.http_listen, exc)
+                    self.http_api = None
         if self.args.status_socket:
             from pykeepalived.core.shell.status import StatusServer
 
@@ -278,6 +307,7 @@ class Daemon:
             "config_files": self.config.files,
             "plugins": self.registry.plugin_names(),
             "vrrp_instances": vrrp if vrrp is not None else [],
+            "transitions": list(self.transitions),
         }
         if self.lvs is not None:
             out["virtual_servers"] = self.lvs.status()

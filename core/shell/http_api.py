@@ -6,18 +6,29 @@
 * ``GET /metrics``: Prometheus text exposition (format 0.0.4) of the VRRP
   instances (state, priorities, advert and drop counters, transitions) and
   the virtual servers (quorum, real servers up and their weights);
-* ``GET /healthz``: ``ok`` while the daemon runs.
+* ``GET /healthz``: ``ok`` while the daemon runs;
+* ``GET /``: a live dashboard (:mod:`.dashboard`), fed by ``GET /events``
+  (server-sent events: a status snapshot at once and after every change).
 
-The server only reads a snapshot; it never changes daemon state.  Bind it
-to loopback or a management address: it has no authentication.
+The server only reads a snapshot; it never changes daemon state.  It binds
+to 127.0.0.1 unless told otherwise.  With ``--http-token-file FILE``,
+clients that are not on loopback must send ``Authorization: Bearer TOKEN``
+(or ``?token=TOKEN``, which the dashboard passes on to its event stream).
 """
 
 from __future__ import annotations
 
+import hmac
 import inspect
+import ipaddress
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from pykeepalived.core.shell.dashboard import PAGE, Changes, stream
+
+log = logging.getLogger("pykeepalived.http")
 
 Snapshot = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
@@ -25,10 +36,13 @@ STATE_VALUES = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3, "STOP": 4}
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ValueError if malformed."""
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on 127.0.0.1) -> (host, port);
+    ValueError if malformed."""
+    if text.isdigit():
+        text = f"127.0.0.1:{text}"
     host, sep, port = text.rpartition(":")
     if not sep or not host:
-        raise ValueError(f"expected HOST:PORT, got '{text}'")
+        raise ValueError(f"expected HOST:PORT or PORT, got '{text}'")
     host = host.strip("[]")
     number = int(port)
     if not 0 < number < 65536:
@@ -145,14 +159,55 @@ def render_metrics(status: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def read_token(path: str) -> str:
+    """The bearer token: the file's first line (OSError/ValueError for the caller)."""
+    with open(path) as fh:
+        token = fh.readline().strip()
+    if not token:
+        raise ValueError(f"{path}: empty token")
+    return token
+
+
+def _is_loopback(peer: str | None) -> bool:
+    if not peer:
+        return False
+    try:
+        return ipaddress.ip_address(peer.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpApi:
     """The aiohttp server behind ``--http-listen``."""
 
-    def __init__(self, host: str, port: int, snapshot: Snapshot) -> None:
+    def __init__(
+        self, host: str, port: int, snapshot: Snapshot, *, token: str | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.snapshot = snapshot
+        self.token = token
+        #: The daemon calls ``changes.notify()`` on every state event.
+        self.changes = Changes()
         self._runner: Any = None
+        if token is None and not _is_loopback(host):
+            log.warning(
+                "--http-listen %s:%d is not loopback and has no --http-token-file: "
+                "anyone who reaches it can read the status",
+                host,
+                port,
+            )
+
+    def allowed(self, peer: str | None, header: str | None, query: str | None) -> bool:
+        """Loopback clients, or anyone with the token when one is set."""
+        if self.token is None or _is_loopback(peer):
+            return True
+        offered = ""
+        if header and header.startswith("Bearer "):
+            offered = header[len("Bearer ") :].strip()
+        elif query:
+            offered = query
+        return bool(offered) and hmac.compare_digest(offered, self.token)
 
     async def _status(self) -> dict[str, Any]:
         data = self.snapshot()
@@ -162,6 +217,34 @@ class HttpApi:
 
     async def start(self) -> None:
         from aiohttp import web
+
+        @web.middleware
+        async def guard(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if not self.allowed(
+                request.remote, request.headers.get("Authorization"), request.query.get("token")
+            ):
+                return web.Response(
+                    status=401,
+                    text="401: bearer token required\n",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return await handler(request)
+
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=PAGE, content_type="text/html")
+
+        async def events(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
+            await response.prepare(request)
+            try:
+                await stream(response.write, self._status, self.changes)
+            except (ConnectionResetError, ConnectionError):
+                pass  # the browser went away
+            return response
 
         async def status(request: web.Request) -> web.Response:
             body = json.dumps(await self._status(), default=str, indent=2)
@@ -176,11 +259,14 @@ class HttpApi:
         async def healthz(request: web.Request) -> web.Response:
             return web.Response(text="ok\n")
 
-        app = web.Application()
+        app = web.Application(middlewares=[guard])
+        app.router.add_get("/", page)
+        app.router.add_get("/events", events)
         app.router.add_get("/status", status)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
-        self._runner = web.AppRunner(app, access_log=None)
+        # shutdown_timeout: open event streams never end on their own.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
