@@ -53,6 +53,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pykeepalived.tracking")
 
 PRIO_OWNER = 255
+_ADJUSTMENT = re.compile(r": [+-]\d+$")
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -79,6 +81,16 @@ class TrackVerdict:
     reasons: list[str] = field(default_factory=list)
     #: An unweighted tracker has not reported yet (keepalived's script "init").
     pending: bool = False
+
+    @property
+    def fault_reason(self) -> str:
+        """Why the instance is in FAULT ("tracker script chk_web down ..."),
+        the reason its transition and status give; "" without a fault."""
+        if not self.fault:
+            return ""
+        # Weight adjustments end in ": +N" / ": -N"; the rest are faults.
+        faults = [r for r in self.reasons if not _ADJUSTMENT.search(r)]
+        return "tracker " + "; ".join(faults or self.reasons) if self.reasons else "tracker fault"
 
 
 @dataclass
@@ -294,6 +306,21 @@ class TrackerSet:
             vi = self.config.instance(instance)
             return TrackVerdict(vi.priority if vi is not None else 100)
         return state.evaluate()
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every tracker's last report and the instances it feeds (status socket)."""
+        return [
+            {
+                "kind": kind,
+                "name": name,
+                "up": tracker.status.up,
+                "value": tracker.status.value,
+                "reason": tracker.status.reason,
+                "pending": tracker.pending,
+                "instances": sorted(self._feeds.get((kind, name), ())),
+            }
+            for (kind, name), tracker in self.trackers.items()
+        ]
 
     async def start(self) -> None:
         for key, tracker in self.trackers.items():

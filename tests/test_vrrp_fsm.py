@@ -385,7 +385,7 @@ def test_master_yields_to_higher_priority() -> None:
         ),
         Log(logging.INFO, "(VI_1) Entering BACKUP STATE"),
         RemoveVips(),
-        Transition(State.MASTER, State.BACKUP, "higher priority advert"),
+        Transition(State.MASTER, State.BACKUP, "advert from 192.0.2.12 with higher priority 150"),
     ]
     assert m.state is State.BACKUP
     assert m.next_deadline == 10.0 + 3.609375

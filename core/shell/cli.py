@@ -15,6 +15,8 @@ from pykeepalived import __version__
 from pykeepalived.core.shell.logging_setup import setup_logging
 from pykeepalived.core.shell.startup import (
     DEFAULT_CONF,
+    DEFAULT_PID_FILE,
+    DEFAULT_STATUS_SOCKET,
     EXIT_CONFIG,
     EXIT_CONFIG_TEST,
     EXIT_FATAL,
@@ -22,6 +24,9 @@ from pykeepalived.core.shell.startup import (
     EXIT_SCRIPT_SECURITY,
     load_config,
 )
+
+#: Sub-commands handled by core/shell/ctl.py (the daemon's flags are keepalived's).
+CTL_COMMANDS = ("status", "reload", "install-systemd-unit")
 
 
 def _listen_address(text: str) -> str:
@@ -71,7 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--pid",
         dest="pid_file",
         metavar="FILE",
-        help="pid file (default /run/pykeepalived.pid)",
+        help=f"pid file (default {DEFAULT_PID_FILE}, as keepalived's)",
+    )
+    # keepalived's VRRP and checker children have pid files of their own; we
+    # are one process, so these hold our pid too (see docs/operations.md).
+    p.add_argument(
+        "-r",
+        "--vrrp_pid",
+        dest="vrrp_pid_file",
+        metavar="FILE",
+        help="also write our pid here when the VRRP part runs (keepalived: VRRP child)",
+    )
+    p.add_argument(
+        "-c",
+        "--checkers_pid",
+        dest="checkers_pid_file",
+        metavar="FILE",
+        help="also write our pid here when the checker part runs (keepalived: checker child)",
     )
     p.add_argument(
         "-i",
@@ -103,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--status-socket",
         metavar="PATH",
-        default=None,
-        help="serve live status as JSON on this unix socket",
+        default=DEFAULT_STATUS_SOCKET,
+        help=f"serve live status as JSON on this unix socket (default {DEFAULT_STATUS_SOCKET};"
+        " '' or none: off)",
     )
     p.add_argument(
         "--http-listen",
@@ -143,8 +165,6 @@ KEEPALIVED_COMPAT_OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
     ("-V", "--dont-release-vrrp", None, "don't remove VRRP VIPs and routes on exit"),
     ("-I", "--dont-release-ipvs", None, "don't remove IPVS topology on exit"),
     ("-R", "--dont-respawn", None, "don't respawn child processes"),
-    ("-r", "--vrrp_pid", "FILE", "VRRP child pid file"),
-    ("-c", "--checkers_pid", "FILE", "checkers child pid file"),
     ("-a", "--address-monitoring", None, "report all address additions/deletions"),
     ("-b", "--bfd_pid", "FILE", "BFD child pid file"),
     ("-x", "--snmp", None, "enable SNMP subsystem"),
@@ -172,7 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pykeepalived.core.lvs.genhash import main as genhash_main
 
         return genhash_main(argv[1:])
+    if argv[:1] and argv[0] in CTL_COMMANDS:
+        from pykeepalived.core.shell.ctl import main as ctl_main
+
+        return ctl_main(argv)
     args = build_parser().parse_args(argv)
+    if args.status_socket in ("", "none"):
+        args.status_socket = None
     for opt in _compat_used(args):
         print(
             f"pykeepalived: warning: keepalived option {opt} is not supported; ignored",

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 from pykeepalived.core.config import Config, Diagnostic, LoadResult, Severity
 from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.plugin.manager import PluginRegistry
-from pykeepalived.core.shell.startup import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, load_config
+from pykeepalived.core.shell.pidfile import remove_pid, running_pid, write_pid
+from pykeepalived.core.shell.sdnotify import SdNotifier, WatchdogPinger
+from pykeepalived.core.shell.startup import (
+    DEFAULT_PID_FILE,
+    EXIT_CONFIG,
+    EXIT_FATAL,
+    EXIT_OK,
+    load_config,
+)
 from pykeepalived.core.vrrp.effects import Netlink
 
 if TYPE_CHECKING:
@@ -76,6 +84,10 @@ class Daemon:
             maxlen=TRANSITIONS_KEPT
         )
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        #: systemd's notify protocol (a no-op without $NOTIFY_SOCKET).
+        self.sd = SdNotifier()
+        self.watchdog: WatchdogPinger | None = None
+        self._sd_status_task: asyncio.Task[None] | None = None
 
     # -- events ------------------------------------------------------------------
     def emit(self, event: StateEvent) -> None:
@@ -87,6 +99,8 @@ class Daemon:
             else:
                 self._instance_states[event.name] = event.state
             self._ha_suspend_update()
+        if self.sd.enabled:
+            self._sd_status_soon()
         self.transitions.appendleft(
             {
                 "time": event.timestamp,
@@ -99,6 +113,38 @@ class Daemon:
         )
         if self.http_api is not None:
             self.http_api.changes.notify()
+
+    def _sd_status_soon(self) -> None:
+        """STATUS= after a burst of transitions (one update per burst)."""
+        if self._stop.is_set() or (
+            self._sd_status_task is not None and not self._sd_status_task.done()
+        ):
+            return
+        self._sd_status_task = asyncio.get_running_loop().create_task(
+            self._sd_status(0.1), name="sdnotify:status"
+        )
+
+    async def _sd_status(self, delay: float = 0.0) -> None:
+        from pykeepalived.core.shell.statusview import summary_line
+
+        await asyncio.sleep(delay)
+        try:
+            status = await asyncio.wait_for(self.status_async(), 5.0)
+        except Exception as exc:  # the VRRP loop may be stopping or stuck
+            log.debug("STATUS= not updated: %s", exc)
+            return
+        self.sd.status(summary_line(status))
+
+    def _start_watchdog(self) -> None:
+        """WATCHDOG=1 from the VRRP loop (the main loop with -C): see sdnotify.py."""
+        interval = self.sd.watchdog_interval
+        if interval is None:
+            return
+        self.watchdog = WatchdogPinger(self.sd, interval)
+        if self.vrrp_thread is not None:
+            self.vrrp_thread.call_soon(self.watchdog.start, self.vrrp_thread.loop)
+        else:
+            self.watchdog.start(asyncio.get_running_loop())
 
     def _emit_from_vrrp(self, event: StateEvent) -> None:
         """Called on the VRRP thread: hand the event to the main loop."""
@@ -151,8 +197,17 @@ class Daemon:
         if self.args.status_socket:
             from pykeepalived.core.shell.status import StatusServer
 
-            self.status_server = StatusServer(self.args.status_socket, self.status_async)
-            await self.status_server.start()
+            self.status_server = StatusServer(
+                self.args.status_socket,
+                self.status_async,
+                {"reload-preview": self.reload_preview},
+            )
+            try:
+                await self.status_server.start()
+            except OSError as exc:
+                log.error("--status-socket %s: %s", self.args.status_socket, exc)
+                self.status_server = None
+        self._start_watchdog()
 
     async def _start_events(self) -> None:
         from pykeepalived.core.events import EventDispatcher
@@ -173,7 +228,9 @@ class Daemon:
         if self.vrrp is None or self.vrrp_thread is None or self.trackers is None:
             return
         verdict = self.trackers.verdict(name)
-        self.vrrp_thread.call_soon(self.vrrp.apply_tracking, name, verdict.priority, verdict.fault)
+        self.vrrp_thread.call_soon(
+            self.vrrp.apply_tracking, name, verdict.priority, verdict.fault, verdict.fault_reason
+        )
 
     async def _start_lvs(self) -> None:
         from pykeepalived.core.lvs.ipvs import FlushOnStop, open_backend
@@ -224,6 +281,8 @@ class Daemon:
             self.ipvs = None
 
     async def stop(self) -> None:
+        if self.watchdog is not None and self.vrrp_thread is None:
+            self.watchdog.stop()
         if self.trackers is not None:
             await self.trackers.stop()
         if self.vrrp is not None and self.vrrp_thread is not None:
@@ -271,6 +330,29 @@ class Daemon:
         await self._hook("pykeepalived_configure", config=self.config)
         del old
 
+    async def reload_preview(self, path: str) -> dict[str, Any]:
+        """What a SIGHUP would change if the configuration were ``path`` (the
+        running daemon's file when empty); nothing is applied
+        (core/shell/reloadplan.py)."""
+        from pykeepalived.core.shell.reloadplan import preview
+
+        args = argparse.Namespace(**vars(self.args))
+        args.file = path or self.args.file
+        loaded = await asyncio.to_thread(load_config, args)
+        if loaded is None:
+            return {"error": "plugins could not be loaded"}
+        result, registry = loaded
+        live = {i["name"]: i["state"] for i in (await self.status_async())["vrrp_instances"]}
+        return preview(
+            self.config,
+            result,
+            live,
+            self.lvs,
+            dict(registry.checkers),
+            vrrp_runs=not self.args.check,
+            lvs_runs=not self.args.vrrp,
+        )
+
     async def _hook(self, name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook plugin by plugin, as core/plugin/hookspecs.py says:
         a returned awaitable is awaited, one plugin at a time, under
@@ -309,6 +391,8 @@ class Daemon:
             "vrrp_instances": vrrp if vrrp is not None else [],
             "transitions": list(self.transitions),
         }
+        if self.trackers is not None:
+            out["trackers"] = self.trackers.status()
         if self.lvs is not None:
             out["virtual_servers"] = self.lvs.status()
         return out
@@ -336,6 +420,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGUSR1, self.write_status)
         log.info("Starting pykeepalived (pid %d), config %s", os.getpid(), self.args.file)
         await self.start()
+        # READY=1: the configuration is applied and every socket is open.
+        await self._sd_ready()
         while not self._stop.is_set():
             stop_wait = loop.create_task(self._stop.wait(), name="daemon:wait-stop")
             reload_wait = loop.create_task(self._reload.wait(), name="daemon:wait-reload")
@@ -344,10 +430,14 @@ class Daemon:
             reload_wait.cancel()
             if self._reload.is_set() and not self._stop.is_set():
                 self._reload.clear()
+                self.sd.reloading()
                 try:
                     await self.reload()
                 except Exception:
                     log.exception("Reload failed")
+                # Done, with the new configuration or (refused) the old one.
+                await self._sd_ready()
+        self.sd.stopping()
         log.info("Stopping")
         try:
             await asyncio.wait_for(self.stop(), SHUTDOWN_TIMEOUT)
@@ -362,7 +452,19 @@ class Daemon:
                 task.cancel(msg="pykeepalived is stopping")
             await asyncio.gather(*late, return_exceptions=True)
         log.info("Stopped pykeepalived")
+        self.sd.close()
         return EXIT_OK
+
+    async def _sd_ready(self) -> None:
+        if not self.sd.enabled:
+            return
+        from pykeepalived.core.shell.statusview import summary_line
+
+        try:
+            summary = summary_line(await asyncio.wait_for(self.status_async(), 5.0))
+        except Exception:
+            summary = ""
+        self.sd.ready(summary)
 
 
 def _log_diag(d: Diagnostic) -> None:
@@ -387,17 +489,35 @@ def run_daemon(args: argparse.Namespace) -> int:
 
         for line in dump_json(result.config).splitlines():
             log.info("%s", line)
-    pid_file = args.pid_file
-    if pid_file:
-        try:
-            with open(pid_file, "w") as fh:
-                fh.write(f"{os.getpid()}\n")
-        except OSError as exc:
-            log.error("cannot write pid file %s: %s", pid_file, exc)
-            return EXIT_FATAL
+    pid_files = _pid_files(args, result.config)
+    for path in pid_files:
+        if running_pid(path) is not None:
+            # keepalived 2.2.7 logs this and exits with status 0.
+            log.info("daemon is already running (pid file %s)", path)
+            return EXIT_OK
+    written: list[str] = []
     try:
+        for path in pid_files:
+            try:
+                write_pid(path)
+            except OSError as exc:
+                log.error("cannot write pid file %s: %s", path, exc)
+                return EXIT_FATAL
+            written.append(path)
         return asyncio.run(Daemon(args, result, registry).main())
     finally:
-        if pid_file:
-            with contextlib.suppress(OSError):
-                os.unlink(pid_file)
+        for path in written:
+            remove_pid(path)
+
+
+def _pid_files(args: argparse.Namespace, config: Config) -> list[str]:
+    """-p always (default /run/keepalived.pid); -r / -c when given and
+    their part runs, as keepalived writes its children's (core/shell/pidfile.py)."""
+    files = [getattr(args, "pid_file", None) or DEFAULT_PID_FILE]
+    vrrp_pid = getattr(args, "vrrp_pid_file", None)
+    if vrrp_pid and not args.check and config.vrrp_instances:
+        files.append(vrrp_pid)
+    checkers_pid = getattr(args, "checkers_pid_file", None)
+    if checkers_pid and not args.vrrp and config.virtual_servers:
+        files.append(checkers_pid)
+    return list(dict.fromkeys(files))

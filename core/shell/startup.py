@@ -20,6 +20,11 @@ EXIT_CONFIG_TEST = 5
 EXIT_SCRIPT_SECURITY = 6
 
 DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
+#: keepalived 2.2.7's main pid file (RUNSTATEDIR "/keepalived.pid"), so that
+#: ``kill -HUP $(cat /run/keepalived.pid)`` finds us.
+DEFAULT_PID_FILE = "/run/keepalived.pid"
+#: The status socket (``pykeepalived status`` reads it); the daemon makes the directory.
+DEFAULT_STATUS_SOCKET = "/run/pykeepalived/status.sock"
 
 
 def load_config(args: argparse.Namespace) -> tuple[LoadResult, PluginRegistry] | None:

@@ -376,6 +376,9 @@ class VrrpMachine:
         self._group_fault = False
         self._deadline: float | None = None
         self._owner_conflict_logged = False
+        #: The master whose priority-0 advert shortened our master-down timer
+        #: to Skew_Time (the reason given if that timer then expires).
+        self._resigned_by: bytes | None = None
         #: Repeats of ``_repeat_adv`` are stamped into ``_repeat`` (see the
         #: module docstring, "Repeated adverts").
         self._repeat: RepeatStamp | None = None
@@ -514,6 +517,7 @@ class VrrpMachine:
         self.master_src = self.params.primary_ip or None
         self.master_priority = self.effective_priority
         self._owner_conflict_logged = False
+        self._resigned_by = None
         self._deadline = now + self.params.advert_int
         return actions
 
@@ -591,8 +595,11 @@ class VrrpMachine:
         return actions
 
     @_event
-    def stop(self, now: float) -> list[Action]:
-        """Shut down: resign if MASTER (priority 0 advert), release VIPs -> STOP."""
+    def stop(self, now: float, reason: str = "shutdown") -> list[Action]:
+        """Shut down: resign if MASTER (priority 0 advert), release VIPs -> STOP.
+
+        ``reason`` says why (daemon shutdown, or a reload removing or
+        changing the instance)."""
         if self.state is State.STOP:
             return []
         actions: list[Action] = []
@@ -603,7 +610,7 @@ class VrrpMachine:
                 RemoveVips(),
             ]
         actions.append(self._log("Entering STOP STATE"))
-        actions.append(self._transition(State.STOP, "shutdown"))
+        actions.append(self._transition(State.STOP, reason))
         self.wants_master = False
         return actions
 
@@ -625,7 +632,10 @@ class VrrpMachine:
             self._deadline = now + self.master_down_interval
             actions.append(WantMaster())
             return actions
-        return actions + self._goto_master(now, "master down timer expired")
+        reason = "master down timer expired"
+        if self._resigned_by is not None:
+            reason = f"priority 0 advert from {format_ip(self._resigned_by)} (master resigned)"
+        return actions + self._goto_master(now, reason)
 
     @_event
     def advert_received(self, now: float, adv: RxAdvert) -> list[Action]:
@@ -660,6 +670,7 @@ class VrrpMachine:
         if prio == PRIO_STOP:
             actions.append(self._log("Backup received priority 0 advertisement", LOG_DETAIL))
             self._deadline = now + self.skew_time
+            self._resigned_by = src_ip
             return actions
         preempt_delay = self.preempt_delay
         if (
@@ -673,6 +684,7 @@ class VrrpMachine:
             self._deadline = now + self.master_down_interval
             self.master_src = src_ip
             self.master_priority = prio
+            self._resigned_by = None
             if preempt_delay > 0:
                 if prio >= eff:
                     if self.preempt_time is not None:
@@ -765,7 +777,12 @@ class VrrpMachine:
             self.master_src = adv.src_ip
             self.master_priority = adv.priority
             self.wants_master = False
-            return actions + self._leave_master(now, State.BACKUP, "higher priority advert")
+            why = (
+                f"advert from {src} with higher priority {adv.priority}"
+                if adv.priority > eff
+                else f"advert from {src} with same priority {adv.priority} and a higher address"
+            )
+            return actions + self._leave_master(now, State.BACKUP, why)
 
         # Equal priority from our own address: nothing more to do.
         return actions
@@ -793,10 +810,11 @@ class VrrpMachine:
         ]
 
     @_event
-    def set_fault(self, now: float, faulted: bool) -> list[Action]:
-        """Own fault (interface down, tracker with weight 0) set or cleared."""
+    def set_fault(self, now: float, faulted: bool, reason: str = "") -> list[Action]:
+        """Own fault (interface down, tracker with weight 0) set or cleared;
+        ``reason`` names the trackers (the transition's reason)."""
         self._own_fault = faulted
-        return self._update_fault(now, "fault" if faulted else "fault cleared")
+        return self._update_fault(now, reason or ("fault" if faulted else "fault cleared"))
 
     # ---------------------------------------------------------- sync group
 

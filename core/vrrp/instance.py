@@ -94,6 +94,9 @@ class Instance:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sender: Sender | None = None
         self.last_transition: float = time.time()
+        #: Why the last transition happened (fsm Transition.reason) and from where.
+        self.last_reason = ""
+        self.previous_state: str | None = None
         self.vips = [v for v in cfg.virtual_ipaddress]
         self.evips = [v for v in cfg.virtual_ipaddress_excluded]
         self._vip_devs = [self._vip_dev(v) for v in [*self.vips, *self.evips]]
@@ -262,13 +265,13 @@ class Instance:
         if self._loop is not None and self.fsm.state is State.INIT:
             self.run(self.fsm.start(self._loop.time()))
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "shutdown") -> None:
         """Shutdown: priority 0 advert if MASTER, VIPs removed, STOP."""
         if self._hold is not None:
             self._hold.cancel()
             self._hold = None
         if self._loop is not None and self.fsm.state is not State.STOP:
-            self.run(self.fsm.stop(self._loop.time()))
+            self.run(self.fsm.stop(self._loop.time(), reason))
         self._cancel_timer()
         for task in (self._garp_task, self._refresh_task):
             if task is not None:
@@ -281,6 +284,8 @@ class Instance:
     def run(self, actions: list[Any]) -> None:
         """Carry out the state machine's actions, in order, then re-arm the timer."""
         if actions:
+            if any(isinstance(a, Transition) for a in actions):
+                actions = _with_reasons(actions)
             for action in actions:
                 try:
                     self._do(action)
@@ -748,6 +753,8 @@ class Instance:
     # -- events -----------------------------------------------------------------------
     def _transition(self, t: Transition) -> None:
         self.last_transition = time.time()
+        self.last_reason = t.reason
+        self.previous_state = t.old.value
         self.counters[f"became_{t.new.value.lower()}"] += 1
         if t.new in (State.MASTER, State.BACKUP, State.FAULT, State.STOP):
             self._event(t.new.value, previous=t.old.value, detail=t.reason)
@@ -767,6 +774,15 @@ class Instance:
                 )
             )
 
+    def _master_seen(self) -> str | None:
+        """The master as this instance sees it: ourselves when MASTER, the
+        source of the last accepted advert when BACKUP."""
+        if self.fsm.state is State.MASTER:
+            return self.src or None
+        if self.fsm.state is State.BACKUP and self.fsm.master_src is not None:
+            return pk_ip(self.fsm.master_src)
+        return None
+
     def status(self) -> dict[str, Any]:
         slot = self._repeat_slot
         if slot is not None:
@@ -785,6 +801,10 @@ class Instance:
             "source": self.src,
             "vips": [str(v.address) for v in self.vips],
             "last_transition": self.last_transition,
+            "last_transition_reason": self.last_reason,
+            "previous_state": self.previous_state,
+            "master": self._master_seen(),
+            "master_priority": self.fsm.master_priority,
             "counters": dict(self.counters),
             **self._auth_hmac_status(),
         }
@@ -805,6 +825,23 @@ class Instance:
                 "counters": verifier.counters.as_json(),
             }
         }
+
+
+def _with_reasons(actions: list[Any]) -> list[Any]:
+    """The "(name) Entering X STATE" log line gets its transition's reason as
+    a tail, "(VI_1) Entering MASTER STATE (master down timer expired)", so
+    log watchers matching keepalived's words still match; a line that
+    already ends with it ("... (init)") is kept as is."""
+    reasons = {a.new.value: a.reason for a in actions if isinstance(a, Transition)}
+    out: list[Any] = []
+    for action in actions:
+        if isinstance(action, Log) and action.message.endswith(" STATE"):
+            state = action.message.rsplit(" ", 2)[-2]
+            reason = reasons.get(state)
+            if reason:
+                action = Log(action.level, f"{action.message} ({reason})")
+        out.append(action)
+    return out
 
 
 def pk_ip(packed: bytes) -> str:

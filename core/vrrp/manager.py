@@ -250,9 +250,9 @@ class VrrpManager:
         self._set_groups(config)
         for name, inst in list(old.items()):
             cfg = new_cfgs.get(name)
-            if cfg is None or _identity(cfg) != _identity(inst.cfg):
+            if cfg is None or not keeps_state(inst.cfg, cfg):
                 log.info("(%s) removed or changed by reload", name)
-                inst.stop()
+                inst.stop("reload: removed" if cfg is None else "reload: configuration changed")
                 self._detach(inst)
                 del self.instances[name]
                 self._release_vmac(inst)
@@ -277,12 +277,14 @@ class VrrpManager:
                 del self.receivers[key]
 
     # -- trackers -----------------------------------------------------------------
-    def apply_tracking(self, name: str, priority: int, fault: bool) -> None:
+    def apply_tracking(self, name: str, priority: int, fault: bool, reason: str = "") -> None:
+        """Trackers' verdict; ``reason`` (which trackers fault the instance)
+        becomes the FAULT transition's reason."""
         inst = self.instances.get(name)
         if inst is None or self._loop is None:
             return
         now = self._now()
-        actions = inst.fsm.set_fault(now, fault) if fault != inst.fsm.own_fault else []
+        actions = inst.fsm.set_fault(now, fault, reason) if fault != inst.fsm.own_fault else []
         actions += inst.fsm.set_priority(now, priority)
         if actions:
             inst.run(actions)
@@ -368,6 +370,40 @@ def _group_state(states: set[State]) -> str | None:
     if states <= {State.BACKUP, State.INIT}:
         return "BACKUP"
     return None
+
+
+def keeps_state(old: VrrpInstance, new: VrrpInstance) -> bool:
+    """Whether a reload keeps a running instance (state, VIPs, timers) or
+    stops it and starts it again; ``pykeepalived reload --dry-run`` asks too."""
+    return _identity(old) == _identity(new)
+
+
+#: Names of what _identity compares, in its order (for the reload preview).
+IDENTITY_FIELDS = (
+    "interface",
+    "virtual_router_id",
+    "version",
+    "family",
+    "priority",
+    "advert_int",
+    "state",
+    "preempt",
+    "virtual_ipaddress",
+    "unicast_peer",
+    "unicast_src_ip",
+    "authentication",
+    "auth_pass",
+    "use_vmac",
+    "vmac_xmit_base",
+    "vmac MAC",
+)
+
+
+def identity_changes(old: VrrpInstance, new: VrrpInstance) -> list[str]:
+    """Which of the identity's parts differ (empty: the instance keeps its state)."""
+    return [
+        n for n, a, b in zip(IDENTITY_FIELDS, _identity(old), _identity(new), strict=True) if a != b
+    ]
 
 
 def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
