@@ -127,7 +127,10 @@ async def test_order_per_subject_and_isolation(caplog: pytest.LogCaptureFixture)
     for s in states:
         stamped.append(d.emit(ev("A", s)))
         stamped.append(d.emit(ev("B", s)))
-    assert time.monotonic() - t0 < 0.05, "emit must not wait for delivery"
+    # emit only stamps and queues: no notifier has run before the loop gets control back.
+    # (The bound is 10x what 12 emits take here, see bench/micro: "did not block".)
+    assert LOG == [], "emit must not wait for delivery"
+    assert time.monotonic() - t0 < 0.5
     assert [e.seq for e in stamped] == list(range(1, 13))
     assert all(e.router_id == "r1" for e in stamped)
     await d.wait_idle(timeout=10)
@@ -153,19 +156,15 @@ async def test_slow_notifier_of_a_does_not_delay_b() -> None:
     d.emit(ev("A", "MASTER"))
     d.emit(ev("A", "BACKUP"))
     d.emit(ev("B", "MASTER"))
-    # B (and the other notifier for A) are done long before A's slow notifier.
-    for _ in range(200):
-        if ("slow", "B", "MASTER", 3) in LOG and ("recorder", "A", "BACKUP", 2) in LOG:
-            break
-        await asyncio.sleep(0.005)
-    assert time.monotonic() - t0 < 0.4
-    assert ("slow", "A", "MASTER", 1) not in LOG
+    # B (and the other notifier for A) are delivered before A's slow notifier finishes:
+    # an ordering in the delivery log, not a stopwatch (bench/micro times it).
     await d.wait_idle(timeout=5)
     assert [(n, s) for (w, n, s, _) in LOG if w == "slow"] == [
         ("B", "MASTER"),
         ("A", "MASTER"),
         ("A", "BACKUP"),
     ]
+    assert LOG.index(("recorder", "A", "BACKUP", 2)) < LOG.index(("slow", "A", "MASTER", 1))
     assert time.monotonic() - t0 >= 1.0  # A's two slow deliveries ran one after the other
     await d.close()
 

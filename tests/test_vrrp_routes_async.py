@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -175,7 +174,9 @@ def test_missing_or_hung_ip_does_not_wedge_the_worker(
         nl.routes("add", routes_of("203.0.113.10/32 via 192.0.2.1"), "eth0")  # next batch
         started = time.monotonic()
         assert nl.flush(5)
-        assert time.monotonic() - started < 2.0
+        # The hung ip (sleep 30) was killed at the 0.5 s batch timeout, not waited for:
+        # the next batch is in within 10x the timeout.
+        assert time.monotonic() - started < 5.0
     finally:
         nl.close()
     assert any(
@@ -190,91 +191,65 @@ def test_missing_or_hung_ip_does_not_wedge_the_worker(
 
 
 def test_routes_return_at_once_and_the_loop_keeps_time(lab: Any, tmp_path: Path) -> None:
+    """routes() only queues: the ip processes run on the worker thread while the loop goes
+    on.  Asserted as orderings against a slow ip (1.5 s per process), so a busy machine
+    cannot fail it; bench/micro measures the figures (call cost, drain time, lateness)."""
     (h1,) = lab(1).hosts
     fifty = routes_of(*(f"198.51.100.{i}/32 via 192.0.2.1" for i in range(1, 51)))
+    ip_run = 1.5
+    slow = wrapper(tmp_path, "ip-slow", f'sleep {ip_run}\nexec ip -n {h1.netns} "$@"\n')
 
-    # What the loop used to be blocked for: one ip process per route.
-    started = time.perf_counter()
-    for r in fifty:
-        subprocess.run(
-            ["ip", "-n", h1.netns, "-4", "route", "replace", *r.words],
-            capture_output=True,
-            check=True,
-        )
-    t_sync = time.perf_counter() - started
-    h1.run(["ip", "-4", "route", "flush", "proto", "boot"])
-    assert "198.51.100.1 " not in show(h1, "-4", "route")
-
-    async def real_ip() -> tuple[float, float, int]:
-        nl = Netlink(ip=("ip", "-n", h1.netns))
-        loop = asyncio.get_running_loop()
-        try:
-            started = time.perf_counter()
-            nl.routes("add", fifty, "eth0")
-            t_call = time.perf_counter() - started
-            ticks = 0
-            while nl.ip_worker.pending():  # the loop runs while the worker works
-                await asyncio.sleep(0.001)
-                ticks += 1
-            t_drain = time.perf_counter() - started
-            return t_call, t_drain, ticks
-        finally:
-            await loop.run_in_executor(None, nl.close)
-
-    t_call, t_drain, ticks = asyncio.run(real_ip())
-    table = show(h1, "-4", "route")
-    assert all(f"198.51.100.{i} via 192.0.2.1" in table for i in range(1, 51)), table
-    print(
-        f"50 routes: routes() returned in {t_call * 1e3:.2f} ms, applied after "
-        f"{t_drain * 1e3:.1f} ms; one ip per route on the loop took {t_sync * 1e3:.1f} ms"
-    )
-    assert t_call * 4 < t_drain, (t_call, t_drain)
-    assert t_call * 20 < t_sync, (t_call, t_sync)
-    assert ticks >= 1
-
-    # A slow ip (0.6 s per process) keeps the worker busy for certain: a
-    # timer due meanwhile must fire on time, and a ticker never stalls.
-    slow = wrapper(tmp_path, "ip-slow", f'sleep 0.6\nexec ip -n {h1.netns} "$@"\n')
-
-    async def slow_ip() -> tuple[float, float, int, float]:
+    async def slow_ip(op: str) -> tuple[int, int, float, int, float]:
         nl = Netlink(ip=(slow,))
         loop = asyncio.get_running_loop()
-        fired: list[tuple[float, int]] = []
+        fired: list[int] = []
         worst = 0.0
+        ticks = 0
 
         async def ticker() -> None:
-            nonlocal worst
+            nonlocal worst, ticks
             while True:
                 before = loop.time()
                 await asyncio.sleep(0.01)
+                ticks += 1
                 worst = max(worst, loop.time() - before - 0.01)
 
         tick = asyncio.create_task(ticker(), name="test:ticker")
         await asyncio.sleep(0.05)
         try:
-            due = loop.time() + 0.2
-            loop.call_at(due, lambda: fired.append((loop.time(), nl.ip_worker.pending())))
+            loop.call_later(0.2, lambda: fired.append(nl.ip_worker.pending()))
             started = time.perf_counter()
-            nl.routes("del", fifty, "eth0")
+            nl.routes(op, fifty, "eth0")
             t_call = time.perf_counter() - started
-            await asyncio.sleep(0.3)
-            assert fired
-            late, pending = fired[0][0] - due, fired[0][1]
-            await loop.run_in_executor(None, nl.flush, 10.0)
-            return t_call, late, pending, worst
+            queued = nl.ip_worker.pending()
+            while not fired:
+                await asyncio.sleep(0.01)
+            ticks_at_timer = ticks
+            await loop.run_in_executor(None, nl.flush, 30.0)
+            return queued, fired[0], t_call, ticks_at_timer, worst
         finally:
             tick.cancel()
             await loop.run_in_executor(None, nl.close)
 
-    t_call, late, pending, worst = asyncio.run(slow_ip())
+    queued, pending_at_timer, t_call, ticks, worst = asyncio.run(slow_ip("add"))
+    table = show(h1, "-4", "route")
+    assert all(f"198.51.100.{i} via 192.0.2.1" in table for i in range(1, 51)), table
     print(
-        f"slow ip: routes() {t_call * 1e3:.2f} ms, timer {late * 1e3:.1f} ms late, "
-        f"ticker at most {worst * 1e3:.1f} ms late"
+        f"slow ip ({ip_run} s): routes() {t_call * 1e3:.2f} ms, ticker at most "
+        f"{worst * 1e3:.1f} ms late"
     )
-    assert pending == 50  # the timer fired while the worker was still on the batch
-    assert t_call < 0.05
-    assert late < 0.05
-    assert worst < 0.05
+    # routes() returned with all 50 still queued, and a timer due 0.2 s later fired while
+    # the worker was still on the batch (whose one ip takes 1.5 s): the loop ran meanwhile.
+    assert queued == 50
+    assert pending_at_timer == 50
+    assert ticks >= 1
+    # "Did not block the loop": never stalled for as long as one ip run (the loop ticks
+    # every 10 ms; 10x a generous 50 ms is still well under the 1.5 s a blocked loop shows).
+    assert worst < 0.5, worst
+    assert t_call < 0.5, t_call
+
+    queued, pending_at_timer, _, _, worst = asyncio.run(slow_ip("del"))
+    assert (queued, pending_at_timer) == (50, 50) and worst < 0.5
     assert "198.51.100.1 " not in show(h1, "-4", "route")
 
 
