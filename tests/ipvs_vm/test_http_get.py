@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -123,6 +125,17 @@ virtual_server 192.0.2.62 80 {{
             }}
         }}
     }}
+    real_server 198.51.100.23 8443 {{
+        SSL_GET {{
+            connect_timeout 2
+            warmup 0
+            enable_sni
+            url {{
+                path /tls
+                digest {HELLO}
+            }}
+        }}
+    }}
 }}
 """
 
@@ -144,8 +157,11 @@ EXPECTED_REQUESTS = {
     ("198.51.100.20", 8085): {_get("/", "rs.example.test")},
     ("198.51.100.21", 8086): {_get("/a", "url.example.test"), _get("/b", "chk.example.test")},
     ("198.51.100.22", 8087): {_get("/chunked", "vs.example.test", "1.1")},
+    ("198.51.100.23", 8443): {_get("/tls", "vs.example.test")},
 }
-# Every real server up but the last: its digest is of the decoded chunked body.
+# Every real server up but 8087: its digest is of the decoded chunked body.  The
+# SSL_GET one is up although the SSL block's ca did not sign its certificate:
+# keepalived 2.2.7 loads the ca but never verifies the server.
 EXPECTED_TABLE = sorted(
     [
         "-A -t 192.0.2.61:80 -s rr",
@@ -156,6 +172,7 @@ EXPECTED_TABLE = sorted(
         "-a -t 192.0.2.62:80 -r 198.51.100.72:8084 -m -w 1",
         "-a -t 192.0.2.62:80 -r 198.51.100.20:8085 -m -w 1",
         "-a -t 192.0.2.62:80 -r 198.51.100.21:8086 -m -w 1",
+        "-a -t 192.0.2.62:80 -r 198.51.100.23:8443 -m -w 1",
     ]
 )
 TIMEOUT = 25.0
@@ -164,9 +181,15 @@ TIMEOUT = 25.0
 class Recorder:
     """Raw servers on every real server: record requests, answer and close."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext) -> None:
         self.seen: dict[tuple[str, int], set[bytes]] = defaultdict(set)
         self.servers: list[asyncio.Server] = []
+        self.tls = tls
+        self.sni: set[str | None] = set()
+        tls.sni_callback = self._sni  # type: ignore[assignment]
+
+    def _sni(self, sock: object, name: str | None, ctx: object) -> None:
+        self.sni.add(name)
 
     async def start(self) -> None:
         for address, port in EXPECTED_REQUESTS:
@@ -186,7 +209,8 @@ class Recorder:
                 await writer.drain()
                 writer.close()
 
-            self.servers.append(await asyncio.start_server(handle, address, port))
+            tls = self.tls if port == 8443 else None
+            self.servers.append(await asyncio.start_server(handle, address, port, ssl=tls))
 
     def stop(self) -> None:
         for server in self.servers:
@@ -208,12 +232,28 @@ async def _settle(recorder: Recorder, who: str) -> dict[tuple[str, int], set[byt
     )
 
 
+def _self_signed(path: Path, name: str) -> tuple[Path, Path]:
+    key, crt = path / f"{name}.key", path / f"{name}.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(crt)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return crt, key
+
+
 async def test_http_get_sends_and_judges_as_keepalived(tmp_path: Path) -> None:
+    crt, key = _self_signed(tmp_path, "rs.example.test")
+    other_ca, _ = _self_signed(tmp_path, "other-ca")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(crt, key)
+    text = CONF + f"SSL {{\n    ca {other_ca}\n}}\n"
     conf = tmp_path / "keepalived.conf"
-    conf.write_text(CONF)
+    conf.write_text(text)
 
     # 1. keepalived's checker: its requests and table are the expectation.
-    recorder = Recorder()
+    recorder = Recorder(tls)
     await recorder.start()
     keepalived, log = start_keepalived(conf, tmp_path)
     try:
@@ -224,13 +264,14 @@ async def test_http_get_sends_and_judges_as_keepalived(tmp_path: Path) -> None:
         stop_keepalived(keepalived)
         recorder.stop()
     assert theirs == EXPECTED_REQUESTS
+    assert recorder.sni == {"vs.example.test"}  # enable_sni: the virtual server's virtualhost
     assert ipvsadm_rules() == []
 
     # 2. ours, same configuration, same servers.
-    recorder = Recorder()
+    recorder = Recorder(tls)
     await recorder.start()
     registry = build_registry(autoload=False)
-    loaded = load_text(CONF, grammar=registry.grammar())
+    loaded = load_text(text, grammar=registry.grammar())
     assert not loaded.diagnostics.errors
     backend = IpvsBackend()
     logging.getLogger("pykeepalived").setLevel(logging.WARNING)
@@ -243,4 +284,5 @@ async def test_http_get_sends_and_judges_as_keepalived(tmp_path: Path) -> None:
         await backend.stop()
         recorder.stop()
     assert ours == theirs
+    assert recorder.sni == {"vs.example.test"}
     assert ipvsadm_rules() == []
