@@ -11,12 +11,17 @@ deadline.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_vrrp_fsm import IP1, PEER, adv, ip, machine
+from test_vrrp_rx_batching import netns as veth_netns  # noqa: F401  (the fixture)
 
 from pykeepalived.core.vrrp.fsm import Action, RxAdvert, State, VrrpMachine
 
@@ -173,3 +178,130 @@ def test_sync_group_member_waiting_keeps_stamping() -> None:
     stamp.seen = deadline + 0.5
     assert m.next_deadline == deadline + 0.5 + m.master_down_interval
     assert not m.wants_master
+
+
+# -- the real receiver and instance (core/vrrp/io.py, core/vrrp/instance.py) --------------
+#
+# The tests above check the state machine's side of the contract (offer_repeat, the
+# stamp's ``live``), driving it the way io.Receiver does.  This one runs the real thing:
+# a VrrpManager (its io.Receiver on v0, the instance's RepeatSlot) fed real datagrams
+# through the kernel (a raw socket on the other end of a veth pair, in a namespace).
+# The same advert schedule runs twice, once as shipped and once with stamping refused
+# (VrrpMachine.offer_repeat -> False: every advert is dispatched and handled), and the
+# two must decide alike.
+
+REAL_SCRIPT = r"""
+import asyncio, ipaddress, json, socket, struct, sys
+from pykeepalived.core.config import load_text
+from pykeepalived.core.vrrp import packet as pk
+from pykeepalived.core.vrrp.effects import Netlink
+from pykeepalived.core.vrrp.fsm import VrrpMachine
+from pykeepalived.core.vrrp.manager import VrrpManager
+
+STAMPING = sys.argv[1] == "stamping"
+if not STAMPING:
+    VrrpMachine.offer_repeat = lambda self, slot, rx: False
+
+def advert(prio):
+    adv = pk.make_advert(version=2, vrid=7, priority=prio, advert_int=1,
+                         addresses=(ipaddress.ip_address("198.51.100.7"),),
+                         auth_type=pk.AuthType.NONE, auth_pass="", family=socket.AF_INET)
+    return pk.encode_advert(adv)
+
+def sender(ttl):
+    tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"v1")
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                  socket.inet_aton("0.0.0.0") + socket.inet_aton("192.0.2.1")
+                  + struct.pack("@i", socket.if_nametoindex("v1")))
+    tx.bind(("192.0.2.1", 0))
+    return tx
+
+tx, tx_ttl254 = sender(255), sender(254)
+out = {"transitions": []}
+
+async def main():
+    loop = asyncio.get_running_loop()
+    conf = ("global_defs {\n router_id t\n}\n"
+            "vrrp_instance VI_1 {\n state BACKUP\n interface v0\n virtual_router_id 7\n"
+            " priority 100\n advert_int 1\n virtual_ipaddress {\n 198.51.100.7/32\n }\n}\n")
+    mgr = VrrpManager(Netlink(), lambda e: None)
+    mgr.start(load_text(conf).config, loop)
+    inst = mgr.instances["VI_1"]
+    t0 = loop.time()
+    seen = []
+    async def watch():
+        while True:
+            if not seen or seen[-1][0] != inst.state.value:
+                seen.append((inst.state.value, loop.time() - t0))
+            await asyncio.sleep(0.01)
+    watcher = asyncio.create_task(watch(), name="test:watch")
+    # The master's advert, 20 times, 0.1 s apart (advert_int says 1 s: far inside the
+    # 3.61 s Master_Down_Interval however busy the machine).
+    for _ in range(20):
+        tx.sendto(advert(150), ("224.0.0.18", 0))
+        await asyncio.sleep(0.1)
+    slot = inst._repeat_slot
+    out["slot_live"] = slot is not None and slot.live
+    out["hits"] = slot.hits if slot is not None else 0
+    # The same VRRP bytes with IP TTL 254: the slot's check (the TTL) does not match,
+    # so it is dispatched, validated and dropped (RFC 3768 7.1: TTL must be 255).
+    tx_ttl254.sendto(advert(150), ("224.0.0.18", 0))
+    await asyncio.sleep(0.1)
+    out["hits_after_ttl"] = inst._repeat_slot.hits if inst._repeat_slot is not None else 0
+    tx.sendto(advert(150), ("224.0.0.18", 0))
+    t_last = loop.time() - t0
+    await asyncio.sleep(0.1)
+    status = inst.status()
+    out["received"] = status["counters"]["adverts_received"]
+    out["ttl_drops"] = status["counters"].get("rx_drop_ttl", 0)
+    out["state_while_heard"] = inst.state.value
+    out["mdi"] = inst.fsm.master_down_interval
+    # Silence: the master-down deadline must count from the last advert, stamped or not.
+    end = loop.time() + 15
+    while inst.state.value != "MASTER" and loop.time() < end:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    watcher.cancel()
+    out["transitions"] = seen
+    out["t_last"] = t_last
+    mgr.stop()
+
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.netns
+def test_real_receiver_stamps_repeats_and_decides_like_dispatch(
+    veth_netns: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    runs = {}
+    for mode in ("stamping", "dispatch"):
+        res = subprocess.run(
+            ["ip", "netns", "exec", veth_netns, sys.executable, "-c", REAL_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        runs[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    stamped, plain = runs["stamping"], runs["dispatch"]
+    # As shipped, the receiver stamps the master's repeats: the first advert is handled
+    # (master set), the second offered, the other 18 only stamped.
+    assert stamped["slot_live"] and stamped["hits"] == 18, stamped
+    assert plain["hits"] == 0 and not plain["slot_live"], plain
+    # A repeat whose IP TTL differs is not stamped; it is checked and dropped, both ways.
+    assert stamped["hits_after_ttl"] == 18
+    assert stamped["ttl_drops"] == plain["ttl_drops"] == 1
+    # Every advert counts as received, stamped or handled (22 sent).
+    assert stamped["received"] == plain["received"] == 22
+    for run in (stamped, plain):
+        assert run["state_while_heard"] == "BACKUP"
+        states = [s for s, _ in run["transitions"]]
+        assert states == ["BACKUP", "MASTER"], run["transitions"]
+        # Master_Down_Interval after the last advert (protocol bound: not before it,
+        # and within a generous margin after it).
+        took_over = run["transitions"][-1][1] - run["t_last"]
+        assert run["mdi"] - 0.05 <= took_over <= run["mdi"] + 1.5, (took_over, run["mdi"])
