@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pykeepalived.core.shell.cli import main as cli_main
 from pykeepalived.core.shell.http_api import HttpApi, parse_listen, render_metrics
@@ -46,26 +47,52 @@ SNAPSHOT: dict[str, Any] = {
 }
 
 
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The exposition as prometheus_client's own text parser reads it (it raises on
+    anything a Prometheus server would reject: bad names, labels, values, TYPE lines)."""
+    got: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.documentation, family.name  # every family has its HELP
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in got, key  # no sample twice
+            got[key] = s.value
+    return got
+
+
 def test_render_metrics() -> None:
     text = render_metrics(SNAPSHOT)
-    lines = text.splitlines()
-    assert 'pykeepalived_vrrp_state{instance="VI_1",interface="eth0"} 2' in lines
-    assert 'pykeepalived_vrrp_effective_priority{instance="VI_1"} 148' in lines
-    assert 'pykeepalived_vrrp_adverts_sent_total{instance="VI_1"} 7' in lines
-    assert (
-        'pykeepalived_vrrp_received_dropped_total{instance="VI_1",reason="auth_failure"} 3' in lines
-    )
-    assert 'pykeepalived_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1' in lines
-    assert 'pykeepalived_lvs_quorum_up{virtual_server="[192.0.2.100]:tcp:80"} 1' in lines
-    assert (
-        'pykeepalived_lvs_real_server_up{virtual_server="[192.0.2.100]:tcp:80",'
-        'real_server="[192.0.2.22]:tcp:80"} 0' in lines
-    )
-    # every sample belongs to a declared family
-    declared = {line.split()[2] for line in lines if line.startswith("# TYPE")}
-    for line in lines:
-        if not line.startswith("#"):
-            assert line.split("{")[0].split()[0] in declared, line
+    samples = _samples(text)
+    expected = {
+        ("pykeepalived_vrrp_state", (("instance", "VI_1"), ("interface", "eth0"))): 2,
+        ("pykeepalived_vrrp_effective_priority", (("instance", "VI_1"),)): 148,
+        ("pykeepalived_vrrp_adverts_sent_total", (("instance", "VI_1"),)): 7,
+        (
+            "pykeepalived_vrrp_received_dropped_total",
+            (("instance", "VI_1"), ("reason", "auth_failure")),
+        ): 3,
+        ("pykeepalived_vrrp_transitions_total", (("instance", "VI_1"), ("state", "MASTER"))): 1,
+        ("pykeepalived_lvs_quorum_up", (("virtual_server", "[192.0.2.100]:tcp:80"),)): 1,
+        (
+            "pykeepalived_lvs_real_server_up",
+            (("real_server", "[192.0.2.22]:tcp:80"), ("virtual_server", "[192.0.2.100]:tcp:80")),
+        ): 0,
+    }
+    assert {k: samples.get(k) for k in expected} == expected
+    # Counters are declared as counters (the parser strips _total from the family name).
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert types["pykeepalived_vrrp_adverts_sent"] == "counter"
+    assert types["pykeepalived_vrrp_state"] == "gauge"
+
+
+def test_metrics_label_values_are_escaped() -> None:
+    # Instance names are free text in keepalived.conf: quotes, backslashes and newlines
+    # must come out escaped, or the whole scrape is rejected.
+    weird = 'VI "a"\\b\nc'
+    snap = json.loads(json.dumps(SNAPSHOT))
+    snap["vrrp_instances"][0]["name"] = weird
+    samples = _samples(render_metrics(snap))
+    assert (("instance", weird),) in {k[1] for k in samples}
 
 
 @pytest.mark.parametrize(
@@ -104,7 +131,7 @@ async def test_server_in_process() -> None:
                 assert (await r.json())["vrrp_instances"][0]["name"] == "VI_1"
             async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
                 assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-                assert "pykeepalived_up 1" in await r.text()
+                assert _samples(await r.text())[("pykeepalived_up", ())] == 1
             async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert await r.text() == "ok\n"
     finally:
@@ -134,7 +161,9 @@ def test_daemon_serves_metrics(lab: Any, tmp_path: Path) -> None:
     node.start("global_defs {\n router_id m\n}\n" + instance(priority=150, state="MASTER"))
     wait_holder(net.hosts, "192.0.2.100", "h1", 10)
     metrics = node.get("/metrics")
-    assert 'pykeepalived_vrrp_state{instance="VI_1",interface="eth0"} 2' in metrics, metrics
+    # The whole live scrape parses (a real daemon's snapshot has every family filled).
+    samples = _samples(metrics)
+    assert samples[("pykeepalived_vrrp_state", (("instance", "VI_1"), ("interface", "eth0")))] == 2
     status = json.loads(node.get("/status"))
     assert status["vrrp_instances"][0]["state"] == "MASTER"
     assert node.get("/healthz") == "ok\n"
