@@ -256,8 +256,25 @@ def render(preview: dict[str, Any]) -> str:
     if lv.get("checkers_restarted"):
         lines.append(f"Checkers restarted (keeping their verdicts): {lv['checkers_restarted']}")
     section("IPVS operations:", lv.get("ipvs", []))
-    if len(lines) == 1:
-        lines.append("Nothing would change.")
+    changes = [
+        v.get(k)
+        for k in (
+            "instances_added",
+            "instances_removed",
+            "instances_restarted",
+            "vips_added",
+            "vips_removed",
+            "routes_added",
+            "routes_removed",
+            "rules_added",
+            "rules_removed",
+        )
+    ] + [t.get("trackers_started"), t.get("trackers_stopped")]
+    changes += [lv.get("checkers_started"), lv.get("checkers_stopped"), lv.get("ipvs")]
+    if not any(changes):
+        # a reload always restarts trackers and checkers (keeping the
+        # checkers' verdicts): that is all it would do
+        lines.append("Nothing would change (trackers and checkers would be restarted).")
     lines.append("Nothing was applied.")
     return "\n".join(lines)
 
