@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := keepalived tshark nftables ipvsadm iproute2 procps psmisc haproxy chromium systemd
+APT_PACKAGES := keepalived tshark nftables ipvsadm iproute2 procps psmisc haproxy chromium systemd bird2
 STAMP_APT := .venv/.apt-stamp
 STAMP_VENV := .venv/.install-stamp
 

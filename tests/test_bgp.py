@@ -1,0 +1,300 @@
+"""bgp_speaker / bgp_announce: VIPs announced over BGP (docs/scale-out.md).
+
+The lab (pykeepalived.testing.bgplab): a router running BIRD 2 peers with
+two pykeepalived nodes, each with its own speaker; a client sits behind the
+router.  Routes are read from the router's BIRD (``birdc show route``) and
+checked with traffic from the client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pykeepalived.api import Config, EventKind, StateEvent
+from pykeepalived.plugins.actions import bgp
+from pykeepalived.testing import load_text
+from pykeepalived.testing.bgplab import HOLD, BgpLab, Node
+from pykeepalived.testing.daemons import global_defs, instance
+from pykeepalived.testing.lab import wait_until
+
+VIP_MASTER = "203.0.113.10"
+VIP_ANY = "203.0.113.20"
+
+
+# -- configuration, no lab ----------------------------------------------------------
+
+
+GOOD = """
+bgp_speaker EDGE {
+    backend exabgp
+    local_as 65001
+    local_address 192.0.2.12
+    neighbor 192.0.2.11 65000
+    hold_time 3
+}
+bgp_announce WEB {
+    prefix 203.0.113.10/32
+    track_instance VI_1
+    community 65000:100 65000:200
+    med 10
+    as_path_prepend 2 while_backup
+}
+bgp_announce ANY {
+    speaker EDGE
+    prefix 203.0.113.20/32
+    track_virtual_server 203.0.113.20 8080
+    mode anycast
+}
+"""
+
+
+def _load(text: str) -> Config:
+    res = load_text(text)
+    assert res.ok, [str(d) for d in res.diagnostics.errors]
+    return res.config
+
+
+def _errors(text: str) -> list[str]:
+    return [str(d) for d in load_text(text).diagnostics.errors]
+
+
+def test_blocks_parse() -> None:
+    cfg = _load(GOOD)
+    (speaker,) = cfg.ext["bgp_speaker"]
+    assert speaker.backend == "EXABGP" and speaker.local_as == 65001
+    assert speaker.neighbors == [bgp.Neighbor("192.0.2.11", 65000)]
+    web, anyc = cfg.ext["bgp_announce"]
+    assert web.mode == "MASTER" and web.prepend == 2 and web.prepend_while_backup
+    assert web.communities == ["65000:100", "65000:200"] and web.med == 10
+    assert anyc.virtual_servers == ["[203.0.113.20]:tcp:8080"] and anyc.mode == "ANYCAST"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("prefix 203.0.113.1/24", "is not a prefix"),
+        ("prefix 203.0.113.0/24\n mode master", "mode master needs track_instance"),
+        ("prefix 203.0.113.0/24\n mode quorum", "mode quorum needs track_virtual_server"),
+        ("prefix 203.0.113.0/24\n community 65000", "is not a community"),
+        ("track_instance VI_1", "needs at least one prefix"),
+        ("prefix 203.0.113.0/24\n as_path_prepend 2 always", "only 'while_backup'"),
+    ],
+)
+def test_bad_blocks_are_one_line_errors(body: str, message: str) -> None:
+    errors = _errors(f"bgp_announce X {{\n {body}\n}}\n")
+    assert any(message in e for e in errors), errors
+    assert all("\n" not in e and "<string>:" in e for e in errors)  # one line, its place
+
+
+def test_decide_modes() -> None:
+    cfg = _load(GOOD)
+    web, anyc = cfg.ext["bgp_announce"]
+    assert bgp.decide(web, {}, {}) is None
+    assert bgp.decide(web, {"instance:VI_1": "MASTER"}, {}) == 0
+    assert bgp.decide(web, {"instance:VI_1": "BACKUP"}, {}) == 2  # prepended, not withdrawn
+    assert bgp.decide(web, {"instance:VI_1": "FAULT"}, {}) is None
+    vs = "[203.0.113.20]:tcp:8080"
+    assert bgp.decide(anyc, {}, {vs: True}) == 0
+    assert bgp.decide(anyc, {}, {vs: False}) is None
+
+
+def test_rendered_commands() -> None:
+    cfg = _load(GOOD)
+    (speaker,) = cfg.ext["bgp_speaker"]
+    route = bgp.Route(ipaddress.ip_network("203.0.113.10/32"), "self", ("65000:100",), 10, None, 2)
+    line = bgp.ExaBgp(speaker)._announce_line(route)
+    assert line == (
+        "announce route 203.0.113.10/32 next-hop self med 10 "
+        "community [ 65000:100 ] as-path [ 65001 65001 ]"
+    )
+    bird = bgp.Bird(bgp.SpeakerConf("B", backend="BIRD", local_as=65001, include_file="/x"))
+    text = bird.render({route.prefix: route}, 4)
+    assert (
+        "route 203.0.113.10/32 blackhole { bgp_community.add((65000,100)); bgp_med = 10; "
+        "bgp_path.prepend(65001); bgp_path.prepend(65001); };" in text
+    )
+
+
+# -- the lab ------------------------------------------------------------------------
+
+needs_bird = pytest.mark.skipif(shutil.which("bird") is None, reason="needs BIRD 2 (bird2)")
+
+
+def _speaker(node: Node, backend: str) -> str:
+    h = node.host
+    if backend == "exabgp":
+        return (
+            "bgp_speaker EDGE {\n    backend exabgp\n"
+            f"    local_as {node.asn}\n    local_address {h.ip4}\n"
+            f"    neighbor 192.0.2.11 65000\n    hold_time {HOLD}\n}}\n"
+        )
+    assert node.bird is not None
+    return (
+        "bgp_speaker EDGE {\n    backend bird\n"
+        f"    local_as {node.asn}\n    include_file {node.bird.dir / 'pka4.conf'}\n"
+        f"    control_socket {node.bird.socket}\n}}\n"
+    )
+
+
+def node_config(node: Node, backend: str, priority: int) -> str:
+    h = node.host
+    return (
+        global_defs(h.name)
+        + instance("VI_1", priority=priority, vips=(f"{VIP_MASTER}/32 dev lo",))
+        + f"""
+virtual_server {VIP_ANY} 8080 {{
+    delay_loop 1
+    protocol TCP
+    real_server {h.ip4} 8080 {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+}}
+"""
+        + _speaker(node, backend)
+        + f"""
+bgp_announce WEB {{
+    prefix {VIP_MASTER}/32
+    track_instance VI_1
+    community 65000:100
+}}
+bgp_announce ANY {{
+    prefix {VIP_ANY}/32
+    track_virtual_server {VIP_ANY} 8080
+    mode anycast
+}}
+"""
+    )
+
+
+def _start_nodes(bl: BgpLab, backend: str, tmp_path: Path) -> None:
+    for node, prio in zip(bl.nodes, (200, 100), strict=True):
+        h = node.host
+        # The anycast VIP lives on every node; the master VIP comes with VRRP.
+        h.ip("addr", "add", f"{VIP_ANY}/32", "dev", "lo")
+        node.start_who()
+        if backend == "bird":
+            from pykeepalived.testing.bgplab import Bird, node_bird_conf
+
+            node.bird = Bird(h, tmp_path / f"bird-{h.name}")
+            node.bird.dir.mkdir(parents=True, exist_ok=True)
+            include = node.bird.dir / "pka4.conf"
+            include.write_text("")  # BIRD needs the file to exist when it parses
+            node.bird.start(node_bird_conf(h, node.asn, include))
+        node.py.start(node_config(node, backend, prio))
+
+
+def _dump(bl: BgpLab) -> None:
+    print(bl.bird.birdc("show route all"))
+    print(bl.router.run(["ip", "route"], check=False).stdout)
+    for n in bl.nodes:
+        print(n.host.name, n.host.run(["ip", "addr"], check=False).stdout)
+        print(n.py.tail(60))
+
+
+def _restart(bl: BgpLab, node: Node, backend: str, prio: int) -> None:
+    node.py.start(node_config(node, backend, prio))
+
+
+@pytest.mark.netns
+@needs_bird
+@pytest.mark.timeout(120)
+def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> None:
+    bl = BgpLab(lab(n_hosts=0), tmp_path)
+    n1, n2 = bl.nodes
+    ip1, ip2 = n1.host.ip4, n2.host.ip4
+    _start_nodes(bl, "exabgp", tmp_path)
+    try:
+        # MASTER-only route at n1; the anycast route at both (ECMP).
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
+        bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
+        assert "BGP.community: (65000,100)" in bl.bird.birdc("show route all", f"{VIP_MASTER}/32")
+        wait_until(lambda: bl.bird.primary(f"{VIP_ANY}/32") == {ip1, ip2}, 5)
+        assert set(bl.who(VIP_MASTER, 3)) == {"n1"}
+        assert set(bl.who(VIP_ANY, 24)) == {"n1", "n2"}  # both paths carry traffic
+
+        # n2's health check fails: its anycast route goes, traffic stays on n1.
+        n2.stop_who()
+        bl.wait_hops(f"{VIP_ANY}/32", {ip1}, 10)
+        wait_until(lambda: bl.bird.primary(f"{VIP_ANY}/32") == {ip1}, 5)
+        n2.start_who()
+        bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
+
+        # n1 stops (SIGTERM): failover, the route follows the new MASTER.
+        n1.py.terminate()
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip2}, 15)
+        bl.wait_hops(f"{VIP_ANY}/32", {ip2}, 5)
+        wait_until(lambda: set(bl.who(VIP_MASTER, 2)) == {"n2"}, 5)
+
+        # n1 back (higher priority): the route comes back.
+        _restart(bl, n1, "exabgp", 200)
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
+
+        # n1 killed (SIGKILL): its ExaBGP sees the relay's EOF and closes the
+        # session itself, long before the hold timer would.
+        t0 = time.monotonic()
+        n1.py.kill()
+        wait_until(lambda: not bl.bird.established("n1"), 2 * HOLD, interval=0.02)
+        dead = time.monotonic() - t0
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip2}, 15)
+        assert dead < HOLD, f"session closed {dead:.2f}s after SIGKILL: hold timer, not shutdown"
+
+        # A frozen node (SIGSTOP of its daemon and speaker): only the hold timer
+        # tells the router; its routes go when it expires.
+        bl.wait_hops(f"{VIP_ANY}/32", {ip2}, 5)
+        wait_until(lambda: bl.bird.established("n2"), 5)
+        t0 = time.monotonic()
+        bl.lab_signal_group(n2, signal.SIGSTOP)
+        try:
+            wait_until(lambda: not bl.bird.established("n2"), 4 * HOLD, interval=0.02)
+            frozen = time.monotonic() - t0
+            assert bl.bird.next_hops(f"{VIP_ANY}/32") == set()
+        finally:
+            bl.lab_signal_group(n2, signal.SIGCONT)
+        assert frozen >= HOLD - 1.5, f"session dropped {frozen:.2f}s after the freeze"
+    except BaseException:
+        _dump(bl)
+        raise
+
+
+@pytest.mark.netns
+@needs_bird
+@pytest.mark.timeout(120)
+def test_bird_backend_follows_master(lab: Any, tmp_path: Path) -> None:
+    bl = BgpLab(lab(n_hosts=0), tmp_path)
+    n1, n2 = bl.nodes
+    ip1, ip2 = n1.host.ip4, n2.host.ip4
+    _start_nodes(bl, "bird", tmp_path)
+    try:
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
+        bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
+        assert set(bl.who(VIP_MASTER, 2)) == {"n1"}
+        n2.stop_who()
+        bl.wait_hops(f"{VIP_ANY}/32", {ip1}, 10)
+        n2.start_who()
+        bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
+        n1.py.terminate()
+        # Stopped: its routes are withdrawn from its BIRD; n2 takes over.
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip2}, 15)
+        bl.wait_hops(f"{VIP_ANY}/32", {ip2}, 5)
+        assert n1.bird is not None
+        assert "\nroute" not in (n1.bird.dir / "pka4.conf").read_text()
+        wait_until(lambda: set(bl.who(VIP_MASTER, 2)) == {"n2"}, 5)
+    except BaseException:
+        _dump(bl)
+        raise
+
+
+def test_wants_only_vrrp_and_vs_events() -> None:
+    cfg = _load(GOOD)
+    a = bgp.BgpAnnouncer(cfg)
+    assert a.wants(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER"))
+    assert not a.wants(StateEvent(EventKind.REAL_SERVER, "x", "UP"))
