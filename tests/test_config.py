@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keepalived_oracle import keepalived_test
 
 from pykeepalived import testing
 from pykeepalived.core.config import load, load_text
@@ -155,7 +156,8 @@ def test_deep_nesting_is_an_error_not_a_traceback() -> None:
 
 
 #: keepalived 2.2.7 -t exit code for "VARIANT PATTERN" (the directory holds a.conf
-#: only), measured: failed include checks exit 6, plain include never fails.
+#: only): failed include checks exit 6, plain include never fails.  Measured with
+#: keepalived 2.2.7, and checked again against the installed keepalived at every run.
 INCLUDE_MATRIX = {
     "include": (0, 0, 0, 0),
     "includer": (0, 0, 0, 0),
@@ -177,6 +179,8 @@ def test_include_checks_exit_codes(
         conf.write_text(f"{variant} {tmp_path}/{pattern}\n")
         rc = cli_main(["-t", "-f", str(conf), "-i", "x"])
         err = capsys.readouterr().err
+        ka_rc, _ = keepalived_test(conf, "-i", "x")
+        assert ka_rc == expected, f"keepalived -t: {variant} {pattern}: {ka_rc}"
         assert rc == expected, f"{variant} {pattern}: {err}"
         if expected:
             assert f"{conf}:1: warning: {variant}:" in err
@@ -757,7 +761,7 @@ def test_unicast_peer_ttl_range_upside_down_is_a_warning() -> None:
     assert any("n.conf:6:" in w and "min_ttl 200 > max_ttl 100" in w for w in warnings), warnings
 
 
-def test_global_tracking_is_deprecated_and_keeps_weights() -> None:
+def test_global_tracking_is_deprecated_and_keeps_weights(tmp_path: Path) -> None:
     # keepalived 2.2.7: a config error, and sync_group_tracking_weight is set.
     text = (
         "vrrp_sync_group G {\n group {\n V\n W\n }\n global_tracking\n}\n"
@@ -769,6 +773,11 @@ def test_global_tracking_is_deprecated_and_keeps_weights() -> None:
     assert [(d.place.line, d.message) for d in result.diagnostics.warnings] == [
         (6, "global_tracking is deprecated. Use track_interface/script/file on the sync group")
     ]
+    # The text is keepalived's own, at the same line (keepalived prefixes the group name).
+    conf = tmp_path / "g.conf"
+    conf.write_text(text)
+    _, ka = keepalived_test(conf)
+    assert (6, f"(G) {result.diagnostics.warnings[0].message}") in ka, ka
     assert result.config.vrrp_sync_groups[0].sync_group_tracking_weight
     assert [r.weight for r in result.config.vrrp_instances[0].tracks] == [10]
 

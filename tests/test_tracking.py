@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from keepalived_oracle import keepalived_test
 
 from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import TrackRef
@@ -282,12 +284,17 @@ async def test_tracker_set_feeds_instances_and_survives_crashes(
         await ts.stop()
 
 
-def test_unknown_tracker_reference_is_reported_with_place() -> None:
+def test_unknown_tracker_reference_is_reported_with_place(tmp_path: Path) -> None:
     registry = build_registry()
     text = CONF.replace("track_script { chk_a }", "track_script {\n chk_a\n chk_nope\n }")
     res = load_text(text, name="k.conf", grammar=registry.grammar())
     msgs = [str(d) for d in res.diagnostics.items]
     assert "k.conf:16: warning: (VI_1) track script chk_nope not found, ignoring..." in msgs
+    # Line and text are keepalived's: it says the same of the same file.
+    conf = tmp_path / "k.conf"
+    conf.write_text(text)
+    _, ka = keepalived_test(conf)
+    assert (16, "(VI_1) track script chk_nope not found, ignoring...") in ka, ka
     assert [r.name for r in res.config.instance("VI_1").tracks] == ["chk_a"]  # type: ignore[union-attr]
 
 
