@@ -251,3 +251,45 @@ def test_default_port_80_is_in_host_too(lab: object, keepalived_genhash: Path, f
         + b":80\r\n\r\n"
     )
     assert requests == [expected] * 3
+
+
+async def test_failures_are_one_line_messages(keepalived_genhash: Path) -> None:
+    # no header before the close: keepalived's genhash words it on stderr (and
+    # exits 0); ours prints the same words and exits 1
+    srv = await asyncio.start_server(_close_at_once, "127.0.0.1", 0)
+    port = str(srv.sockets[0].getsockname()[1])
+    try:
+        args = ("-s", "127.0.0.1", "-p", port, "-u", "/")
+        _, out, theirs = await _run(keepalived_genhash, *args)
+        rc, out, ours = await _run(PYKEEPALIVED, "genhash", *args)
+    finally:
+        srv.close()
+    assert theirs == ours == "no data received from remote webserver\n" and out == ""
+    assert rc == 1
+    for bad, message in (
+        (["-s", "www.example.test", "-p", "80"], "server should be an IP, not www.example.test"),
+        (["-s", "127.0.0.1", "-p", "65536"], "invalid port number '65536'"),
+        (["-s", "127.0.0.1", "-p", "80", "-P", "2.0"], "invalid choice: '2.0'"),
+        (["-s", "127.0.0.1", "-p", "80", "-t", "-1"], "invalid timeout '-1'"),
+        (["-s", "127.0.0.1", "-p", "80", "-m", "x"], "invalid fwmark 'x'"),
+    ):
+        rc, out, err = await _run(PYKEEPALIVED, "genhash", *bad, "-u", "/")
+        # one line says what is wrong (argparse's usage lines may precede it)
+        assert rc != 0 and out == "" and message in err.strip().splitlines()[-1], err
+        assert "Traceback" not in err, err
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.0 200 OK\r\n")  # a header that never ends
+    await writer.drain()
+    writer.close()
+
+
+async def test_verbose_shows_the_header_and_the_digest(web_port: int) -> None:
+    rc, out, err = await _run(
+        PYKEEPALIVED, "genhash", "-v", "-s", "127.0.0.1", "-p", str(web_port), "-u", "/page"
+    )
+    assert rc == 0, err
+    assert out.startswith("HTTP/1.0 200 OK\n") and "\nContent-Length: 2120\n" in out
+    assert out.endswith(f"MD5SUM = {hashlib.md5(PAGE).hexdigest()}\n")

@@ -54,9 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-I", "--use-sni", action="store_true", help="send SNI (the virtualhost)")
     p.add_argument("-V", "--use-virtualhost", metavar="VHOST", help="Host header")
     p.add_argument("-v", "--verbose", action="store_true", help="show the headers too")
-    p.add_argument("-m", "--fwmark", type=int, default=None, help="mark outgoing packets")
+    p.add_argument("-m", "--fwmark", type=_fwmark, default=None, help="mark outgoing packets")
     p.add_argument("-P", "--protocol", default="1.0", choices=("1.0", "1.0c", "1.0C", "1.1"))
-    p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds")
+    p.add_argument("-t", "--timeout", type=_timeout, default=5.0, help="seconds")
     return p
 
 
@@ -68,6 +68,26 @@ def _port(text: str) -> int:
     if not 0 < port <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port number '{text}'")
     return port
+
+
+def _fwmark(text: str) -> int:
+    try:
+        mark = int(text, 10)
+    except ValueError:
+        mark = -1
+    if not 0 <= mark < 2**32:
+        raise argparse.ArgumentTypeError(f"invalid fwmark '{text}'")
+    return mark
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86400 * 365:
+        raise argparse.ArgumentTypeError(f"invalid timeout '{text}'")
+    return seconds
 
 
 async def fetch(args: argparse.Namespace) -> HttpAnswer:
