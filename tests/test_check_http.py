@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 import subprocess
 import sys
@@ -361,3 +362,26 @@ def test_status_code_and_content_length_as_keepalived_extracts_them() -> None:
     assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length: 7 \r\n\r\n") is None
     assert content_length(b"HTTP/1.0 200 OK\r\nContent-Length: x\r\n\r\n") is None
     assert content_length(b"HTTP/1.0 200 OK\r\nContent-length: 7\r\n\r\n") is None
+
+
+async def test_content_length_mismatch_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    # keepalived logs it the first time a url shows that difference, and still
+    # judges what arrived (here: the 5 bytes' digest passes)
+    srv, port = await _raw_server(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nhello", [])
+    caplog.set_level(logging.INFO, logger="pykeepalived.lvs.http_get")
+    try:
+        checker = one_checker(
+            f"HTTP_GET {{\n connect_timeout 1\n url {{\n path /x\n digest {hashlib.md5(b'hello').hexdigest()}\n }}\n}}",
+            port=port,
+        )
+        for _ in range(2):
+            result = await run_attempt(checker, 3)
+            assert result.ok, result.message
+        await checker.close()
+    finally:
+        srv.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"http_check for RS [127.0.0.1]:tcp:{port} VS [192.0.2.100]:tcp:80 url /x:"
+        " content_length (10) does not match received bytes (5)"
+    ]
