@@ -57,7 +57,7 @@ Type=notify
 Environment=KEEPALIVED_CONF=/etc/keepalived/keepalived.conf
 EnvironmentFile=-/etc/default/pykeepalived
 # --dont-fork: systemd supervises the process itself (as Debian's
-# keepalived.service); the log goes to syslog/journal as keepalived's does.
+# keepalived.service does); the log (stderr with --dont-fork) goes to the journal.
 ExecStart={exec} --dont-fork --use-file=${{KEEPALIVED_CONF}} $DAEMON_ARGS
 # SIGHUP reloads: unchanged VRRP instances keep their state and VIPs
 # (preview it first with `pykeepalived reload --dry-run`).
