@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pykeepalived.testing.daemons import PyNode
+from pykeepalived.testing.daemons import PyNode, global_defs, instance
 from pykeepalived.testing.lab import Host, Lab, wait_until
 
 ROUTER_AS = 65000
@@ -36,6 +36,8 @@ ROUTER_CLIENT_IP = "198.51.100.1"
 #: BGP hold time (s) on every session: short, so a frozen node is noticed fast.
 HOLD = 3
 PORT = 8080
+VIP_MASTER = "203.0.113.10"
+VIP_ANY = "203.0.113.20"
 
 WHO_SERVER = r"""
 import socket, sys
@@ -155,6 +157,54 @@ class Node:
             self.who = None
 
 
+def speaker_block(node: Node, backend: str) -> str:
+    h = node.host
+    if backend == "exabgp":
+        return (
+            "bgp_speaker EDGE {\n    backend exabgp\n"
+            f"    local_as {node.asn}\n    local_address {h.ip4}\n"
+            f"    neighbor 192.0.2.11 65000\n    hold_time {HOLD}\n}}\n"
+        )
+    assert node.bird is not None
+    return (
+        "bgp_speaker EDGE {\n    backend bird\n"
+        f"    local_as {node.asn}\n    include_file {node.bird.dir / 'pka4.conf'}\n"
+        f"    control_socket {node.bird.socket}\n}}\n"
+    )
+
+
+def node_config(node: Node, backend: str, priority: int) -> str:
+    h = node.host
+    return (
+        global_defs(h.name)
+        + instance("VI_1", priority=priority, vips=(f"{VIP_MASTER}/32 dev lo",))
+        + f"""
+virtual_server {VIP_ANY} 8080 {{
+    delay_loop 1
+    protocol TCP
+    real_server {h.ip4} 8080 {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+}}
+"""
+        + speaker_block(node, backend)
+        + f"""
+bgp_announce WEB {{
+    prefix {VIP_MASTER}/32
+    track_instance VI_1
+    community 65000:100
+}}
+bgp_announce ANY {{
+    prefix {VIP_ANY}/32
+    track_virtual_server {VIP_ANY} 8080
+    mode anycast
+}}
+"""
+    )
+
+
 class BgpLab:
     def __init__(self, lab: Lab, workdir: Path) -> None:
         self.lab = lab
@@ -212,6 +262,21 @@ class BgpLab:
             message=f"{prefix}: router has {self.bird.next_hops(prefix)}, want {want}",
         )
         return time.monotonic() - t0
+
+    def start_nodes(self, backend: str) -> None:
+        """Start both nodes (n1 priority 200, n2 100) with ``backend`` speakers."""
+        for node, prio in zip(self.nodes, (200, 100), strict=True):
+            h = node.host
+            # The anycast VIP lives on every node; the master VIP comes with VRRP.
+            h.ip("addr", "add", f"{VIP_ANY}/32", "dev", "lo")
+            node.start_who()
+            if backend == "bird":
+                node.bird = Bird(h, self.workdir / f"bird-{h.name}")
+                node.bird.dir.mkdir(parents=True, exist_ok=True)
+                include = node.bird.dir / "pka4.conf"
+                include.write_text("")  # BIRD needs the file to exist when it parses
+                node.bird.start(node_bird_conf(h, node.asn, include))
+            node.py.start(node_config(node, backend, prio))
 
     @staticmethod
     def lab_signal_group(node: Node, sig: int) -> None:

@@ -20,13 +20,8 @@ import pytest
 from pykeepalived.api import Config, EventKind, StateEvent
 from pykeepalived.plugins.actions import bgp
 from pykeepalived.testing import load_text
-from pykeepalived.testing.bgplab import HOLD, BgpLab, Node
-from pykeepalived.testing.daemons import global_defs, instance
+from pykeepalived.testing.bgplab import HOLD, VIP_ANY, VIP_MASTER, BgpLab, node_config
 from pykeepalived.testing.lab import wait_until
-
-VIP_MASTER = "203.0.113.10"
-VIP_ANY = "203.0.113.20"
-
 
 # -- configuration, no lab ----------------------------------------------------------
 
@@ -127,81 +122,12 @@ def test_rendered_commands() -> None:
 needs_bird = pytest.mark.skipif(shutil.which("bird") is None, reason="needs BIRD 2 (bird2)")
 
 
-def _speaker(node: Node, backend: str) -> str:
-    h = node.host
-    if backend == "exabgp":
-        return (
-            "bgp_speaker EDGE {\n    backend exabgp\n"
-            f"    local_as {node.asn}\n    local_address {h.ip4}\n"
-            f"    neighbor 192.0.2.11 65000\n    hold_time {HOLD}\n}}\n"
-        )
-    assert node.bird is not None
-    return (
-        "bgp_speaker EDGE {\n    backend bird\n"
-        f"    local_as {node.asn}\n    include_file {node.bird.dir / 'pka4.conf'}\n"
-        f"    control_socket {node.bird.socket}\n}}\n"
-    )
-
-
-def node_config(node: Node, backend: str, priority: int) -> str:
-    h = node.host
-    return (
-        global_defs(h.name)
-        + instance("VI_1", priority=priority, vips=(f"{VIP_MASTER}/32 dev lo",))
-        + f"""
-virtual_server {VIP_ANY} 8080 {{
-    delay_loop 1
-    protocol TCP
-    real_server {h.ip4} 8080 {{
-        TCP_CHECK {{
-            connect_timeout 1
-        }}
-    }}
-}}
-"""
-        + _speaker(node, backend)
-        + f"""
-bgp_announce WEB {{
-    prefix {VIP_MASTER}/32
-    track_instance VI_1
-    community 65000:100
-}}
-bgp_announce ANY {{
-    prefix {VIP_ANY}/32
-    track_virtual_server {VIP_ANY} 8080
-    mode anycast
-}}
-"""
-    )
-
-
-def _start_nodes(bl: BgpLab, backend: str, tmp_path: Path) -> None:
-    for node, prio in zip(bl.nodes, (200, 100), strict=True):
-        h = node.host
-        # The anycast VIP lives on every node; the master VIP comes with VRRP.
-        h.ip("addr", "add", f"{VIP_ANY}/32", "dev", "lo")
-        node.start_who()
-        if backend == "bird":
-            from pykeepalived.testing.bgplab import Bird, node_bird_conf
-
-            node.bird = Bird(h, tmp_path / f"bird-{h.name}")
-            node.bird.dir.mkdir(parents=True, exist_ok=True)
-            include = node.bird.dir / "pka4.conf"
-            include.write_text("")  # BIRD needs the file to exist when it parses
-            node.bird.start(node_bird_conf(h, node.asn, include))
-        node.py.start(node_config(node, backend, prio))
-
-
 def _dump(bl: BgpLab) -> None:
     print(bl.bird.birdc("show route all"))
     print(bl.router.run(["ip", "route"], check=False).stdout)
     for n in bl.nodes:
         print(n.host.name, n.host.run(["ip", "addr"], check=False).stdout)
         print(n.py.tail(60))
-
-
-def _restart(bl: BgpLab, node: Node, backend: str, prio: int) -> None:
-    node.py.start(node_config(node, backend, prio))
 
 
 @pytest.mark.netns
@@ -211,7 +137,7 @@ def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> N
     bl = BgpLab(lab(n_hosts=0), tmp_path)
     n1, n2 = bl.nodes
     ip1, ip2 = n1.host.ip4, n2.host.ip4
-    _start_nodes(bl, "exabgp", tmp_path)
+    bl.start_nodes("exabgp")
     try:
         # MASTER-only route at n1; the anycast route at both (ECMP).
         bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
@@ -235,7 +161,7 @@ def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> N
         wait_until(lambda: set(bl.who(VIP_MASTER, 2)) == {"n2"}, 5)
 
         # n1 back (higher priority): the route comes back.
-        _restart(bl, n1, "exabgp", 200)
+        n1.py.start(node_config(n1, "exabgp", 200))
         bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
 
         # n1 killed (SIGKILL): its ExaBGP sees the relay's EOF and closes the
@@ -272,7 +198,7 @@ def test_bird_backend_follows_master(lab: Any, tmp_path: Path) -> None:
     bl = BgpLab(lab(n_hosts=0), tmp_path)
     n1, n2 = bl.nodes
     ip1, ip2 = n1.host.ip4, n2.host.ip4
-    _start_nodes(bl, "bird", tmp_path)
+    bl.start_nodes("bird")
     try:
         bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
         bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
