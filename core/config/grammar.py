@@ -168,7 +168,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "kernel_rx_buf_size",
             "unicast_fault_no_peer",
             "unicast_ttl",
-            "no_accept",
             "notify_priority_changes",
             "vrrp_skip_check_adv_addr",
             "use_vmac_addr",
@@ -536,6 +535,10 @@ def _global_tracking(node: Node, ctx: Context) -> bool:
     return True
 
 
+def _flag_off(node: Node, ctx: Context) -> bool:
+    return False
+
+
 def _use_vmac(node: Node, ctx: Context) -> str | bool:
     """``use_vmac [NAME] [MAC]`` (either order, as keepalived: a word with
     a ':' is the MAC).  The MAC goes to ``ext["use_vmac_mac"]``; five octets
@@ -777,6 +780,8 @@ def core_grammar() -> Grammar:
         "v3_checksum_as_v2",
     ):
         vi.add(Kw(k, flag, 0, 1))
+    # keepalived: no_accept clears accept (the last of the two wins)
+    vi.add(Kw("no_accept", _flag_off, 0, 0, field="accept"))
     vi.add(Kw("down_timer_adverts", integer(1, 100), 1, 1))
     vi.add(Kw("debug", integer(0, 4), 1, 1))
     _add_unsupported(vi, "vrrp_instance")

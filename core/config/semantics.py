@@ -179,6 +179,7 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
                 peer.place,
                 f"{tag} unicast_peer {peer.address} is not of the instance's address family",
             )
+    _strict_and_accept(vi, gd, diag)
     for attr, glob in (
         ("garp_master_delay", gd.vrrp_garp_master_delay),
         ("garp_master_repeat", gd.vrrp_garp_master_repeat),
@@ -216,6 +217,53 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
     if vi.strict_mode and vi.authentication is not None:
         diag.error(vi.place, f"{tag} authentication is not allowed with strict mode")
     _vmac(vi, diag)
+
+
+def _strict_and_accept(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
+    """keepalived 2.2.7 (vrrp.c vrrp_complete_instance): what strict mode
+    (``vrrp_strict``, ``strict_mode``) resets, each a config error that
+    keepalived corrects as it says, and accept mode's default: off in strict
+    mode, on otherwise, always on for the address owner; accept with VRRPv2
+    in strict mode is reset (RFC 3768 has no Accept_Mode).  Instances left
+    without accept mode get nftables drop rules for their VIPs
+    (core/vrrp/nft_accept.py)."""
+    tag = f"({vi.name})"
+    strict = vi.strict_mode if vi.strict_mode is not None else gd.vrrp_strict
+    owner = vi.priority == 255
+    if strict:
+        if (vi.state == "MASTER") != owner:
+            diag.warning(vi.place, f"{tag} State MASTER must match being address owner")
+            vi.state = "MASTER" if owner else "BACKUP"
+        if vi.preempt_delay:
+            diag.warning(
+                vi.place, f"{tag} preempt_delay is incompatible with strict mode - resetting"
+            )
+            vi.preempt_delay = 0.0
+        if vi.down_timer_adverts not in (None, 3):
+            diag.warning(
+                vi.place, f"{tag} down_timer_adverts is incompatible with strict mode - resetting"
+            )
+            vi.down_timer_adverts = 3
+        if vi.lower_prio_no_advert is False:
+            diag.warning(
+                vi.place, f"{tag} Strict mode requires no lower priority advert. resetting"
+            )
+        vi.lower_prio_no_advert = True
+        if vi.higher_prio_send_advert:
+            diag.warning(
+                vi.place,
+                f"{tag} strict mode requires higher_prio_send_advert to be clear. resetting",
+            )
+        vi.higher_prio_send_advert = False
+    if vi.accept is None:
+        vi.accept = owner or not strict
+    if vi.accept and not owner and strict and vi.version == 2:
+        diag.warning(
+            vi.place,
+            f"{tag} warning - accept mode for VRRP version 2 does not comply with RFC3768"
+            " - resetting",
+        )
+        vi.accept = False
 
 
 def _native_ipv6(vi: m.VrrpInstance, diag: Diagnostics) -> None:

@@ -39,6 +39,7 @@ from pykeepalived.core.vrrp.fsm import (
     WantMaster,
 )
 from pykeepalived.core.vrrp.io import RawPacket, Receiver, RepeatSlot, Sender
+from pykeepalived.core.vrrp.nft_accept import InstanceRules
 from pykeepalived.core.vrrp.timers import EARLY, Timer, TimerQueue, timer_queue
 from pykeepalived.core.vrrp.vmac import Vmac
 
@@ -75,6 +76,8 @@ class Instance:
         self.ifname = cfg.interface or ""
         #: use_vmac: the VMAC interface (see vmac.py), None without.
         self.vmac = vmac
+        #: no_accept/strict: the VIPs' nftables drop rules (the manager sets it)
+        self.fw_rules: InstanceRules | None = None
         #: Where adverts are sent and received: the VMAC, unless
         #: vmac_xmit_base (or no VMAC): the configured interface.
         self.xmit_ifname = vmac.name if vmac is not None and not cfg.vmac_xmit_base else self.ifname
@@ -677,6 +680,8 @@ class Instance:
 
     # -- effects --------------------------------------------------------------------
     def _add_vips(self) -> None:
+        if self.fw_rules is not None:
+            self.fw_rules.add()  # keepalived: the drop rule before the VIPs
         for vip, dev in self._vip_devs:
             self.netlink.add_address(vip, dev)
         if self.cfg.virtual_routes:
@@ -691,6 +696,8 @@ class Instance:
             self.netlink.routes("del", self.cfg.virtual_routes, self.ifname)
         for vip, dev in self._vip_devs:
             self.netlink.del_address(vip, dev)
+        if self.fw_rules is not None:
+            self.fw_rules.remove()  # keepalived: after the VIPs
 
     def gratuitous_addresses(self) -> list[tuple[str, str]]:
         """(interface, address) pairs: GARP/NA go out where the address is,

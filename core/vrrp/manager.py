@@ -29,6 +29,7 @@ from pykeepalived.core.vrrp.effects import Netlink
 from pykeepalived.core.vrrp.fsm import State, Transition, WantMaster
 from pykeepalived.core.vrrp.instance import Instance
 from pykeepalived.core.vrrp.io import Handler, Receiver
+from pykeepalived.core.vrrp.nft_accept import AcceptFirewall, InstanceRules
 from pykeepalived.core.vrrp.vmac import EXT_MAC, VmacManager
 
 log = logging.getLogger("pykeepalived.vrrp")
@@ -52,6 +53,8 @@ class VrrpManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._syncing = False
         self.vmacs = VmacManager(netlink)
+        #: no_accept/strict instances' drop rules (nft_accept.py)
+        self.firewall = AcceptFirewall(netlink.ifindex)
         #: Loop time at which vrrp_startup_delay ends (0: no delay).
         self._delay_until = 0.0
         self._delay_handle: asyncio.TimerHandle | None = None
@@ -69,6 +72,8 @@ class VrrpManager:
             self._delay_handle = loop.call_at(self._delay_until, self._delay_over)
         self._set_groups(config)
         self._static(config, "add")
+        # also when no instance needs it: a crashed run's rules must go
+        self.firewall.start(_firewall_families(config.vrrp_instances))
         for cfg in config.vrrp_instances:
             self._add(cfg)
 
@@ -172,6 +177,7 @@ class VrrpManager:
             on_actions=self._after_actions,
             vmac=vmac,
         )
+        self._set_fw_rules(inst)
         vrid = resolved(cfg.virtual_router_id, "virtual_router_id")
         try:
             rx = self._receiver(inst.xmit_ifname, cfg.family, inst.mcast_dst, inst.auth_type == 2)
@@ -238,6 +244,7 @@ class VrrpManager:
             self._release_vmac(inst)
         self.instances.clear()
         self.vmacs.close()
+        self.firewall.close()
 
     def reload(self, config: Config) -> None:
         """Apply a new configuration: unchanged instances keep their state."""
@@ -248,6 +255,7 @@ class VrrpManager:
             self._static_reload(self.config, config)
         self.config = config
         self._set_groups(config)
+        self.firewall.ensure(_firewall_families(config.vrrp_instances))
         for name, inst in list(old.items()):
             cfg = new_cfgs.get(name)
             if cfg is None or not keeps_state(inst.cfg, cfg):
@@ -260,9 +268,29 @@ class VrrpManager:
                     inst._event("DELETED")
             else:
                 inst.update_config(cfg, config.global_defs)
+                self._reload_fw_rules(inst)
         for name, cfg in new_cfgs.items():
             if name not in self.instances:
                 self._add(cfg)
+
+    def _set_fw_rules(self, inst: Instance) -> None:
+        if _needs_firewall(inst.cfg):
+            addresses = [(addr, dev) for dev, addr in inst.gratuitous_addresses()]
+            inst.fw_rules = InstanceRules(self.firewall, inst.name, addresses)
+
+    def _reload_fw_rules(self, inst: Instance) -> None:
+        """keepalived (vrrp.c, reload): accept mode switched on or off for a
+        kept instance takes or gives its drop rules at once."""
+        had = inst.fw_rules
+        if (had is not None) == _needs_firewall(inst.cfg):
+            return
+        if had is not None:
+            had.remove()
+            inst.fw_rules = None
+            return
+        self._set_fw_rules(inst)
+        if inst.state is State.MASTER and inst.fw_rules is not None:
+            inst.fw_rules.add()
 
     def _detach(self, inst: Instance) -> None:
         key = (inst.xmit_ifname, inst.family)
@@ -355,6 +383,21 @@ class VrrpManager:
 
     def status(self) -> list[dict[str, Any]]:
         return [i.status() for i in self.instances.values()]
+
+
+def _needs_firewall(cfg: VrrpInstance) -> bool:
+    """keepalived: drop rules unless accept mode or the address owner
+    (semantics resolved ``accept``; None only for models built by hand)."""
+    return cfg.accept is False and cfg.priority != 255
+
+
+def _firewall_families(cfgs: list[VrrpInstance]) -> set[int]:
+    return {
+        v.address.version
+        for c in cfgs
+        if _needs_firewall(c)
+        for v in [*c.virtual_ipaddress, *c.virtual_ipaddress_excluded]
+    }
 
 
 def _group_state(states: set[State]) -> str | None:
