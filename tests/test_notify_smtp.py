@@ -173,6 +173,11 @@ async def test_alerts_with_keepalived_subjects(smtpd: tuple[Sink, int]) -> None:
     await d.wait_idle(timeout=20)
     d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "BACKUP", priority=100))
     await d.wait_idle(timeout=20)
+    # Where these come from: keepalived 2.2.7's source (core/smtp.c:610-642 subjects,
+    # vrrp/vrrp_notify.c:203-245 VRRP bodies, check/check_tcp.c:131 the checker's body;
+    # include/smtp.h:104 the X-Mailer header).  The VRRP instance subjects, envelope and
+    # headers are also checked against a running keepalived in tests/test_e2e_notify.py
+    # (test_failover_notifies_scripts_fifo_and_mail[keepalived]).
     subjects = [m["subject"] for m in sink.mails]
     assert subjects == [
         "[LB_A] VRRP Instance VI_1 - Entering MASTER state",
