@@ -258,7 +258,7 @@ def test_without_ipvs_a_null_backend_says_so_once(caplog: pytest.LogCaptureFixtu
     if reason is None:
         pytest.skip("this kernel has IPVS; the fallback cannot be seen here")
     assert "IPVS" in reason
-    backend = asyncio.run(open_backend(load_module=False))
+    backend = asyncio.run(open_backend(load_module=False, kind="ipvs"))
     assert isinstance(backend, NoIpvsBackend)
     caplog.set_level(logging.WARNING)
     backend.apply([web(rs(1))])

@@ -93,6 +93,6 @@ async def test_daemon_passes_lvs_flush_settings_to_the_backend(
     daemon = Daemon(args, result, registry)
     await daemon.start()
     try:
-        assert seen == {"flush_at_start": True, "flush_on_stop": FlushOnStop.VS}
+        assert seen == {"flush_at_start": True, "flush_on_stop": FlushOnStop.VS, "kind": "auto"}
     finally:
         await daemon.stop()

@@ -484,6 +484,15 @@ def _lvs_flush_on_stop(node: Node, ctx: Context) -> list[str]:
     return list(node.args)
 
 
+def _lvs_backend(node: Node, ctx: Context) -> str:
+    """``lvs_backend auto|ipvs|nftables`` (pykeepalived): what serves the
+    virtual servers; auto is IPVS where the kernel has it, else nftables."""
+    word = node.args[0].lower()
+    if word not in ("auto", "ipvs", "nftables"):
+        raise Invalid(f"unknown backend '{node.args[0]}' (expected auto, ipvs or nftables)")
+    return word
+
+
 def _lvs_method_or(default: str | None) -> Any:
     """Case-sensitive as in keepalived 2.2.7, which reports an unknown
     method ("unknown [nat] routing method") and keeps the default; so do we
@@ -727,6 +736,7 @@ def core_grammar() -> Grammar:
     gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
     gd.add(Kw("lvs_flush", flag, 0, 1))
     gd.add(Kw("lvs_flush_on_stop", _lvs_flush_on_stop, 0, 1))
+    gd.add(Kw("lvs_backend", _lvs_backend, 1, 1))  # pykeepalived extension (docs/ipvs.md)
     _add_unsupported(gd, "global_defs")
     top.add(Kw("global_defs", _global_defs(gd), needs_block=True, block=gd))
 

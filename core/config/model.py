@@ -73,6 +73,8 @@ class GlobalDefs:
     #: None: remove our services one by one at stop; []: flush everything;
     #: ["VS"]: remove our virtual servers without their real servers first.
     lvs_flush_on_stop: list[str] | None = None
+    #: pykeepalived: "auto" (IPVS if the kernel has it, else nftables), "ipvs", "nftables".
+    lvs_backend: str = "auto"
     script_timeout: float | None = None
     ext: dict[str, Any] = field(default_factory=dict)
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pykeepalived.core.events import EventDispatcher
     from pykeepalived.core.lvs.ipvs import IpvsBackend, NoIpvsBackend
     from pykeepalived.core.lvs.manager import VirtualServerManager
+    from pykeepalived.core.lvs.nft import NftBackend
     from pykeepalived.core.shell.http_api import HttpApi
     from pykeepalived.core.shell.loopthread import LoopThread
     from pykeepalived.core.shell.status import StatusServer
@@ -72,7 +73,7 @@ class Daemon:
         self.trackers: TrackerSet | None = None
         self.events: EventDispatcher | None = None
         self.lvs: VirtualServerManager | None = None
-        self.ipvs: IpvsBackend | NoIpvsBackend | None = None
+        self.ipvs: IpvsBackend | NftBackend | NoIpvsBackend | None = None
         self.status_server: StatusServer | None = None
         self.http_api: HttpApi | None = None
         #: Last state of each VRRP instance, from its events (main loop only):
@@ -240,6 +241,7 @@ class Daemon:
         self.ipvs = await open_backend(
             flush_at_start=gd.lvs_flush,
             flush_on_stop=FlushOnStop.from_words(gd.lvs_flush_on_stop),
+            kind=gd.lvs_backend,
         )
         await self.ipvs.start()
         self.lvs = VirtualServerManager(

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from pykeepalived.core.lvs import nft
 from pykeepalived.core.lvs.ipvs import netlink as nlk
 from pykeepalived.core.lvs.ipvs.netlink import CMD_FLUSH, CMD_NAMES, IpvsNetlink, IpvsUnavailable
 from pykeepalived.core.lvs.ipvs.table import Op, OpKind, ServiceKey, Table, kernel_table, plan
 from pykeepalived.core.lvs.manager import IpvsService, NullBackend
+from pykeepalived.core.lvs.nft import NftBackend
 
 log = logging.getLogger("pykeepalived.ipvs")
 
@@ -336,11 +338,33 @@ async def open_backend(
     flush_at_start: bool = False,
     flush_on_stop: FlushOnStop = FlushOnStop.NO,
     load_module: bool = True,
-) -> IpvsBackend | NoIpvsBackend:
-    """An :class:`IpvsBackend`, or, where the kernel has no IPVS, a
-    :class:`NoIpvsBackend`.  Both have ``apply``, ``start`` and ``stop``.
-    ``load_module``: try ``modprobe ip_vs`` first, as keepalived does."""
+    kind: str = "auto",
+) -> IpvsBackend | NftBackend | NoIpvsBackend:
+    """An :class:`IpvsBackend`, an :class:`~pykeepalived.core.lvs.nft.NftBackend`
+    or, where neither works, a :class:`NoIpvsBackend`.  All have ``apply``,
+    ``start`` and ``stop``.  ``kind`` is global_defs ``lvs_backend``: "auto"
+    takes IPVS where the kernel has it and nftables elsewhere, so an unchanged
+    keepalived.conf works on a kernel without ip_vs.  ``load_module``: try
+    ``modprobe ip_vs`` first, as keepalived does."""
+    if kind == "nftables":
+        why_not = await nft.available()
+        if why_not is None:
+            log.info("LVS: virtual servers served by nftables (lvs_backend nftables)")
+            return NftBackend()
+        log.error("LVS: lvs_backend nftables: nftables cannot be used (%s)", why_not)
+        return NoIpvsBackend(f"nftables: {why_not}")
     reason = await available(load_module=load_module)
-    if reason is not None:
-        return NoIpvsBackend(reason)
-    return IpvsBackend(flush_at_start=flush_at_start, flush_on_stop=flush_on_stop)
+    if reason is None:
+        return IpvsBackend(flush_at_start=flush_at_start, flush_on_stop=flush_on_stop)
+    if kind == "auto":
+        why_not = await nft.available()
+        if why_not is None:
+            log.warning(
+                "IPVS is not available in this kernel (%s); virtual servers served by"
+                " nftables (table %s, NAT only)",
+                reason,
+                nft.TABLE,
+            )
+            return NftBackend()
+        reason = f"{reason}; nftables: {why_not}"
+    return NoIpvsBackend(reason)

@@ -1,0 +1,506 @@
+"""The nftables backend: virtual servers served by the kernel's packet engine.
+
+Where the kernel has no ip_vs (containers, minimal kernels), the desired
+table of :class:`pykeepalived.core.lvs.manager.VirtualServerManager` is
+programmed as NAT rules in one table per address family that pykeepalived
+owns (``table ip pykeepalived_lvs`` / ``table ip6 pykeepalived_lvs``).  The
+layout follows kube-proxy's nftables mode::
+
+    map services  { type ipv4_addr . inet_proto . inet_service : verdict }
+    map anyport   { type ipv4_addr . inet_proto : verdict }      # port 0 services
+    map fwmarks   { type mark : verdict }
+    chain prerouting/output (nat, dstnat):
+        meta mark vmap @fwmarks                                   # IPVS: fwmark first
+        ip daddr . meta l4proto . th dport vmap @services
+        ip daddr . meta l4proto vmap @anyport
+    chain vs-tcp-192.0.2.100-80 { numgen random mod 5 vmap @sel-tcp-192.0.2.100-80 }
+    map sel-tcp-192.0.2.100-80 { flags interval; 0-1 : goto rs-..., 2-4 : goto rs-... }
+    chain rs-tcp-192.0.2.100-80-198.51.100.11-8080 { meta l4proto tcp dnat to 198.51.100.11:8080 }
+
+Each real server of weight *w* owns an interval of *w* slots of the
+selector (weighted); a weight of 0 owns none (no new connections, as in
+IPVS).  The selector is ``numgen inc`` (rr, wrr), ``numgen random`` (the
+connection-count schedulers, which nftables cannot express: reported once
+with the scheduler used instead), ``jhash`` of the source address (sh,
+persistence) or of the destination (dh), or one real server (fo).
+
+Updates are diffs, sent in one ``nft -f`` transaction (atomic: a packet sees
+the old table or the new one): selector elements are deleted and added, a
+selector rule whose modulus changed is replaced by handle, chains of real
+servers that left are deleted.  Nothing that carries traffic is flushed, and
+NAT rules are only consulted for the first packet of a connection: conntrack
+keeps established connections where they are, as IPVS does.
+
+``nft`` runs as a subprocess (python3-nftables is not importable from the
+venv): asyncio's subprocess support keeps the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pykeepalived.core.lvs.manager import Forward, IpvsDest, IpvsService
+
+log = logging.getLogger("pykeepalived.nft")
+
+TABLE = "pykeepalived_lvs"
+NFT = "nft"
+#: Seconds one ``nft`` run may take (1,000 real servers take well under one).
+NFT_TIMEOUT = 30.0
+
+#: Schedulers nftables expresses (weights as slots of the selector).
+EXACT_SCHEDULERS = frozenset({"rr", "wrr", "sh", "dh", "fo"})
+#: What the others become, and why (keepalived/ipvsadm scheduler names).
+CLOSEST: dict[str, tuple[str, str]] = {
+    "lc": ("wrr", "it needs active connection counts"),
+    "wlc": ("wrr", "it needs active connection counts"),
+    "sed": ("wrr", "it needs active connection counts"),
+    "nq": ("wrr", "it needs active connection counts"),
+    "twos": ("wrr", "it needs active connection counts"),
+    "lblc": ("dh", "it needs per-destination connection counts"),
+    "lblcr": ("dh", "it needs per-destination connection counts"),
+    "ovf": ("fo", "it needs active connection counts"),
+    "mh": ("sh", "maglev hashing is not available; jhash is not consistent on changes"),
+}
+
+
+class NftError(RuntimeError):
+    """``nft`` failed (the transaction was not applied)."""
+
+
+def closest_scheduler(scheduler: str) -> tuple[str, str | None]:
+    """The scheduler nftables applies for ``scheduler`` and, if it differs,
+    why (one phrase).  Unknown names become wrr."""
+    if scheduler in EXACT_SCHEDULERS:
+        return scheduler, None
+    closest, why = CLOSEST.get(scheduler, ("wrr", "it is unknown"))
+    return closest, why
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Vs:
+    """One virtual service as nftables objects (desired or installed)."""
+
+    name: str  # suffix shared by vs-/sel-/rs- objects
+    family: str  # "ip" or "ip6"
+    map: str  # "services", "anyport" or "fwmarks"
+    key: str  # its element key in that map
+    selector: str  # the vs chain's rule
+    elements: dict[str, str] = field(default_factory=dict)  # slot interval -> rs chain
+    reals: dict[str, str] = field(default_factory=dict)  # rs chain -> its rule
+    handle: int | None = None  # of the selector rule, once installed
+
+
+def _safe(text: str) -> str:
+    # nft identifiers: letters, digits, / - _ . (a ':' of IPv6 is not allowed).
+    return re.sub(r"[^A-Za-z0-9/_.-]", "_", text)
+
+
+def _family(svc: IpvsService) -> str:
+    version = svc.address.version if svc.address is not None else svc.family
+    return "ip6" if version == 6 else "ip"
+
+
+def _addr(address: object, family: str) -> str:
+    return f"[{address}]" if family == "ip6" else str(address)
+
+
+def _slots(pairs: list[tuple[str, int]]) -> tuple[int, dict[str, str]]:
+    """Consecutive slot intervals, one per (chain, weight); total slots."""
+    elements: dict[str, str] = {}
+    total = 0
+    for chain, weight in pairs:
+        if weight <= 0:
+            continue
+        first, last = total, total + weight - 1
+        elements[f"{first}-{last}" if last > first else f"{first}"] = chain
+        total += weight
+    return total, elements
+
+
+class _Reporter:
+    """Says each thing the backend cannot do once (per service and subject)."""
+
+    def __init__(self) -> None:
+        self._said: set[tuple[str, ...]] = set()
+
+    def __call__(self, key: tuple[str, ...], level: int, msg: str, *args: object) -> None:
+        if key in self._said:
+            return
+        self._said.add(key)
+        log.log(level, msg, *args)
+
+
+def render(svc: IpvsService, report: _Reporter | None = None) -> _Vs:
+    """The nftables objects of one desired service."""
+    say = report if report is not None else _Reporter()
+    family = _family(svc)
+    proto = svc.protocol.lower()
+    if svc.fwmark is not None:
+        name = f"fwm-{svc.fwmark}"
+        mapname, key = "fwmarks", str(svc.fwmark)
+    else:
+        name = _safe(f"{proto}-{svc.address}-{svc.port or 0}")
+        if svc.port:
+            mapname, key = "services", f"{svc.address} . {proto} . {svc.port}"
+        else:
+            mapname, key = "anyport", f"{svc.address} . {proto}"
+    label = svc.label
+
+    scheduler, why = closest_scheduler(svc.scheduler)
+    if why is not None:
+        say(
+            (label, "sched", svc.scheduler),
+            logging.WARNING,
+            "nftables backend: VS %s: scheduler %s cannot be expressed in nftables (%s);"
+            " using %s, the closest available%s",
+            label,
+            svc.scheduler,
+            why,
+            scheduler,
+            " (weighted random)" if scheduler == "wrr" else "",
+        )
+    if svc.ops:
+        say(
+            (label, "ops"),
+            logging.WARNING,
+            "nftables backend: VS %s: ops (one-packet scheduling) is not supported;"
+            " conntrack keeps each flow on one real server",
+            label,
+        )
+
+    dests: list[tuple[IpvsDest, str]] = []
+    for dest in svc.destinations:
+        dlabel = f"[{dest.address}]:{dest.port}"
+        if dest.forward is not Forward.NAT:
+            say(
+                (label, "fwd", dlabel),
+                logging.ERROR,
+                "nftables backend: VS %s: real server %s uses %s forwarding; the nftables"
+                " backend does NAT only: real server not in the table",
+                label,
+                dlabel,
+                dest.forward.value,
+            )
+            continue
+        if dest.uthreshold or dest.lthreshold:
+            say(
+                (label, "thr", dlabel),
+                logging.WARNING,
+                "nftables backend: VS %s: real server %s: uthreshold/lthreshold are"
+                " not supported (no connection counts); ignored",
+                label,
+                dlabel,
+            )
+        dests.append((dest, f"rs-{name}-{_safe(f'{dest.address}-{dest.port}')}"))
+
+    reals: dict[str, str] = {}
+    for dest, chain in dests:
+        if dest.weight <= 0:
+            continue
+        to = _addr(dest.address, family)
+        if dest.port:
+            l4 = "{ tcp, udp, sctp }" if svc.fwmark is not None else proto
+            reals[chain] = f"meta l4proto {l4} dnat to {to}:{dest.port}"
+        else:
+            reals[chain] = f"dnat to {dest.address}"  # port 0: the client's port is kept
+
+    saddr = f"{family} saddr"
+    seed = zlib.crc32(name.encode())
+    persistent = svc.persistence_timeout is not None
+    if persistent:
+        say(
+            (label, "persist"),
+            logging.INFO,
+            "nftables backend: VS %s: persistence by a hash of the client address: a client"
+            " keeps its real server while the real servers and weights stay the same"
+            " (persistence_timeout is not a timer here%s)",
+            label,
+            "; persistence_granularity ignored" if svc.persistence_granularity else "",
+        )
+    weighted = [(chain, dest.weight) for dest, chain in dests if chain in reals]
+    if scheduler in ("rr", "dh"):
+        weighted = [(chain, 1) for chain, _ in weighted]  # these ignore weights in IPVS
+    if scheduler == "fo" and weighted and not persistent:
+        best = max(weighted, key=lambda cw: cw[1])  # IPVS fo: the first of the heaviest
+        weighted = [(best[0], 1)]
+    total, elements = _slots(weighted)
+    sel = f"@sel-{name}"
+    if total == 0:
+        # IPVS with no usable real server answers ICMP port unreachable.
+        selector = "reject"
+    elif persistent or scheduler == "sh":
+        what = saddr
+        if "sh-port" in svc.flags:
+            what = f"{saddr} . th sport"
+        selector = f"jhash {what} mod {total} seed 0x{seed:08x} vmap {sel}"
+    elif scheduler == "dh":
+        selector = f"jhash {family} daddr mod {total} seed 0x{seed:08x} vmap {sel}"
+    elif why is None:  # rr, wrr, fo: IPVS's rotation as a counter
+        selector = f"numgen inc mod {total} vmap {sel}"
+    else:
+        # Connection-count schedulers: weighted like wrr, but random, so that
+        # bursts from many directors' clients do not march in step.
+        selector = f"numgen random mod {total} vmap {sel}"
+    # Only chains that a slot points at are kept.
+    used = set(elements.values())
+    reals = {c: r for c, r in reals.items() if c in used}
+    return _Vs(name, family, mapname, key, selector, elements, reals)
+
+
+def _table_script(family: str) -> list[str]:
+    """The table's fixed part (maps and hooks), created in one block."""
+    addr = "ipv4_addr" if family == "ip" else "ipv6_addr"
+    match = [
+        "meta mark vmap @fwmarks",
+        f"{family} daddr . meta l4proto . th dport vmap @services",
+        f"{family} daddr . meta l4proto vmap @anyport",
+    ]
+    lines = [
+        f"table {family} {TABLE} {{",
+        f"  map services {{ type {addr} . inet_proto . inet_service : verdict; }}",
+        f"  map anyport {{ type {addr} . inet_proto : verdict; }}",
+        "  map fwmarks { type mark : verdict; }",
+    ]
+    for hook in ("prerouting", "output"):
+        lines.append(f"  chain {hook} {{")
+        lines.append(f"    type nat hook {hook} priority -100; policy accept;")
+        lines += [f"    {m}" for m in match]
+        lines.append("  }")
+    lines.append("}")
+    return lines
+
+
+def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
+    """The ``nft -f`` lines that turn ``installed`` into ``desired`` (one
+    family).  Order: create, fill, point the service maps at the new, then
+    unhook and delete what left."""
+    t = TABLE
+    adds: list[str] = []
+    maps: list[str] = []
+    fills: list[str] = []
+    hooks: list[str] = []
+    unhooks: list[str] = []
+    deletes: list[str] = []
+    for name, want in desired.items():
+        fam = want.family
+        have = installed.get(name)
+        if have is None:
+            for chain, rule in want.reals.items():
+                adds.append(f"add chain {fam} {t} {chain}")
+                fills.append(f"add rule {fam} {t} {chain} {rule}")
+            adds.append(f"add chain {fam} {t} vs-{name}")
+            # After the chains its elements name: in one batch, a map added
+            # before them cannot "goto" them (ENOENT, nft 1.0.6 / Linux 6.x).
+            maps.append(
+                f"add map {fam} {t} sel-{name} {{ typeof numgen inc mod 2 : verdict; flags interval; }}"
+            )
+            fills.append(f"add rule {fam} {t} vs-{name} {want.selector}")
+            if want.elements:
+                fills.append(f"add element {fam} {t} sel-{name} {{ {_elems(want.elements)} }}")
+            hooks.append(f"add element {fam} {t} {want.map} {{ {want.key} : goto vs-{name} }}")
+            continue
+        # A chain's name says its address, port and protocol: same name, same rule.
+        for chain, rule in want.reals.items():
+            if chain not in have.reals:
+                adds.append(f"add chain {fam} {t} {chain}")
+                fills.append(f"add rule {fam} {t} {chain} {rule}")
+        gone = {k: v for k, v in have.elements.items() if want.elements.get(k) != v}
+        new = {k: v for k, v in want.elements.items() if have.elements.get(k) != v}
+        if gone:
+            unhooks.append(f"delete element {fam} {t} sel-{name} {{ {', '.join(gone)} }}")
+        if new:
+            hooks.append(f"add element {fam} {t} sel-{name} {{ {_elems(new)} }}")
+        if want.selector != have.selector:
+            assert have.handle is not None
+            hooks.append(f"replace rule {fam} {t} vs-{name} handle {have.handle} {want.selector}")
+        for chain in have.reals.keys() - want.reals.keys():
+            deletes.append(f"flush chain {fam} {t} {chain}")
+            deletes.append(f"delete chain {fam} {t} {chain}")
+    for name, have in installed.items():
+        if name in desired:
+            continue
+        fam = have.family
+        unhooks.append(f"delete element {fam} {t} {have.map} {{ {have.key} }}")
+        deletes.append(f"flush chain {fam} {t} vs-{name}")
+        deletes.append(f"delete chain {fam} {t} vs-{name}")
+        deletes.append(f"delete map {fam} {t} sel-{name}")
+        for chain in have.reals:
+            deletes.append(f"flush chain {fam} {t} {chain}")
+            deletes.append(f"delete chain {fam} {t} {chain}")
+    # Elements leave before new ones of overlapping slots arrive.
+    return adds + maps + fills + unhooks + hooks + deletes
+
+
+def _elems(elements: dict[str, str]) -> str:
+    return ", ".join(f"{k} : goto {v}" for k, v in elements.items())
+
+
+_HANDLE = re.compile(r"^add rule (ip6?) \S+ vs-(\S+) .* # handle (\d+)\s*$")
+
+
+# -- running nft ------------------------------------------------------------------------------
+
+
+async def run_nft(args: Iterable[str], script: str | None = None) -> str:
+    """Run ``nft`` with ``args`` (and ``script`` on stdin); its output.
+    Raises :class:`NftError` with nft's own message on failure."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            NFT,
+            *args,
+            stdin=asyncio.subprocess.PIPE if script is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise NftError(f"cannot run {NFT}: {exc}") from exc
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(script.encode() if script is not None else None), NFT_TIMEOUT
+        )
+    except TimeoutError as exc:
+        proc.kill()
+        await proc.wait()
+        raise NftError(f"{NFT} did not finish within {NFT_TIMEOUT:g}s") from exc
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise NftError("; ".join(lines[:3]) or f"{NFT} exited with {proc.returncode}")
+    return out.decode(errors="replace")
+
+
+async def available() -> str | None:
+    """None if nftables can be used here, else why not (one line)."""
+    if shutil.which(NFT) is None:
+        return f"no {NFT} command"
+    try:
+        await run_nft(["list", "tables"])
+    except NftError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass
+class NftApplyResult:
+    """What one :meth:`NftBackend.apply` did (for logs, status and tests)."""
+
+    lines: int = 0  # nft statements sent
+    seconds: float = 0.0
+    skipped: bool = False
+    error: str | None = None
+
+
+class NftBackend:
+    """Serves the desired virtual-server table with nftables (module doc).
+
+    Same face as the IPVS backend: ``start``, ``apply``, ``stop``.  The
+    first apply atomically replaces a leftover table of an earlier run;
+    ``stop`` deletes the tables.
+    """
+
+    kind = "nftables"
+
+    def __init__(self) -> None:
+        self.installed: dict[str, dict[str, _Vs]] = {}  # family -> name -> objects
+        self.last: NftApplyResult | None = None
+        self._fresh: set[str] = {"ip", "ip6"}  # families to (re)create at next apply
+        self._report = _Reporter()
+        self._lock = asyncio.Lock()
+        self._generation = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def apply(self, services: list[IpvsService]) -> NftApplyResult:
+        """Make our tables serve exactly ``services``.  A failed transaction
+        changes nothing; it is logged and the next apply rebuilds the table
+        in one transaction.  Raises :class:`NftError` on failure."""
+        self._generation += 1
+        generation = self._generation
+        desired: dict[str, dict[str, _Vs]] = {"ip": {}, "ip6": {}}
+        for svc in services:
+            vs = render(svc, self._report)
+            desired[vs.family].setdefault(vs.name, vs)
+        async with self._lock:
+            if generation != self._generation:
+                return NftApplyResult(skipped=True)
+            result = await self._apply(desired)
+        self.last = result
+        if result.error is not None:
+            raise NftError(result.error)
+        return result
+
+    async def _apply(self, desired: dict[str, dict[str, _Vs]]) -> NftApplyResult:
+        lines: list[str] = []
+        for family, want in desired.items():
+            have = self.installed.get(family)
+            if family in self._fresh:
+                # A leftover of an earlier run goes in the same transaction
+                # (add+delete: nft 1.0.6 has no "destroy").
+                lines += [f"add table {family} {TABLE}", f"delete table {family} {TABLE}"]
+                have = None
+            if have is None:
+                if not want:
+                    continue  # no table of this family needed
+                lines += _table_script(family)
+                have = {}
+            lines += plan(have, want)
+        result = NftApplyResult(lines=len(lines))
+        if not lines:
+            return result
+        started = time.monotonic()
+        try:
+            out = await run_nft(["-e", "-a", "-f", "-"], "\n".join(lines) + "\n")
+        except NftError as exc:
+            log.error("nftables backend: update failed: %s", exc)
+            self._fresh = {"ip", "ip6"}
+            self.installed.clear()
+            result.error = str(exc)
+            return result
+        result.seconds = time.monotonic() - started
+        handles: dict[tuple[str, str], int] = {}
+        for line in out.splitlines():
+            m = _HANDLE.match(line)
+            if m:
+                handles[(m.group(1), m.group(2))] = int(m.group(3))
+        for family, want in desired.items():
+            if family in self._fresh:
+                self._fresh.discard(family)
+                have = {} if want else None
+            else:
+                have = self.installed.get(family)
+            if have is None and not want:
+                self.installed.pop(family, None)
+                continue
+            for name, vs in want.items():
+                old = (have or {}).get(name)
+                vs.handle = handles.get((family, name), old.handle if old else None)
+            self.installed[family] = want
+        log.debug("nftables backend: %d statements in %.3fs", len(lines), result.seconds)
+        return result
+
+    async def stop(self) -> None:
+        """Delete our tables (keepalived removes its virtual servers at stop).
+        Never raises."""
+        self._generation += 1
+        async with self._lock:
+            families = set(self.installed) | {"ip", "ip6"}
+            lines: list[str] = []
+            for family in sorted(families):
+                lines += [f"add table {family} {TABLE}", f"delete table {family} {TABLE}"]
+            try:
+                await run_nft(["-f", "-"], "\n".join(lines) + "\n")
+            except NftError as exc:
+                log.error("nftables backend: cannot remove the tables at shutdown: %s", exc)
+            self.installed.clear()
+            self._fresh = {"ip", "ip6"}
