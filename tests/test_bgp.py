@@ -164,6 +164,16 @@ def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> N
         n1.py.start(node_config(n1, "exabgp", 200))
         bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
 
+        # A reload (SIGHUP) keeps the speaker, its session and the routes: the
+        # router's route and session timestamps do not move.
+        route_before = bl.bird.birdc("show route", f"{VIP_MASTER}/32")
+        session_before = bl.bird.birdc("show protocols", "n1")
+        n1.py.reload(node_config(n1, "exabgp", 200))
+        n1.py.wait_log("kept across the reload", 10)
+        time.sleep(1.0)  # room for a wrong withdraw to reach the router
+        assert bl.bird.birdc("show route", f"{VIP_MASTER}/32") == route_before
+        assert bl.bird.birdc("show protocols", "n1") == session_before
+
         # n1 killed (SIGKILL): its ExaBGP sees the relay's EOF and closes the
         # session itself, long before the hold timer would.
         t0 = time.monotonic()

@@ -55,7 +55,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +387,8 @@ class ExaBgp(Backend):
         self._announced: dict[Prefix, Route] = {}
         self._lock = asyncio.Lock()
         self._log_task: asyncio.Task[None] | None = None
+        #: ExaBGP said it shuts down (or its API ended): nothing more to send.
+        self._gone = False
 
     def render_config(self, relay_argv: list[str]) -> str:
         c = self.conf
@@ -471,6 +473,8 @@ class ExaBgp(Backend):
 
     async def _command(self, line: str) -> bool:
         """Send one API command; True once ExaBGP answered ``done``."""
+        if self._gone:
+            return False
         try:
             await asyncio.wait_for(self._connected.wait(), ACK_TIMEOUT)
         except TimeoutError:
@@ -485,6 +489,13 @@ class ExaBgp(Backend):
             log.error("(%s) ExaBGP did not acknowledge '%s': %s", self.conf.name, line, exc)
             return False
         word = answer.decode(errors="replace").strip()
+        if not word or word.startswith("shutdown"):
+            # ExaBGP is going away (signalled with us, e.g. systemd stopping
+            # the whole unit): it closes its sessions and the peers withdraw.
+            if not self._gone:
+                log.info("(%s) ExaBGP is shutting down; its peers withdraw", self.conf.name)
+            self._gone = True
+            return False
         if word != "done":
             log.error("(%s) ExaBGP answered '%s' to '%s'", self.conf.name, word, line)
             return False
@@ -599,6 +610,55 @@ BACKENDS: dict[str, type[Backend]] = {"EXABGP": ExaBgp, "BIRD": Bird}
 # -- the action -----------------------------------------------------------------
 
 
+#: Seconds a closed announcer's speakers wait to be adopted after a reload.
+LINGER = 30.0
+
+
+@dataclass(eq=False)
+class _Parked:
+    backend: Backend
+    states: dict[str, str]
+    quorum: dict[str, bool]
+    adopted: bool = False
+    linger: asyncio.Task[None] = field(init=False)
+
+    def adopt(self) -> Backend:
+        self.adopted = True
+        self.linger.cancel()
+        return self.backend
+
+    async def stop(self) -> None:
+        self.linger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.linger
+
+    async def expire(self) -> None:
+        try:
+            await asyncio.sleep(LINGER)
+        finally:
+            # Also when cancelled at the daemon's exit: stop the speaker cleanly.
+            if _PARKED.get(self.backend.conf.name) is self:
+                del _PARKED[self.backend.conf.name]
+            if not self.adopted:
+                await _close(self.backend)
+
+
+def _same_speaker(a: SpeakerConf, b: SpeakerConf) -> bool:
+    """Equal but for where the block is written."""
+    return replace(a, place=UNKNOWN_PLACE) == replace(b, place=UNKNOWN_PLACE)
+
+
+async def _close(backend: Backend) -> None:
+    try:
+        await backend.close()
+    except Exception:
+        log.exception("(%s) closing the BGP backend failed", backend.conf.name)
+
+
+#: Speakers of a closed announcer, by name, until a new one adopts them.
+_PARKED: dict[str, _Parked] = {}
+
+
 class BgpAnnouncer(Action):
     name = "bgp"
 
@@ -658,8 +718,25 @@ class BgpAnnouncer(Action):
         )
 
     async def start(self) -> None:
+        for name in list(self.backends):
+            parked = _PARKED.pop(name, None)
+            if parked is not None and _same_speaker(parked.backend.conf, self.backends[name].conf):
+                # A reload: keep the speaker and its sessions, and what the old
+                # configuration knew (VRRP does not repeat unchanged states).
+                self.backends[name] = parked.adopt()
+                for key, value in parked.states.items():
+                    self.states.setdefault(key, value)
+                for key, up in parked.quorum.items():
+                    self.quorum.setdefault(key, up)
+                log.info("(%s) %s kept across the reload", name, SPEAKER)
+            else:
+                if parked is not None:
+                    await parked.stop()
+                await self.backends[name].start()
+        # Speakers the new configuration dropped go now, not after the grace.
+        for name in list(_PARKED):
+            await _PARKED.pop(name).stop()
         for name, backend in self.backends.items():
-            await backend.start()
             await backend.apply(self.desired(name))
 
     async def notify(self, event: StateEvent) -> None:
@@ -684,11 +761,20 @@ class BgpAnnouncer(Action):
             await backend.apply(wanted)
 
     async def close(self) -> None:
-        for backend in self.backends.values():
-            try:
-                await backend.close()
-            except Exception:
-                log.exception("(%s) closing the BGP backend failed", backend.conf.name)
+        # The core builds a new announcer on reload and closes this one first,
+        # with no way to tell a reload from a stop: park the speakers for the
+        # next announcer to adopt; unadopted, they are torn down (withdraw all,
+        # stop ExaBGP / empty BIRD's file) after LINGER seconds, or when the
+        # daemon's loop ends (asyncio.run cancels the waiting task).
+        loop = asyncio.get_running_loop()
+        for name, backend in self.backends.items():
+            old = _PARKED.pop(name, None)
+            if old is not None:
+                await old.stop()
+            parked = _Parked(backend, dict(self.states), dict(self.quorum))
+            parked.linger = loop.create_task(parked.expire(), name=f"bgp:{name}:linger")
+            _PARKED[name] = parked
+        self.backends = {}
 
 
 @hookimpl
