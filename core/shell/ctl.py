@@ -155,7 +155,7 @@ def query(path: str, request: str = "", timeout: float = 30.0) -> dict[str, Any]
 
 def _cmd_status(args: argparse.Namespace) -> int:
     try:
-        status = query(args.socket)
+        status = query(args.socket, "status")
     except Unreachable as exc:
         print(f"pykeepalived status: {exc}", file=sys.stderr)
         return HEALTH_UNREACHABLE

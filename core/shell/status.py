@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 #: Seconds the server waits for a request line before it sends the status:
-#: a plain client (socat, a script) sends nothing and gets the status.
+#: a plain client (socat, a script) sends nothing and gets the status; one
+#: that sends ``status`` gets it without the wait.
 REQUEST_WAIT = 0.1
 
 #: A request's handler: the rest of the request line in, a JSON document out.
@@ -66,7 +67,7 @@ class StatusServer:
                     data = await handler(rest)
                 except Exception as exc:  # a bad request must not end the server
                     data = {"error": f"{verb}: {exc}"}
-            elif verb:
+            elif verb and verb != "status":
                 data = {"error": f"unknown request {verb!r}"}
             else:
                 snap = self.snapshot()
