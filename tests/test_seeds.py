@@ -444,8 +444,10 @@ def keepalived_ns() -> Iterator[str]:
     """A namespace with the fixtures' interfaces (veth: no dummy module here)."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2")
-    if shutil.which("keepalived") is None:
-        pytest.skip("keepalived is not installed")
+    # make test installs keepalived (APT_PACKAGES): missing is a broken setup, not a skip.
+    assert shutil.which("keepalived"), (
+        "keepalived (the oracle) is missing: `make setup` installs it"
+    )
     # named like core.lab's namespaces so its stale cleanup knows the owner
     ns = f"pka-{_b36(os.getpid())}x{secrets.token_hex(2)}-seeds"
     etc = Path("/etc/netns") / ns

@@ -319,10 +319,12 @@ def test_vmac_xmit_base_sends_adverts_from_the_base_mac(
 # -- beside keepalived -------------------------------------------------------------
 @pytest.mark.netns
 @pytest.mark.interop
-@pytest.mark.skipif(not os.path.exists(KEEPALIVED), reason="keepalived is not installed")
 def test_vmac_interop_with_keepalived(lab: Any, tmp_path: Path, made: list[Node]) -> None:
     """pykeepalived and keepalived, both with use_vmac, IPv4 and IPv6
     (native_ipv6): one MASTER, takeover both ways."""
+    assert os.path.exists(KEEPALIVED), (
+        "keepalived (the oracle) is missing: `make setup` installs it"
+    )
     lb: Lab = lab(2)
     h_py, h_ka = lb.hosts
     py = PyNode(h_py, tmp_path)
