@@ -460,7 +460,11 @@ class NftBackend:
             return result
         started = time.monotonic()
         try:
-            out = await run_nft(["-e", "-a", "-f", "-"], "\n".join(lines) + "\n")
+            # Echo with handles (-e -a) only when a selector rule is written:
+            # it is all we need handles for, and echo costs time.
+            echo = any(" rule " in line and " vs-" in line for line in lines)
+            flags = ["-e", "-a", "-f", "-"] if echo else ["-f", "-"]
+            out = await run_nft(flags, "\n".join(lines) + "\n")
         except NftError as exc:
             log.error("nftables backend: update failed: %s", exc)
             self._fresh = {"ip", "ip6"}
