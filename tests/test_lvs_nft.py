@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -151,6 +152,38 @@ def test_plan_is_a_diff() -> None:
     )
     assert not any(line.startswith("flush") for line in lines)
     assert plan({new.name: new}, {new.name: render(_svc([1, 2, 1]))}) == []
+
+
+def test_lvs_backend_keyword() -> None:
+    from pykeepalived.core.config import load_text
+
+    ok = load_text("global_defs {\n lvs_backend NFTables\n}\n")
+    assert ok.config.global_defs.lvs_backend == "nftables" and not ok.diagnostics.errors
+    assert load_text("global_defs {\n}\n").config.global_defs.lvs_backend == "auto"
+    bad = load_text("global_defs {\n lvs_backend iptables\n}\n")
+    assert [str(d) for d in bad.diagnostics.errors] == [
+        "<string>:2: error: lvs_backend: unknown backend 'iptables'"
+        " (expected auto, ipvs or nftables)"
+    ]
+
+
+@pytest.mark.netns
+def test_selection_without_ip_vs(caplog: pytest.LogCaptureFixture) -> None:
+    from pykeepalived.core.lvs.ipvs import NoIpvsBackend, available, open_backend
+    from pykeepalived.core.lvs.nft import NftBackend
+    from pykeepalived.core.lvs.nft import available as nft_available
+
+    if asyncio.run(available(load_module=False)) is None:
+        pytest.skip("this kernel has ip_vs: auto picks IPVS (see tests/test_ipvs.py)")
+    if asyncio.run(nft_available()) is not None:
+        pytest.skip("no usable nft here")
+    caplog.set_level(logging.INFO)
+    auto = asyncio.run(open_backend(load_module=False))
+    assert isinstance(auto, NftBackend)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "virtual servers served by nftables" in said[0]
+    assert isinstance(asyncio.run(open_backend(load_module=False, kind="nftables")), NftBackend)
+    assert isinstance(asyncio.run(open_backend(load_module=False, kind="ipvs")), NoIpvsBackend)
 
 
 # -- the lab ------------------------------------------------------------------------------------
