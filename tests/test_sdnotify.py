@@ -17,11 +17,12 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,40 @@ def test_messages_reach_a_path_socket_and_env_is_cleared(short_dir: Path) -> Non
     assert msgs[3] == {"WATCHDOG": "1"}
     assert msgs[4]["STOPPING"] == "1"
     assert len(msgs) == 5
+
+
+@pytest.mark.skipif(shutil.which("systemd-notify") is None, reason="systemd-notify missing")
+def test_same_datagrams_as_systemd_notify(short_dir: Path) -> None:
+    """systemd's own client is the reference for the bytes on the wire."""
+
+    def raw(send: Callable[[str], None]) -> bytes:
+        path = str(short_dir / "raw")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(path)
+            sock.settimeout(10)
+            send(path)
+            data = sock.recv(4096)
+        os.unlink(path)
+        return data
+
+    def theirs(*args: str) -> Callable[[str], None]:
+        def send(path: str) -> None:
+            subprocess.run(
+                ["systemd-notify", "--no-block", *args],
+                env={**os.environ, "NOTIFY_SOCKET": path},
+                check=True,
+                timeout=30,
+            )
+
+        return send
+
+    def ours(call: Callable[[SdNotifier], None]) -> Callable[[str], None]:
+        return lambda path: call(SdNotifier({"NOTIFY_SOCKET": path}))
+
+    summary = "3 instances: 2 MASTER 1 BACKUP; 2 virtual servers, 5/6 real servers up"
+    assert raw(theirs("--ready", f"--status={summary}")) == raw(ours(lambda n: n.ready(summary)))
+    assert raw(theirs("WATCHDOG=1")) == raw(ours(lambda n: n.watchdog()))
+    assert raw(theirs(f"STATUS={summary}")) == raw(ours(lambda n: n.status(summary)))
 
 
 def test_abstract_socket_and_no_socket() -> None:

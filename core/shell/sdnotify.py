@@ -105,7 +105,9 @@ class SdNotifier:
         if self._sock is None or self.address is None:
             return False
         try:
-            self._sock.sendto("\n".join(lines).encode() + b"\n", self.address)
+            # The bytes systemd-notify(1) and sd_notify(3) send: lines joined
+            # by newlines, no trailing one.
+            self._sock.sendto("\n".join(lines).encode(), self.address)
         except OSError as exc:
             if not self._warned:
                 self._warned = True
