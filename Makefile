@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := keepalived tshark nftables ipvsadm iproute2 procps psmisc haproxy chromium systemd bird2
+# dnsmasq-base: the DNS server of tests/test_check_dns.py (the binary only, no service).
+APT_PACKAGES := keepalived tshark nftables ipvsadm iproute2 procps psmisc haproxy chromium systemd bird2 dnsmasq-base
 STAMP_APT := .venv/.apt-stamp
 STAMP_VENV := .venv/.install-stamp
 

@@ -1,48 +1,20 @@
-"""DNS_CHECK against a tiny UDP responder."""
+"""DNS_CHECK against a real DNS server: dnsmasq (Debian's dnsmasq-base) in a lab
+namespace, queried over the lab's wire by the checker running in another host."""
 
 from __future__ import annotations
 
-import asyncio
-import struct
-from collections.abc import AsyncIterator
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
-from checkhelp import one_checker
 
-from pykeepalived.core.lvs.checking import run_attempt
 from pykeepalived.plugins.checks.dns_check import build_query, check_reply
 
-MODE = {"value": "answer"}
-
-
-class Responder(asyncio.DatagramProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        mode = MODE["value"]
-        if mode == "silent":
-            return
-        qid, _, qd = struct.unpack("!HHH", data[:6])
-        question = data[12:]
-        rcode = 3 if mode == "nxdomain" else 0
-        ancount = 1 if mode == "answer" else 0
-        header = struct.pack("!HHHHHH", qid, 0x8180 | rcode, qd, ancount, 0, 0)
-        answer = (
-            b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 1])
-            if ancount
-            else b""
-        )
-        self.transport.sendto(header + question + answer, addr)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def dns_port() -> AsyncIterator[int]:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Responder, local_addr=("127.0.0.1", 0))
-    MODE["value"] = "answer"
-    yield transport.get_extra_info("sockname")[1]
-    transport.close()
+TESTS = Path(__file__).resolve().parent
 
 
 def test_query_wire_format() -> None:
@@ -53,16 +25,63 @@ def test_query_wire_format() -> None:
     assert check_reply(q, q) == "QR flag is not set"
 
 
-async def test_dns_check(dns_port: int) -> None:
-    checker = one_checker(
-        "DNS_CHECK {\n connect_timeout 0.5\n type A\n name www.example.test\n}", port=dns_port
+#: Runs in the client's namespace: one DNS_CHECK attempt per (name, type), as JSON.
+CLIENT = r"""
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from checkhelp import one_checker
+from pykeepalived.core.lvs.checking import run_attempt
+
+async def main():
+    out = {}
+    for query in sys.argv[3:]:
+        name, qtype = query.split()
+        checker = one_checker(
+            f"DNS_CHECK {{\n connect_timeout 1\n type {qtype}\n name {name}\n}}",
+            address=sys.argv[2], port=53)
+        result = await run_attempt(checker, 5)
+        out[query] = [result.ok, result.message]
+    out["retry"] = checker.conf.options.retry
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.netns
+def test_dns_check_against_dnsmasq(lab: Any) -> None:
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    assert Path(dnsmasq).exists(), "dnsmasq is missing: `make setup` installs dnsmasq-base"
+    net = lab(2)
+    server, client = net.hosts
+    # Authoritative for example.test only (--local: no forwarding, NXDOMAIN for names it
+    # does not know), one host with an A record only (AAAA: NODATA), no upstream, no
+    # files of the host.
+    proc = server.popen(
+        [
+            *(dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"),
+            *("--pid-file=", "--user=root", "--bind-interfaces"),
+            *(f"--listen-address={server.ip4}", "--port=53", "--local=/example.test/"),
+            "--host-record=www.example.test,192.0.2.1",
+        ]
     )
-    assert checker.conf.options.retry == 3  # keepalived's DNS_CHECK default
-    assert (await run_attempt(checker, 2)).ok
-    MODE["value"] = "nxdomain"
-    result = await run_attempt(checker, 2)
-    assert not result.ok and result.message == "RCODE is 3"
-    MODE["value"] = "empty"
-    assert (await run_attempt(checker, 2)).message == "no answer records"
-    MODE["value"] = "silent"
-    assert not (await run_attempt(checker, 2)).ok
+    deadline = time.monotonic() + 10
+    while f"{server.ip4}:53 " not in server.run(["ss", "-lnu"]).stdout:
+        assert proc.poll() is None and time.monotonic() < deadline, "dnsmasq did not start"
+        time.sleep(0.05)
+
+    def attempts(*queries: str) -> dict[str, Any]:
+        res = client.run(
+            [sys.executable, "-c", CLIENT, str(TESTS), server.ip4, *queries], timeout=60
+        )
+        return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    got = attempts("www.example.test A", "nope.example.test A", "www.example.test AAAA")
+    assert got["retry"] == 3  # keepalived's DNS_CHECK default
+    assert got["www.example.test A"][0] is True, got
+    assert got["nope.example.test A"] == [False, "RCODE is 3"], got  # NXDOMAIN
+    assert got["www.example.test AAAA"] == [False, "no answer records"], got  # NODATA
+    # The server gone: no answer, the attempt fails (ICMP port unreachable or timeout).
+    proc.terminate()
+    proc.wait(10)
+    assert attempts("www.example.test A")["www.example.test A"][0] is False
