@@ -184,7 +184,8 @@ async def test_timeout_and_failure_are_logged_and_isolated(
 
 
 async def test_docs_haproxy_plugin_example(tmp_path: Path) -> None:
-    """The plugin example of docs/actions.md, executed against a fake runtime API socket."""
+    """The plugin example of docs/actions.md, executed against a real HAProxy's runtime API
+    (its admin socket on a tmp path; no frontend, so nothing listens on the network)."""
     import importlib.util
     import re
 
@@ -198,17 +199,46 @@ async def test_docs_haproxy_plugin_example(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    received: list[str] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        received.append((await reader.readline()).decode().strip())
-        writer.write(b"\n")
-        await writer.drain()
-        writer.close()
-
+    haproxy = "/usr/sbin/haproxy"
+    assert os.path.exists(haproxy), "haproxy is missing: `make setup` installs it"
     sock = str(tmp_path / "haproxy.sock")
-    server = await asyncio.start_unix_server(handle, sock)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        "global\n"
+        f"  stats socket {sock} mode 600 level admin\n"
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n"
+        "  timeout server 1s\n"
+        "backend be_web\n  server web1 127.0.0.1:9 weight 1\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        haproxy, "-db", "-f", str(cfg), stdout=asyncio.subprocess.DEVNULL
+    )
+
+    async def runtime(command: str) -> str:
+        reader, writer = await asyncio.open_unix_connection(sock)
+        writer.write(command.encode() + b"\n")
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        return answer.decode()
+
+    async def admin_state() -> int:
+        # "show servers state": srv_admin_state is field 7 (0 ready, 1 forced maint).
+        rows = [
+            line.split()
+            for line in (await runtime("show servers state be_web")).splitlines()
+            if line and not line.startswith("#") and len(line.split()) > 7
+        ]
+        (row,) = [r for r in rows if r[3] == "web1"]
+        return int(row[6])
+
     try:
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            await asyncio.sleep(0.05)
+        await runtime("disable server be_web/web1")  # start from maint: READY must be seen
+        assert await admin_state() == 1
         pm = pluggy.PluginManager("pykeepalived")
         pm.add_hookspecs(hookspecs)
         pm.register(module, name="haproxy_state")
@@ -218,13 +248,12 @@ async def test_docs_haproxy_plugin_example(tmp_path: Path) -> None:
         assert res.ok, [str(d) for d in res.diagnostics.errors]
         d = EventDispatcher(res.config, reg, "r1")
         d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER", priority=100))
+        await d.wait_idle(timeout=5)
+        assert await admin_state() == 0  # "set server ... state ready" taken by HAProxy
         d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "BACKUP", priority=100))
         await d.wait_idle(timeout=5)
-        assert received == [
-            "set server be_web/web1 state ready",
-            "set server be_web/web1 state maint",
-        ]
+        assert await admin_state() == 1  # "... state maint"
         await d.close()
     finally:
-        server.close()
-        await server.wait_closed()
+        proc.terminate()
+        await proc.wait()
