@@ -159,3 +159,65 @@ async def test_existing_regular_file_is_refused(
     assert planted.read_text() == "not a fifo\n"
     await d.close()
     assert planted.exists()  # not ours: never unlinked
+
+
+async def test_an_existing_fifo_is_used_and_kept(tmp_path: Path) -> None:
+    """keepalived removes at exit only the FIFO it created: one that was there (made by
+    the reader's owner, say) is written to and left in place."""
+    fifo = tmp_path / "existing.fifo"
+    os.mkfifo(fifo, 0o600)
+    reader_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        d = EventDispatcher(config(f"global_defs {{ notify_fifo {fifo} }}\n"), registry(), "r1")
+        await d.start()
+        d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "FAULT", priority=0))
+        await d.wait_idle(timeout=5)
+        assert os.read(reader_fd, 4096) == b'INSTANCE "VI_1" FAULT 0\n'
+        await d.close()
+    finally:
+        os.close(reader_fd)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+async def test_reader_scripts_end_and_are_stopped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader that exits is logged and the daemon goes on writing (the FIFO is opened
+    read-write: no EPIPE); one that ignores SIGTERM is killed at close, group and all."""
+    os.chmod(tmp_path, 0o755)
+    quits = tmp_path / "quits"
+    quits.write_text("#!/bin/sh\nexit 0\n")
+    stubborn = tmp_path / "stubborn"
+    pidfile = tmp_path / "stubborn.pid"
+    stubborn.write_text(
+        f"#!/bin/sh\ntrap '' TERM\necho $$ > {pidfile}\nwhile :; do sleep 0.1; done\n"
+    )
+    for script in (quits, stubborn):
+        script.chmod(0o755)
+    cfg = config(f"""
+global_defs {{
+    vrrp_notify_fifo {tmp_path}/vrrp.fifo
+    vrrp_notify_fifo_script {quits}
+    lvs_notify_fifo {tmp_path}/lvs.fifo
+    lvs_notify_fifo_script {stubborn}
+}}
+""")
+    caplog.set_level("INFO")
+    d = EventDispatcher(cfg, registry(), "r1")
+    await d.start()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while ("notify fifo script terminated" not in caplog.text or not pidfile.exists()) and (
+        loop.time() < end
+    ):
+        await asyncio.sleep(0.02)
+    # keepalived 2.2.7's line (vrrp/vrrp.c:116).
+    assert "vrrp notify fifo script terminated" in caplog.text, caplog.text
+    d.emit(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER", priority=100))
+    await d.wait_idle(timeout=5)
+    pid = int(pidfile.read_text())
+    os.kill(pid, 0)  # the stubborn reader runs
+    await d.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "Traceback" not in caplog.text

@@ -200,7 +200,9 @@ class FifoNotifier(Notifier):
         await proc.wait()
         if f.reader is proc:
             f.reader = None
-            log.info("%snotify fifo script terminated", f.label)
+            # keepalived 2.2.7's words: "vrrp notify fifo script terminated" (vrrp/vrrp.c),
+            # "lvs notify fifo script terminated" (check/check_daemon.c): no underscore.
+            log.info("%snotify fifo script terminated", f.label.replace("_", " "))
 
     async def close(self) -> None:
         for f in self.fifos:
