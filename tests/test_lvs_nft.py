@@ -23,6 +23,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import random
 import subprocess
 import sys
 import textwrap
@@ -33,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from pykeepalived.core.lvs.manager import Forward, IpvsDest, IpvsService
-from pykeepalived.core.lvs.nft import TABLE, closest_scheduler, plan, render
+from pykeepalived.core.lvs.nft import TABLE, closest_scheduler, plan, relayout, render
 
 VIP = "192.0.2.100"
 PORT = 80
@@ -114,10 +115,39 @@ def _svc(weights: list[int], scheduler: str = "wrr", **kw: object) -> IpvsServic
 def test_weights_become_slot_intervals() -> None:
     vs = render(_svc([1, 0, 3]))
     assert vs.selector == "numgen inc mod 4 vmap @sel-tcp-192.0.2.100-80"
-    assert list(vs.elements) == ["0", "1-3"]
+    assert list(vs.elements) == [(0, 0), (1, 3)]
     # weight 0: no slot and no chain (no new connections, as IPVS)
     assert not any("198.51.100.12" in c for c in vs.reals)
     assert render(_svc([0, 0])).selector == "reject"
+
+
+def test_relayout_keeps_slots_and_covers_exactly() -> None:
+    rng = random.Random(13)
+    chains = [f"rs{i}" for i in range(12)]
+    layout: dict[tuple[int, int], str] = {}
+    for _ in range(300):
+        weights = {c: rng.choice([0, 0, 1, 2, 3, 7, 50]) for c in chains}
+        before = dict(layout)
+        layout = relayout(layout, weights)
+        total = sum(weights.values())
+        # exactly 0..total-1, no overlap, each chain owns its weight
+        assert sorted(a for a, _ in layout) == [a for a, _ in sorted(layout)]
+        pos = 0
+        owned: dict[str, int] = {}
+        for (a, b), c in sorted(layout.items()):
+            assert a == pos and b >= a
+            pos = b + 1
+            owned[c] = owned.get(c, 0) + b - a + 1
+        assert pos == total
+        assert owned == {c: w for c, w in weights.items() if w}
+        # a slot whose owner keeps all its weight stays where it was
+        for (a, b), c in before.items():
+            if b < total and weights.get(c) == sum(
+                y - x + 1 for (x, y), d in before.items() if d == c
+            ):
+                assert layout.get((a, b)) == c
+    one = relayout({(0, 9): "a", (10, 19): "b", (20, 29): "c"}, {"a": 10, "b": 12, "c": 10})
+    assert one == {(0, 9): "a", (10, 19): "b", (20, 29): "c", (30, 31): "b"}
 
 
 def test_schedulers_that_need_connection_counts_are_reported_with_the_closest(
@@ -144,14 +174,24 @@ def test_plan_is_a_diff() -> None:
     new = render(_svc([1, 2, 1]))
     lines = plan({old.name: old}, {new.name: new})
     text = "\n".join(lines)
-    # only the changed slots move; the selector rule is replaced by handle
-    assert "delete element ip pykeepalived_lvs sel-tcp-192.0.2.100-80 { 1 }" in text
-    assert "add element ip pykeepalived_lvs sel-tcp-192.0.2.100-80 { 1-2 :" in text
+    # the existing slots stay; the new ones are added; the selector rule is
+    # replaced by handle (its modulus changed)
+    assert "delete element" not in text
+    assert "add element ip pykeepalived_lvs sel-tcp-192.0.2.100-80 { 2 : goto rs-" in text
     assert (
         "replace rule ip pykeepalived_lvs vs-tcp-192.0.2.100-80 handle 7 numgen inc mod 4" in text
     )
     assert not any(line.startswith("flush") for line in lines)
-    assert plan({new.name: new}, {new.name: render(_svc([1, 2, 1]))}) == []
+    new.handle = 8
+    again = render(_svc([1, 2, 1]))
+    assert plan({new.name: new}, {again.name: again}) == []
+    # a server out: its slot is freed and handed on, its chain deleted after
+    out = render(_svc([1, 0, 1]))
+    lines = plan({new.name: new}, {out.name: out})
+    assert lines[-2:] == [
+        "flush chain ip pykeepalived_lvs rs-tcp-192.0.2.100-80-198.51.100.12-8080",
+        "delete chain ip pykeepalived_lvs rs-tcp-192.0.2.100-80-198.51.100.12-8080",
+    ]
 
 
 def test_lvs_backend_keyword() -> None:
@@ -308,16 +348,23 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         assert sum(counts.get(f"rs{i}", 0) for i in weights) == SAMPLES, counts
         assert chi2(counts, weights) < CHI2_2DF_P001, counts
 
-        # A connection held open across table updates.
-        hold = natlab.client.popen(
-            [sys.executable, str(natlab.dir / "client.py"), "hold", VIP, str(PORT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert hold.stdout is not None and hold.stdin is not None
-        held_by = hold.stdout.readline().strip()
-        assert held_by in {"rs1", "rs2", "rs3"}
+        # A connection held open across every table update below, on a
+        # real server that stays up (rs2 will be stopped).
+        for _ in range(20):
+            hold = natlab.client.popen(
+                [sys.executable, str(natlab.dir / "client.py"), "hold", VIP, str(PORT)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert hold.stdout is not None and hold.stdin is not None
+            held_by = hold.stdout.readline().strip()
+            assert held_by in {"rs1", "rs2", "rs3"}
+            if held_by != "rs2":
+                break
+            hold.stdin.close()
+            hold.wait(5)
+        assert held_by != "rs2"
 
         def echo(word: str) -> str:
             assert hold.stdin is not None and hold.stdout is not None
@@ -335,6 +382,7 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         assert natlab.wait_table(lambda t: "198.51.100.12" not in t, DELAY_LOOP)
         after = natlab.count(60)
         assert set(after) <= {"rs1", "rs3"} and sum(after.values()) == 60, after
+        assert echo("after-removal") == "after-removal"
         assert detect < DELAY_LOOP * 3 + 5
 
         # rs2 recovers: it gets connections again.

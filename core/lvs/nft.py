@@ -96,7 +96,9 @@ class _Vs:
     map: str  # "services", "anyport" or "fwmarks"
     key: str  # its element key in that map
     selector: str  # the vs chain's rule
-    elements: dict[str, str] = field(default_factory=dict)  # slot interval -> rs chain
+    #: Slot interval (first, last) -> rs chain; a chain may own several.
+    elements: dict[tuple[int, int], str] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)  # rs chain -> slots it should own
     reals: dict[str, str] = field(default_factory=dict)  # rs chain -> its rule
     handle: int | None = None  # of the selector rule, once installed
 
@@ -115,17 +117,65 @@ def _addr(address: object, family: str) -> str:
     return f"[{address}]" if family == "ip6" else str(address)
 
 
-def _slots(pairs: list[tuple[str, int]]) -> tuple[int, dict[str, str]]:
+def _slots(pairs: list[tuple[str, int]]) -> tuple[int, dict[tuple[int, int], str]]:
     """Consecutive slot intervals, one per (chain, weight); total slots."""
-    elements: dict[str, str] = {}
+    elements: dict[tuple[int, int], str] = {}
     total = 0
     for chain, weight in pairs:
         if weight <= 0:
             continue
-        first, last = total, total + weight - 1
-        elements[f"{first}-{last}" if last > first else f"{first}"] = chain
+        elements[(total, total + weight - 1)] = chain
         total += weight
     return total, elements
+
+
+def relayout(
+    old: dict[tuple[int, int], str], weights: dict[str, int]
+) -> dict[tuple[int, int], str]:
+    """New slot intervals for ``weights`` that keep as many of ``old`` as
+    possible: slots past the new total and a chain's surplus (taken from its
+    last slots) are freed, and the holes go to the chains short of slots.  A
+    one-server change then moves a few elements instead of shifting the
+    intervals of every server after it (nft's interval handling is what
+    costs, some 0.3 ms per element moved)."""
+    total = sum(w for w in weights.values() if w > 0)
+    kept: list[tuple[int, int, str]] = []
+    count: dict[str, int] = {}
+    for (a, b), chain in sorted(old.items()):
+        if a >= total:
+            continue
+        b = min(b, total - 1)
+        kept.append((a, b, chain))
+        count[chain] = count.get(chain, 0) + b - a + 1
+    out: dict[tuple[int, int], str] = {}
+    for a, b, chain in reversed(kept):
+        surplus = count[chain] - weights.get(chain, 0)
+        if surplus > 0:
+            cut = min(surplus, b - a + 1)
+            b -= cut
+            count[chain] -= cut
+        if b >= a:
+            out[(a, b)] = chain
+    holes: list[tuple[int, int]] = []
+    pos = 0
+    for a, b in sorted(out):
+        if a > pos:
+            holes.append((pos, a - 1))
+        pos = b + 1
+    if pos < total:
+        holes.append((pos, total - 1))
+    short = [(c, w - count.get(c, 0)) for c, w in weights.items() if w - count.get(c, 0) > 0]
+    for a, b in holes:
+        while a <= b:
+            chain, n = short[0]
+            take = min(n, b - a + 1)
+            out[(a, a + take - 1)] = chain
+            a += take
+            if take == n:
+                short.pop(0)
+            else:
+                short[0] = (chain, n - take)
+    return dict(sorted(out.items()))
 
 
 class _Reporter:
@@ -255,7 +305,8 @@ def render(svc: IpvsService, report: _Reporter | None = None) -> _Vs:
     # Only chains that a slot points at are kept.
     used = set(elements.values())
     reals = {c: r for c, r in reals.items() if c in used}
-    return _Vs(name, family, mapname, key, selector, elements, reals)
+    weights = {chain: w for chain, w in weighted if w > 0}
+    return _Vs(name, family, mapname, key, selector, elements, weights, reals)
 
 
 def _table_script(family: str) -> list[str]:
@@ -315,10 +366,13 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
             if chain not in have.reals:
                 adds.append(f"add chain {fam} {t} {chain}")
                 fills.append(f"add rule {fam} {t} {chain} {rule}")
+        want.elements = relayout(have.elements, want.weights)
         gone = {k: v for k, v in have.elements.items() if want.elements.get(k) != v}
         new = {k: v for k, v in want.elements.items() if have.elements.get(k) != v}
         if gone:
-            unhooks.append(f"delete element {fam} {t} sel-{name} {{ {', '.join(gone)} }}")
+            unhooks.append(
+                f"delete element {fam} {t} sel-{name} {{ {', '.join(map(_key, gone))} }}"
+            )
         if new:
             hooks.append(f"add element {fam} {t} sel-{name} {{ {_elems(new)} }}")
         if want.selector != have.selector:
@@ -342,8 +396,13 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
     return adds + maps + fills + unhooks + hooks + deletes
 
 
-def _elems(elements: dict[str, str]) -> str:
-    return ", ".join(f"{k} : goto {v}" for k, v in elements.items())
+def _key(interval: tuple[int, int]) -> str:
+    first, last = interval
+    return f"{first}-{last}" if last > first else f"{first}"
+
+
+def _elems(elements: dict[tuple[int, int], str]) -> str:
+    return ", ".join(f"{_key(k)} : goto {v}" for k, v in elements.items())
 
 
 _HANDLE = re.compile(r"^add rule (ip6?) \S+ vs-(\S+) .* # handle (\d+)\s*$")
