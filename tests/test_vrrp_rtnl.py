@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,79 @@ def test_address_add_get_del(netns: str) -> None:
     assert out["pyroute2"] is False
     # What the kernel holds, as ip(8) reports it.
     assert ip_json(netns) == [("192.0.2.1", 24, "d0"), ("2001:db8::10", 64, None)]
+
+
+# Links: what rtnl makes and reads, with ip(8) as the oracle for the kernel's view.
+LINK_SCRIPT = r"""
+import errno, json, socket, sys
+from pykeepalived.core.vrrp.rtnl import Rtnl, RtnlError
+r = Rtnl()
+out = {"errnos": [errno.EEXIST, errno.ENODEV]}
+base = socket.if_nametoindex("d0")
+MACVLAN_MODE_PRIVATE, MACVLAN_MODE_BRIDGE = 1, 4
+if sys.argv[1] == "make":
+    r.add_macvlan("vm0", base, bytes.fromhex("00005e000133"), MACVLAN_MODE_PRIVATE)
+    try:
+        r.add_macvlan("vm0", base, bytes.fromhex("00005e000133"), MACVLAN_MODE_PRIVATE)
+        out["add_again"] = 0
+    except RtnlError as exc:
+        out["add_again"] = exc.code
+    vm = {l.name: l for l in r.get_links()}["vm0"]
+    out["made"] = [vm.kind, vm.mac.hex(), vm.link == base, vm.macvlan_mode, bool(vm.flags & 1)]
+    r.set_link(vm.index, addr_gen_mode=1)  # IN6_ADDR_GEN_MODE_NONE, before up (see set_link)
+    r.change_macvlan(vm.index, bytes.fromhex("00005e000134"), MACVLAN_MODE_BRIDGE)
+    r.set_link(vm.index, up=True)
+    vm = {l.name: l for l in r.get_links()}["vm0"]
+    out["changed"] = [vm.mac.hex(), vm.macvlan_mode, bool(vm.flags & 1)]
+    out["names"] = sorted(l.name for l in r.get_links())
+else:
+    idx = socket.if_nametoindex("vm0")
+    r.del_link(idx)
+    try:
+        r.del_link(idx)
+        out["del_again"] = 0
+    except RtnlError as exc:
+        out["del_again"] = exc.code
+    out["names"] = sorted(l.name for l in r.get_links())
+r.close()
+print(json.dumps(out))
+"""
+
+
+def test_links_macvlan_create_change_delete(netns: str) -> None:
+    def run(step: str) -> dict[str, Any]:
+        res = subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", LINK_SCRIPT, step],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+    def ip_links() -> dict[str, dict[str, Any]]:
+        shown = subprocess.run(
+            ["ip", "-n", netns, "-d", "-j", "link", "show"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return {link["ifname"]: link for link in json.loads(shown)}
+
+    made = run("make")
+    eexist, enodev = made["errnos"]
+    assert made["add_again"] == eexist
+    # Created down, with its MAC, base and mode (1: private), then changed and set up.
+    assert made["made"] == ["macvlan", "00005e000133", True, 1, False]
+    assert made["changed"] == ["00005e000134", 4, True]
+    assert made["names"] == sorted(ip_links()) == ["d0", "d1", "lo", "vm0"]
+    # The kernel's view, as ip(8) reports it.
+    vm0 = ip_links()["vm0"]
+    assert vm0["address"] == "00:00:5e:00:01:34" and vm0["link"] == "d0"
+    assert vm0["linkinfo"]["info_kind"] == "macvlan"
+    assert vm0["linkinfo"]["info_data"]["mode"] == "bridge"
+    assert "UP" in vm0["flags"]
+    assert vm0["inet6_addr_gen_mode"] == "none", vm0
+    gone = run("delete")
+    assert gone["del_again"] == enodev
+    assert gone["names"] == sorted(ip_links()) == ["d0", "d1", "lo"]
