@@ -86,6 +86,8 @@ from pykeepalived.core.lvs.http_client import (
     ssl_client_context,
 )
 from pykeepalived.core.plugin.base import (
+    SPLIT_BRAIN,
+    SPLIT_BRAIN_CLEARED,
     Action,
     Checker,
     CheckResult,
@@ -114,6 +116,8 @@ API_VERSION = "1.0"
 __all__ = [
     "API_VERSION",
     "HTTP_PROTOCOLS",
+    "SPLIT_BRAIN",
+    "SPLIT_BRAIN_CLEARED",
     "UNKNOWN_PLACE",
     "Action",
     "BaseCheck",

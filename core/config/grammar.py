@@ -732,6 +732,7 @@ def core_grammar() -> Grammar:
     ):
         gd.add(Kw(k, flag, 0, 1))
     gd.add(Kw("vrrp_down_timer_adverts", integer(1, 100), 1, 1))
+    gd.add(Kw("vrrp_split_brain_probe_interval", number(0, 3600), 1, 1))  # extension
     gd.add(Kw("vrrp_startup_delay", number(0, 3600), 1, 1))
     gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
     gd.add(Kw("lvs_flush", flag, 0, 1))
@@ -790,6 +791,8 @@ def core_grammar() -> Grammar:
         "v3_checksum_as_v2",
     ):
         vi.add(Kw(k, flag, 0, 1))
+    # pykeepalived extension (docs/config.md, core/vrrp/splitbrain.py); 0: no probes
+    vi.add(Kw("split_brain_probe_interval", number(0, 3600), 1, 1))
     # keepalived: no_accept clears accept (the last of the two wins)
     vi.add(Kw("no_accept", _flag_off, 0, 0, field="accept"))
     vi.add(Kw("down_timer_adverts", integer(1, 100), 1, 1))

@@ -180,6 +180,10 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
                 f"{tag} unicast_peer {peer.address} is not of the instance's address family",
             )
     _strict_and_accept(vi, gd, diag)
+    # pykeepalived extension: the split-brain probes' interval (0: none)
+    vi.ext.setdefault(
+        "split_brain_probe_interval", gd.ext.get("vrrp_split_brain_probe_interval", 0.0)
+    )
     for attr, glob in (
         ("garp_master_delay", gd.vrrp_garp_master_delay),
         ("garp_master_repeat", gd.vrrp_garp_master_repeat),

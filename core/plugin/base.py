@@ -222,13 +222,23 @@ class EventKind(enum.Enum):
     VIRTUAL_SERVER = "VS"
 
 
+#: ``StateEvent.state`` of an INSTANCE event: another MASTER for the same
+#: virtual router was found on the wire (pykeepalived; ``detail`` names it).
+SPLIT_BRAIN = "SPLIT_BRAIN"
+#: ``StateEvent.state`` of an INSTANCE event: that other MASTER is gone, or
+#: this instance is no longer MASTER (``detail`` says which).
+SPLIT_BRAIN_CLEARED = "SPLIT_BRAIN_CLEARED"
+
+
 @dataclass(frozen=True)
 class StateEvent:
     """One state change, delivered to notifiers and actions in order.
 
     ``state`` is keepalived's word: MASTER, BACKUP, FAULT, STOP, DELETED,
     MASTER_RX_LOWER_PRI for VRRP; UP/DOWN for real servers and virtual
-    server quorum.
+    server quorum; and pykeepalived's :data:`SPLIT_BRAIN` /
+    :data:`SPLIT_BRAIN_CLEARED` for VRRP instances (reports, not states:
+    the instance stays MASTER).
     """
 
     kind: EventKind

@@ -97,7 +97,8 @@ class Daemon:
         if event.kind is EventKind.INSTANCE:
             if event.state == "DELETED":
                 self._instance_states.pop(event.name, None)
-            else:
+            elif event.state in ("INIT", "BACKUP", "MASTER", "FAULT", "STOP"):
+                # not MASTER_RX_LOWER_PRI, SPLIT_BRAIN...: reports, not states
                 self._instance_states[event.name] = event.state
             self._ha_suspend_update()
         if self.sd.enabled:

@@ -94,6 +94,24 @@ def render_metrics(status: dict[str, Any]) -> str:
             {"instance": inst["name"]},
             inst.get("effective_priority", 0),
         )
+    family(
+        "pykeepalived_vrrp_split_brain",
+        "gauge",
+        "1 while another MASTER of the instance's virtual router is seen (split brain).",
+    )
+    for inst in instances:
+        sb = inst.get("split_brain") or {}
+        sample(
+            "pykeepalived_vrrp_split_brain",
+            {"instance": inst["name"]},
+            int(bool(sb.get("detected"))),
+        )
+    family("pykeepalived_vrrp_split_brains_total", "counter", "Split brains detected.")
+    for inst in instances:
+        sb = inst.get("split_brain") or {}
+        sample(
+            "pykeepalived_vrrp_split_brains_total", {"instance": inst["name"]}, sb.get("count", 0)
+        )
     counters: dict[str, tuple[str, str]] = {
         "adverts_sent": ("pykeepalived_vrrp_adverts_sent_total", "Adverts sent."),
         "adverts_received": ("pykeepalived_vrrp_adverts_received_total", "Adverts received."),

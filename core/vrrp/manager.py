@@ -30,6 +30,8 @@ from pykeepalived.core.vrrp.fsm import State, Transition, WantMaster
 from pykeepalived.core.vrrp.instance import Instance
 from pykeepalived.core.vrrp.io import Handler, Receiver
 from pykeepalived.core.vrrp.nft_accept import AcceptFirewall, InstanceRules
+from pykeepalived.core.vrrp.splitbrain import EXT_INTERVAL as SPLIT_BRAIN_EXT
+from pykeepalived.core.vrrp.splitbrain import Prober, SplitBrain, split_brain_actions, watch
 from pykeepalived.core.vrrp.vmac import EXT_MAC, VmacManager
 
 log = logging.getLogger("pykeepalived.vrrp")
@@ -55,6 +57,9 @@ class VrrpManager:
         self.vmacs = VmacManager(netlink)
         #: no_accept/strict instances' drop rules (nft_accept.py)
         self.firewall = AcceptFirewall(netlink.ifindex)
+        #: split-brain watches by instance name, probe sockets by interface
+        self.split_brains: dict[str, SplitBrain] = {}
+        self.probers: dict[str, Prober] = {}
         #: Loop time at which vrrp_startup_delay ends (0: no delay).
         self._delay_until = 0.0
         self._delay_handle: asyncio.TimerHandle | None = None
@@ -178,6 +183,7 @@ class VrrpManager:
             vmac=vmac,
         )
         self._set_fw_rules(inst)
+        self._watch_split_brain(inst)
         vrid = resolved(cfg.virtual_router_id, "virtual_router_id")
         try:
             rx = self._receiver(inst.xmit_ifname, cfg.family, inst.mcast_dst, inst.auth_type == 2)
@@ -245,6 +251,12 @@ class VrrpManager:
         self.instances.clear()
         self.vmacs.close()
         self.firewall.close()
+        for sb in self.split_brains.values():
+            sb.close()
+        self.split_brains.clear()
+        for prober in self.probers.values():
+            prober.close()
+        self.probers.clear()
 
     def reload(self, config: Config) -> None:
         """Apply a new configuration: unchanged instances keep their state."""
@@ -264,14 +276,44 @@ class VrrpManager:
                 self._detach(inst)
                 del self.instances[name]
                 self._release_vmac(inst)
+                sb = self.split_brains.pop(name, None)
+                if sb is not None:
+                    sb.close()
                 if cfg is None:
                     inst._event("DELETED")
             else:
                 inst.update_config(cfg, config.global_defs)
                 self._reload_fw_rules(inst)
+                self._reload_split_brain(inst)
         for name, cfg in new_cfgs.items():
             if name not in self.instances:
                 self._add(cfg)
+
+    def _watch_split_brain(self, inst: Instance) -> None:
+        old = self.split_brains.pop(inst.name, None)
+        if old is not None:
+            old.close()
+        self.split_brains[inst.name] = watch(inst, self.emit, self._prober, self.netlink.mac)
+
+    def _reload_split_brain(self, inst: Instance) -> None:
+        """A kept instance takes a changed probe interval (its watch starts
+        again, without evidence: a MASTER's next rounds find it again)."""
+        sb = self.split_brains.get(inst.name)
+        interval = float(inst.cfg.ext.get(SPLIT_BRAIN_EXT) or 0.0)
+        if sb is None or sb.interval == interval:
+            return
+        if sb.detected and self._loop is not None:
+            sb.state_changed(False, self._loop)  # reported as cleared
+        self._watch_split_brain(inst)
+        if inst.state is State.MASTER and self._loop is not None:
+            self.split_brains[inst.name].state_changed(True, self._loop)
+
+    def _prober(self, dev: str) -> Prober:
+        prober = self.probers.get(dev)
+        if prober is None:
+            assert self._loop is not None
+            prober = self.probers[dev] = Prober(dev, self._loop)
+        return prober
 
     def _set_fw_rules(self, inst: Instance) -> None:
         if _needs_firewall(inst.cfg):
@@ -319,6 +361,9 @@ class VrrpManager:
 
     # -- sync groups -----------------------------------------------------------------
     def _after_actions(self, inst: Instance, actions: list[Any]) -> None:
+        sb = self.split_brains.get(inst.name)
+        if sb is not None and self._loop is not None:
+            split_brain_actions(sb, actions, self._loop)
         if inst.name in self.group_name and any(isinstance(a, Transition) for a in actions):
             self._dirty_groups.add(self.group_name[inst.name].name)
         if self._syncing or inst.name not in self.group_of or self._loop is None:
@@ -382,7 +427,12 @@ class VrrpManager:
             )
 
     def status(self) -> list[dict[str, Any]]:
-        return [i.status() for i in self.instances.values()]
+        out = [i.status() for i in self.instances.values()]
+        for st in out:
+            sb = self.split_brains.get(st["name"])
+            if sb is not None:
+                st["split_brain"] = sb.status()
+        return out
 
 
 def _needs_firewall(cfg: VrrpInstance) -> bool:
