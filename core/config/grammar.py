@@ -477,6 +477,13 @@ def _named(spec: BlockSpec) -> Any:
     return conv
 
 
+def _dump_path(node: Node, ctx: Context) -> str:
+    """keepalived 2.3.3: ``<keyword> requires a non-empty path``."""
+    if not node.args or not node.args[0]:
+        raise Invalid("requires a non-empty path")
+    return node.args[0]
+
+
 def _lvs_flush_on_stop(node: Node, ctx: Context) -> list[str]:
     """``lvs_flush_on_stop [VS]``: nothing (flush all) or VS."""
     if node.args and node.args[0].upper() != "VS":
@@ -738,6 +745,10 @@ def core_grammar() -> Grammar:
     gd.add(Kw("lvs_flush", flag, 0, 1))
     gd.add(Kw("lvs_flush_on_stop", _lvs_flush_on_stop, 0, 1))
     gd.add(Kw("lvs_backend", _lvs_backend, 1, 1))  # pykeepalived extension (docs/ipvs.md)
+    # keepalived 2.3.3+: where SIGUSR1/SIGUSR2/the JSON signal write (dumps.py)
+    for k in ("state_dump_file", "stats_dump_file", "json_dump_file"):
+        gd.add(Kw(k, _dump_path, 1, 1))
+    gd.add(Kw("json_version", integer(1, 2), 1, 1))
     _add_unsupported(gd, "global_defs")
     top.add(Kw("global_defs", _global_defs(gd), needs_block=True, block=gd))
 

@@ -75,6 +75,12 @@ class GlobalDefs:
     lvs_flush_on_stop: list[str] | None = None
     #: pykeepalived: "auto" (IPVS if the kernel has it, else nftables), "ipvs", "nftables".
     lvs_backend: str = "auto"
+    #: keepalived 2.3.3+ dump file paths (None: $TMPDIR/keepalived.*) and
+    #: the JSON dump's layout (1: a list, 2: {"vrrp": [...]}); shell/dumps.py
+    state_dump_file: str | None = None
+    stats_dump_file: str | None = None
+    json_dump_file: str | None = None
+    json_version: int = 1
     script_timeout: float | None = None
     ext: dict[str, Any] = field(default_factory=dict)
 

@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pykeepalived import __version__
 from pykeepalived.core.shell.logging_setup import setup_logging
 from pykeepalived.core.shell.startup import (
     DEFAULT_CONF,
@@ -143,7 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --http-listen: clients not on loopback must send this file's first line "
         "as 'Authorization: Bearer TOKEN' (or ?token=)",
     )
-    p.add_argument("-v", "--version", action="version", version=f"pykeepalived {__version__}")
+    # keepalived's shape (on stderr, with its build options): see core/shell/version.py
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    p.add_argument(
+        "--signum",
+        metavar="SIGFUNC",
+        help="print the signal number for STOP, RELOAD, DATA, STATS, STATS_CLEAR or JSON",
+    )
     compat = p.add_argument_group(
         "keepalived options accepted for compatibility (no effect in pykeepalived)"
     )
@@ -197,6 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return ctl_main(argv)
     args = build_parser().parse_args(argv)
+    if args.signum is not None:
+        from pykeepalived.core.shell.version import print_signum
+
+        return print_signum(args.signum)
+    if args.version:
+        from pykeepalived.core.shell.version import print_version
+
+        return print_version()
     if args.status_socket in ("", "none"):
         args.status_socket = None
     for opt in _compat_used(args):

@@ -2,8 +2,8 @@
 
 SIGHUP reloads the configuration (unchanged VRRP instances keep their
 state and VIPs), SIGTERM/SIGINT shut down (priority-0 adverts, VIPs
-removed, exit 0), SIGUSR1 writes the live status as JSON to
-``/tmp/pykeepalived.data`` (keepalived writes ``/tmp/keepalived.data``).
+removed, exit 0); SIGUSR1, SIGUSR2 and keepalived's JSON and STATS_CLEAR
+signals write keepalived's dumps (core/shell/dumps.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import inspect
-import json
 import logging
 import os
 import signal
@@ -51,7 +51,6 @@ SHUTDOWN_TIMEOUT = 10.0
 #: How many state changes the status and the dashboard keep.
 TRANSITIONS_KEPT = 50
 HOOK_TIMEOUT = 30.0
-STATUS_FILE = "/tmp/pykeepalived.data"
 
 
 class Daemon:
@@ -400,19 +399,55 @@ class Daemon:
             out["virtual_servers"] = self.lvs.status()
         return out
 
-    def write_status(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._write_status(), name="status:SIGUSR1")
+    # -- keepalived's dumps (SIGUSR1, SIGUSR2, JSON, STATS_CLEAR) -----------------------
+    def on_dump_signal(self, what: str) -> None:
+        """A dump signal: ``what`` is keepalived's --signum name."""
+        task = asyncio.get_running_loop().create_task(self._dump(what), name=f"dump:{what}")
         self._hook_tasks.add(task)
         task.add_done_callback(self._hook_tasks.discard)
 
-    async def _write_status(self) -> None:
-        data = await self.status_async()
-        try:
-            with open(STATUS_FILE, "w") as fh:
-                json.dump(data, fh, indent=2, default=str)
-            log.info("Status written to %s", STATUS_FILE)
-        except OSError as exc:
-            log.error("cannot write %s: %s", STATUS_FILE, exc)
+    async def _dump(self, what: str) -> None:
+        from pykeepalived.core.shell import dumps
+
+        vrrp: list[dict[str, Any]] = []
+        if self.vrrp is not None and self.vrrp_thread is not None:
+            # STATS_CLEAR: read and zero on the VRRP thread in one go, so no
+            # advert counted in between is lost
+            vrrp = await self.vrrp_thread.call(
+                functools.partial(self.vrrp.status, clear_stats=what == "STATS_CLEAR")
+            )
+        snap = dumps.Snapshot(
+            config=self.config,
+            vrrp=vrrp,
+            trackers=self.trackers.status() if self.trackers is not None else [],
+            lvs=self.lvs.status() if self.lvs is not None else [],
+        )
+        paths = dumps.DumpPaths.from_config(self.config.global_defs)
+        files: list[tuple[str, str]] = []
+        pid = os.getpid()
+        # keepalived's log lines (vrrp_daemon.c sigusr1_vrrp ...); its VRRP
+        # process answers all four signals, its checker process SIGUSR1 only
+        if what == "DATA":
+            if self.vrrp is not None:
+                log.info("Printing VRRP data for process(%d) on signal", pid)
+                files.append((paths.data, dumps.render_data(snap)))
+            if self.lvs is not None:
+                log.info("Printing checker data for process(%d) on signal", pid)
+                files.append((paths.check_data, dumps.render_check_data(snap)))
+        elif self.vrrp is None:
+            return
+        elif what in ("STATS", "STATS_CLEAR"):
+            clearing = "and clearing " if what == "STATS_CLEAR" else ""
+            log.info("Printing %sVRRP stats for process(%d) on signal", clearing, pid)
+            files.append((paths.stats, dumps.render_stats(snap)))
+        elif what == "JSON" and self.config.vrrp_instances:
+            log.info("Printing VRRP as json for process(%d) on signal", pid)
+            files.append((paths.json, dumps.render_json(snap)))
+        for path, text in files:
+            try:
+                dumps.write_atomic(path, text)
+            except OSError as exc:
+                log.error("Can't open dump file %s (%s)", path, exc.strerror or exc)
 
     # -- main loop --------------------------------------------------------------------
     async def main(self) -> int:
@@ -420,7 +455,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        loop.add_signal_handler(signal.SIGUSR1, self.write_status)
+        from pykeepalived.core.shell.dumps import signal_numbers
+
+        for what, signum in signal_numbers().items():
+            if what in ("DATA", "STATS", "JSON", "STATS_CLEAR"):
+                loop.add_signal_handler(signum, self.on_dump_signal, what)
         log.info("Starting pykeepalived (pid %d), config %s", os.getpid(), self.args.file)
         await self.start()
         # READY=1: the configuration is applied and every socket is open.

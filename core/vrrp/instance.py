@@ -23,6 +23,7 @@ from pykeepalived.core.config.model import GlobalDefs, VirtualAddress, VrrpInsta
 from pykeepalived.core.plugin.base import EventKind, StateEvent
 from pykeepalived.core.vrrp import auth_hmac as hm
 from pykeepalived.core.vrrp import packet as pk
+from pykeepalived.core.vrrp import stats as st
 from pykeepalived.core.vrrp.effects import Netlink
 from pykeepalived.core.vrrp.fsm import (
     AddVips,
@@ -84,6 +85,9 @@ class Instance:
         self._hold: asyncio.TimerHandle | None = None
         self.on_actions = on_actions
         self.counters: Counter[str] = Counter()
+        #: keepalived's statistics (names and counting points: vrrp/stats.py)
+        self.stats: Counter[str] = Counter()
+        self.seen_master_priority = 0
         self._last_log: dict[str, float] = {}
         self._timer: Timer | None = None
         self._timers: TimerQueue | None = None
@@ -328,6 +332,10 @@ class Instance:
         look again); otherwise it is replaced.  A timer that does fire
         early finds the deadline not reached and re-arms for the rest.
         """
+        if self.fsm.state is State.BACKUP and self.fsm.master_priority:
+            # keepalived's master_priority: the last master's, kept when we
+            # become master ourselves (the machine's is then our own)
+            self.seen_master_priority = self.fsm.master_priority
         deadline = self.fsm.next_deadline
         timer = self._timer
         slot = self._repeat_slot
@@ -433,8 +441,10 @@ class Instance:
         elif not self._send_ah(priority):
             return
         self.counters["adverts_sent"] += 1
+        self.stats["advert_sent"] += 1
         if priority == 0:
             self.counters["pri_zero_sent"] += 1
+            self.stats["pri_zero_sent"] += 1
 
     def _send_signed(self, priority: int) -> bool:
         """auth_hmac: every advert has a new sequence number, so nothing is
@@ -530,6 +540,7 @@ class Instance:
             # depend only on the packet and our configuration).
             hit = self._rx_ok.get(pkt.src_raw)
             if hit is not None and hit[0] == (pkt.dst_raw, pkt.ttl, pkt.payload):
+                st.count_accepted(self.stats, hit[1].priority)
                 assert self._loop is not None
                 now = self._loop.time()
                 actions = self.fsm.advert_received(now, hit[1])
@@ -569,6 +580,7 @@ class Instance:
                 require_advert_type=False,
             )
         except pk.PacketError as exc:
+            st.count_decode_error(self.stats, exc)
             self._reject("malformed", f"malformed packet from {pkt.src}: {exc}")
             return
         ctx = pk.RxContext(
@@ -581,9 +593,11 @@ class Instance:
         )
         rejection = pk.validate(adv, self.expected, ctx)
         if rejection is not None:
+            st.count_rejection(self.stats, rejection)
             self._reject(rejection.label, _rejection_text(rejection, pkt, adv, self.expected))
             return
         assert self._loop is not None
+        st.count_accepted(self.stats, adv.priority)
         rx = RxAdvert(adv.priority, pkt.src_raw, adv.advert_int)
         if pkt.proto != pk.IPPROTO_AH:
             if len(self._rx_ok) > 64:  # bounded: a peer per source address
@@ -621,6 +635,7 @@ class Instance:
             self._reject(label, _auth_ext_text(auth, pkt, verifier))
             return
         if checked.rejection is not None:
+            st.count_rejection(self.stats, checked.rejection)
             self._reject(
                 checked.rejection.label,
                 _rejection_text(checked.rejection, pkt, adv, self.expected),
@@ -634,6 +649,7 @@ class Instance:
                 f"window {verifier.window} sec",
             )
         assert self._loop is not None
+        st.count_accepted(self.stats, adv.priority)
         rx = RxAdvert(adv.priority, pkt.src_raw, adv.advert_int)
         self.run(self.fsm.advert_received(self._loop.time(), rx))
 
@@ -662,6 +678,7 @@ class Instance:
         if slot is None:
             return
         self.counters["adverts_received"] += slot.hits
+        st.count_accepted(self.stats, self._repeat_priority(), slot.hits)
         slot.hits = 0
         slot.live = False
         if self._rx is not None:
@@ -763,6 +780,10 @@ class Instance:
         self.last_reason = t.reason
         self.previous_state = t.old.value
         self.counters[f"became_{t.new.value.lower()}"] += 1
+        if t.new is State.MASTER:
+            self.stats["become_master"] += 1
+        elif t.old is State.MASTER:
+            self.stats["release_master"] += 1
         if t.new in (State.MASTER, State.BACKUP, State.FAULT, State.STOP):
             self._event(t.new.value, previous=t.old.value, detail=t.reason)
 
@@ -794,6 +815,7 @@ class Instance:
         slot = self._repeat_slot
         if slot is not None:
             self.counters["adverts_received"] += slot.hits
+            st.count_accepted(self.stats, self._repeat_priority(), slot.hits)
             slot.hits = 0
         return {
             "name": self.name,
@@ -814,6 +836,38 @@ class Instance:
             "master_priority": self.fsm.master_priority,
             "counters": dict(self.counters),
             **self._auth_hmac_status(),
+            **self._dump_status(),
+        }
+
+    def _repeat_priority(self) -> int:
+        # stamped repeats are exact copies of the master's accepted advert
+        return self.fsm.master_priority or 0
+
+    def clear_stats(self) -> None:
+        """keepalived's STATS_CLEAR signal (after the stats were read)."""
+        self.stats.clear()
+
+    def _dump_status(self) -> dict[str, Any]:
+        """What keepalived's state dumps show and the configuration does not
+        (core/shell/dumps.py renders them)."""
+        fsm = self.fsm
+        wantstate = fsm.state.value
+        if fsm.wants_master and fsm.state is State.BACKUP:
+            wantstate = State.MASTER.value
+        deadline = fsm.next_deadline
+        read_timeout = None
+        if deadline is not None and self._loop is not None:
+            read_timeout = time.time() + (deadline - self._loop.time())
+        return {
+            "stats": st.as_dict(self.stats),
+            "read_timeout": read_timeout,
+            "wantstate": wantstate,
+            "base_priority": fsm.base_priority,
+            "master_priority": self.seen_master_priority,
+            "master_src": pk_ip(fsm.master_src) if fsm.master_src else None,
+            "master_adver_int": fsm.master_adver_int,
+            "master_down_interval": fsm.master_down_interval,
+            "in_fault": fsm.faulted,
         }
 
     def _auth_hmac_status(self) -> dict[str, Any]:

@@ -426,12 +426,17 @@ class VrrpManager:
                 )
             )
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self, *, clear_stats: bool = False) -> list[dict[str, Any]]:
+        """Every instance's status; ``clear_stats`` then zeroes keepalived's
+        statistics (its STATS_CLEAR signal: print, then clear, in one go)."""
         out = [i.status() for i in self.instances.values()]
         for st in out:
             sb = self.split_brains.get(st["name"])
             if sb is not None:
                 st["split_brain"] = sb.status()
+        if clear_stats:
+            for inst in self.instances.values():
+                inst.clear_stats()
         return out
 
 
