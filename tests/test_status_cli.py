@@ -25,6 +25,7 @@ import pytest
 from pykeepalived.core.shell.statusview import health, summary_line
 from pykeepalived.testing.daemons import KEEPALIVED, PYKEEPALIVED, PyNode, instance
 from pykeepalived.testing.lab import Host, Lab
+from pykeepalived.testing.scenarios import fake_distribution, with_env
 
 pytestmark = pytest.mark.netns
 
@@ -88,6 +89,20 @@ def _config(d: Path, router_id: str, *, with_vs: bool) -> str:
     )
 
 
+#: A plugin that writes every instance event's detail (the transition's
+#: reason) as notifiers and actions receive it.
+EVENT_LOGGER = """
+import os
+from pykeepalived.api import hookimpl
+
+@hookimpl
+def pykeepalived_state_change(event):
+    if event.kind.value == "INSTANCE":
+        with open(os.environ["PYK_TEST_EVENTS"], "a") as fh:
+            fh.write(f"{event.name} {event.state} {event.detail}\\n")
+"""
+
+
 def _listen(host: Host, port: int) -> subprocess.Popen[Any]:
     return host.popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", host.ip4],
@@ -108,6 +123,11 @@ def test_status_command_and_transition_reasons(lab: type[Lab], tmp_path: Path) -
     listener = _listen(h1, 8081)  # 8081 up, 8082 down
     node = PyNode(h1, tmp_path, "st")
     peer = PyNode(h2, tmp_path, "peer")
+    events = tmp_path / "events.txt"
+    plugin = fake_distribution(
+        tmp_path / "plugin", "pka_evlog", EVENT_LOGGER, "[pykeepalived]\nevlog = pka_evlog\n"
+    )
+    with_env(node, {"PYTHONPATH": str(plugin), "PYK_TEST_EVENTS": str(events)})
     node.start(_config(d1, "st", with_vs=True))
     peer.start(_config(d2, "peer", with_vs=False).replace("priority 150", "priority 100"))
     try:
@@ -180,6 +200,11 @@ def test_status_command_and_transition_reasons(lab: type[Lab], tmp_path: Path) -
             == f"advert from {h1.ip4} with higher priority 150"
         )
         assert _inst(peer, "VI_1")["master"] == h1.ip4
+        # the same reasons reached the plugins, in StateEvent.detail
+        lines = events.read_text().splitlines()
+        assert "VI_2 FAULT tracker script chk_two down (failed (exited with status 1))" in lines
+        assert "VI_2 BACKUP fault cleared" in lines
+        assert any(line.startswith("VI_1 FAULT tracker script chk_one down") for line in lines)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{node.tail()}\n{peer.tail()}") from None
     finally:
