@@ -310,3 +310,30 @@ def test_pid_files_like_keepalived(lab: type[Lab], tmp_path: Path) -> None:
         [PYKEEPALIVED, "reload", "-p", str(pid)], capture_output=True, text=True, timeout=30
     )
     assert ctl.returncode == 2 and "no running daemon" in ctl.stderr
+
+
+def test_interface_down_is_the_reason(lab: type[Lab], tmp_path: Path) -> None:
+    """A tracked interface losing its carrier: FAULT, with the interface named."""
+    net = lab(1)
+    (h1,) = net.hosts
+    h1.run(["ip", "link", "add", "t0", "type", "veth", "peer", "name", "t1"])
+    h1.run(["ip", "link", "set", "t0", "up"])
+    h1.run(["ip", "link", "set", "t1", "up"])
+    node = PyNode(h1, tmp_path, "if")
+    track = "    track_interface {\n        t0\n    }"
+    node.start(
+        "global_defs {\n    router_id if\n}\n"
+        + instance("VI_1", state="MASTER", priority=150, vips=(f"{VIP1}/24",), extra=track)
+    )
+    try:
+        _wait("VI_1 MASTER", lambda: _inst(node, "VI_1")["state"] == "MASTER", node)
+        h1.run(["ip", "link", "set", "t1", "down"])  # t0 loses its carrier
+        node.wait_log("(VI_1) Entering FAULT STATE (tracker interface t0 down", 10)
+        assert _inst(node, "VI_1")["last_transition_reason"].startswith("tracker interface t0 down")
+        proc = _status_cli(node)
+        assert proc.returncode == 1
+        assert "instance VI_1 is FAULT (tracker interface t0 down" in proc.stdout
+        h1.run(["ip", "link", "set", "t1", "up"])
+        node.wait_log("(VI_1) Entering BACKUP STATE (fault cleared)", 10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{node.tail()}") from None
