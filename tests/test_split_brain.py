@@ -193,3 +193,45 @@ def test_one_way_advert_loss_is_reported_and_cleared(lab: object, tmp_path: Path
     finally:
         for n in nodes:
             n.terminate()
+
+
+@pytest.mark.netns
+def test_unicast_peer_that_stops_answering_is_reported(lab: object, tmp_path: Path) -> None:
+    """A unicast MASTER probes its peers too: one that answered and stops
+    (link down here; or cut off and MASTER on its side) is named in a
+    warning and in the status, and dropped from it when it answers again."""
+    lb: Lab = lab(2)  # type: ignore[operator]
+    h1, h2 = lb[0], lb[1]
+    nodes = []
+    for host, peer, prio in ((h1, h2, 150), (h2, h1, 100)):
+        node = PyNode(host, tmp_path)
+        node.start(
+            global_defs(host.name)
+            + instance(
+                priority=prio,
+                version=3,
+                advert_int=ADVERT_INT,
+                unicast_src=host.ip4,
+                unicast_peers=(peer.ip4,),
+                extra=f"    split_brain_probe_interval {PROBE:g}",
+            )
+        )
+        nodes.append(node)
+    n1 = nodes[0]
+    try:
+        wait_until(lambda: holders([h1, h2], VIP) == ["h1"], timeout=10)
+        time.sleep(3 * PROBE)  # h2 answers some rounds
+        assert split(n1)["VI_1"]["silent_peers"] == []
+        h2.link_set("eth0", False)
+        wait_until(
+            lambda: split(n1)["VI_1"]["silent_peers"] == [h2.ip4],
+            timeout=DETECT_WITHIN,
+            message=f"silent peer not reported\n{dump_logs(nodes)}",
+        )
+        assert n1.count(f"unicast peer {h2.ip4} stopped answering probes") == 1
+        h2.link_set("eth0", True)
+        wait_until(lambda: split(n1)["VI_1"]["silent_peers"] == [], timeout=DETECT_WITHIN)
+        assert n1.count(f"unicast peer {h2.ip4} answers again") == 1
+    finally:
+        for n in nodes:
+            n.terminate()

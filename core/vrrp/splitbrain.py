@@ -24,6 +24,11 @@ A MASTER here looks for the other one in two ways:
   answer from the same virtual MAC: an ARP answer still reveals the other
   one (our own replies are never read back), an NA does not.
 
+With probes on, a unicast MASTER probes its unicast peers the same way:
+a peer that answered and stops answering is named in a warning and in the
+status (``silent_peers``).  It is not a split brain: a peer that is down and
+one that is cut off (and maybe MASTER on its side) look alike from here.
+
 It is reported once when it starts (``split_brain`` event: state
 ``SPLIT_BRAIN`` with the evidence as detail, a warning naming the other
 MAC/address) and once when it ends (``SPLIT_BRAIN_CLEARED``): no evidence
@@ -164,7 +169,7 @@ class Prober:
         self._icmp6: socket.socket | None = None
         self._ip6: socket.socket | None = None
         #: VIP -> callback(vip, mac, what)
-        self.listeners: dict[str, Answer] = {}
+        self.listeners: dict[str, list[Answer]] = {}
 
     def _open_arp(self) -> socket.socket:
         if self._arp is None:
@@ -226,8 +231,9 @@ class Prober:
             if addr[2] == PACKET_OUTGOING:  # our own replies
                 continue
             got = parse_arp_reply(frame)
-            if got is not None and got[0] in self.listeners:
-                self.listeners[got[0]](got[0], got[1], "ARP reply")
+            if got is not None:
+                for answer in self.listeners.get(got[0], ()):
+                    answer(got[0], got[1], "ARP reply")
 
     def _read_na(self) -> None:
         r = self._icmp6
@@ -244,8 +250,8 @@ class Prober:
             if got is None:
                 continue
             target = str(ipaddress.ip_address(got[0]))
-            if target in self.listeners:
-                self.listeners[target](target, got[1], f"NA from {addr[0].split('%')[0]}")
+            for answer in self.listeners.get(target, ()):
+                answer(target, got[1], f"NA from {addr[0].split('%')[0]}")
 
     def close(self) -> None:
         for s in (self._arp, self._icmp6):
@@ -280,6 +286,13 @@ class SplitBrain:
     prober: Callable[[str], Prober] | None = None
     own_mac: Callable[[str], bytes | None] = lambda dev: None
     own_macs: frozenset[bytes] = frozenset()
+    #: (address, interface) of the unicast peers, probed like the VIPs
+    peers: list[tuple[str, str]] = field(default_factory=list)
+    #: unicast peers that answered probes before and have stopped
+    silent_peers: set[str] = field(default_factory=set)
+    _peer_answered: set[str] = field(default_factory=set)
+    _peer_known: set[str] = field(default_factory=set)
+    _peer_misses: dict[str, int] = field(default_factory=dict)
     master: bool = False
     detected: bool = False
     detail: str = ""
@@ -309,6 +322,9 @@ class SplitBrain:
         self._answers.clear()
         self._rounds.clear()
         self._answered_round.clear()
+        self._peer_answered.clear()
+        self._peer_misses.clear()
+        self.silent_peers.clear()
         if self.detected:
             self._clear("no longer MASTER")
 
@@ -336,6 +352,36 @@ class SplitBrain:
         holder = f"{vip} is also held by {_mac(mac) if mac else '?'} ({what})"
         self._answered_round.add(holder)
 
+    def peer_answer(self, peer: str, mac: bytes | None, what: str) -> None:
+        """A unicast peer answered a probe for its own address."""
+        if self.master:
+            self._peer_answered.add(peer)
+
+    def _peer_round(self) -> None:
+        """Unicast peers that answered probes and stop: a peer that is down
+        and a peer cut off (maybe MASTER on its side) look the same from
+        here, so it is a warning and a status entry, not a split brain."""
+        for peer, _ in self.peers:
+            if peer in self._peer_answered:
+                self._peer_known.add(peer)
+                self._peer_misses.pop(peer, None)
+                if peer in self.silent_peers:
+                    self.silent_peers.discard(peer)
+                    log.info("(%s) unicast peer %s answers again", self.name, peer)
+                continue
+            if peer not in self._peer_known:
+                continue  # never answered (off-link, or not up yet)
+            misses = self._peer_misses[peer] = self._peer_misses.get(peer, 0) + 1
+            if misses == PROBE_ROUNDS + 1 and peer not in self.silent_peers:
+                self.silent_peers.add(peer)
+                log.warning(
+                    "(%s) unicast peer %s stopped answering probes: it is down, or cut off"
+                    " and possibly MASTER (split brain)",
+                    self.name,
+                    peer,
+                )
+        self._peer_answered = set()
+
     # -- rounds -----------------------------------------------------------------
     def _listen(self, on: bool) -> None:
         if self.prober is None or self.interval <= 0:
@@ -346,9 +392,15 @@ class SplitBrain:
         for vip, dev in self.vips:
             p = self.prober(dev)
             if on:
-                p.listeners[vip] = self.answer
-            elif p.listeners.get(vip) == self.answer:
-                del p.listeners[vip]
+                p.listeners.setdefault(vip, []).append(self.answer)
+            elif self.answer in p.listeners.get(vip, []):
+                p.listeners[vip].remove(self.answer)
+        for peer, dev in self.peers:
+            p = self.prober(dev)
+            if on:
+                p.listeners.setdefault(peer, []).append(self.peer_answer)
+            elif self.peer_answer in p.listeners.get(peer, []):
+                p.listeners[peer].remove(self.peer_answer)
 
     def _schedule(self) -> None:
         if self._loop is None:
@@ -376,10 +428,11 @@ class SplitBrain:
         self._answered_round = set()
         self._evaluate(now)
         if self.prober is not None and self.interval > 0:
-            for vip, dev in self.vips:
+            self._peer_round()
+            for address, dev in [*self.vips, *self.peers]:
                 mac = self.own_mac(dev)
                 if mac is not None:
-                    self.prober(dev).probe(vip, mac)
+                    self.prober(dev).probe(address, mac)
         if self.interval > 0 or self.detected or self._lower:
             self._schedule()
 
@@ -417,6 +470,7 @@ class SplitBrain:
             "detail": self.detail,
             "count": self.count,
             "probe_interval": self.interval,
+            "silent_peers": sorted(self.silent_peers),
         }
 
 
@@ -456,6 +510,7 @@ def watch(
         report=report,
         prober=prober,
         own_mac=own_mac,
+        peers=[(str(p.address), inst.ifname) for p in inst.cfg.unicast_peer],
     )
 
 
