@@ -580,6 +580,11 @@ class Instance:
                 require_advert_type=False,
             )
         except pk.PacketError as exc:
+            if exc.kind is pk.PacketErrorKind.BAD_VERSION:
+                # keepalived: "wrong version" (vers_err), not a malformed packet
+                st.count_rejection(self.stats, pk.Rejection.VERSION)
+                self._reject(pk.Rejection.VERSION.label, f"wrong version from {pkt.src}: {exc}")
+                return
             st.count_decode_error(self.stats, exc)
             self._reject("malformed", f"malformed packet from {pkt.src}: {exc}")
             return
@@ -836,6 +841,8 @@ class Instance:
             "master_priority": self.fsm.master_priority,
             "counters": dict(self.counters),
             **self._auth_hmac_status(),
+            # the interface's receiver, shared by the instances on it
+            "receiver_drops": dict(self._rx.drops) if self._rx is not None else {},
             **self._dump_status(),
         }
 

@@ -17,6 +17,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from pykeepalived.core.vrrp.packet import (
     IPPROTO_AH,
@@ -36,12 +37,18 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+IPV6_FREEBIND = 78  # linux/in6.h; not in Python's socket module
 _MCAST_V6_PACKED = VRRP_MCAST_V6.packed
 #: Larger than any VRRP packet (IPv6: 8 + 255 * 16 bytes; IPv4 with AH:
 #: 20 + 24 + 8 + 255 * 4 + 8 bytes).
 RECV_SIZE = 8192
 #: See the comment above :meth:`Receiver._readable`.
 BATCH_INTERVAL = 0.02
+#: Receive buffer per socket: ~16k adverts, 0.4 s of a 40k packets/s flood.
+RECV_BUFFER = 16 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 #: See :meth:`Receiver.drain`.
 DRAIN_DEDUP = 0.0005
 
@@ -186,6 +193,9 @@ class Receiver:
         self.ifname = ifname
         self.family = family
         self._handlers: dict[int, list[Handler]] = {}
+        #: Packets no instance saw: too short to carry a VRID, or a VRID no
+        #: instance here uses (keepalived ignores both without a counter).
+        self.drops = {"short": 0, "unknown_vrid": 0}
         self._repeats: dict[object, RepeatSlot] = {}
         self._timers: TimerQueue | None = None
         self._watchdog_timer: Timer | None = None
@@ -233,7 +243,14 @@ class Receiver:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # Reads are batched every BATCH_INTERVAL under load: the buffer must hold
+        # what arrives meanwhile, or the master's adverts are dropped with the
+        # junk of a flood (bench/hostile: 40k packets/s overflowed the 208 KiB
+        # that net.core.rmem_max allows).  As root, SO_RCVBUFFORCE passes the cap.
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECV_BUFFER)
+        except OSError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
         s.setblocking(False)
         return s
 
@@ -451,9 +468,11 @@ class Receiver:
                 break
             n += 1
             if pkt is None:
+                self.drops["short"] += 1
                 continue
             lst = self._handlers.get(pkt.vrid)
             if not lst:
+                self.drops["unknown_vrid"] += 1
                 continue
             for handler in lst if len(lst) == 1 else list(lst):
                 try:
@@ -505,6 +524,35 @@ class Receiver:
         return RawPacket(6, src, dst, ttl, IPPROTO_VRRP, data, data, data[1], key, anc)
 
 
+def proto_receives(family: int, hdrincl: bool) -> bool:
+    """Whether a sending socket would also be handed every VRRP packet received."""
+    return family == 6 or not hdrincl
+
+
+#: A classic BPF program of one instruction, "return 0": accept no packet.
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+_drop_all_buf: Any = None
+
+
+def receive_nothing(s: socket.socket) -> None:
+    """Make a send-only raw socket refuse every packet in the kernel.
+
+    A raw socket of protocol 112 gets a copy of every VRRP packet the host
+    receives; a sender never reads them, so without this each one would be
+    cloned and queued for nothing until the buffer overflows (half a core at
+    a 40k packets/s flood, bench/hostile)."""
+    global _drop_all_buf
+    import ctypes
+
+    if _drop_all_buf is None:
+        _drop_all_buf = ctypes.create_string_buffer(_DROP_ALL, len(_DROP_ALL))
+    prog = struct.pack("HL", 1, ctypes.addressof(_drop_all_buf))
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    except OSError as exc:  # no BPF: the copies are only wasted, not harmful
+        log.debug("cannot attach a drop-all filter to a sender socket: %s", exc)
+
+
 class Sender:
     """Sends one instance's adverts (multicast or to each unicast peer)."""
 
@@ -529,6 +577,9 @@ class Sender:
                 )
                 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
                 if src:
+                    # keepalived 2.3.3+: a source address not (yet) on the
+                    # host still binds (a VIP, or an address DHCP brings later)
+                    s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
                     s.bind((src, 0))
         else:
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
@@ -542,7 +593,10 @@ class Sender:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             if src:
+                s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)  # as for IPv4
                 s.bind((src, 0, 0, self.ifindex if ipaddress.IPv6Address(src).is_link_local else 0))
+        if proto_receives(family, hdrincl):
+            receive_nothing(s)
         s.setblocking(False)
         self.sock = s
 

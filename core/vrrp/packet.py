@@ -592,15 +592,18 @@ def decode_advert(
         )
     version = data[0] >> 4
     ptype = data[0] & 0x0F
-    if version not in (2, 3):
-        raise VersionError(f"unsupported VRRP version {version}")
     naddr = data[3]
+    # keepalived 2.2.7 checks the length first (auth bytes only for a version-2
+    # header), then the version: a v2-sized packet claiming version 1 is a
+    # length error there, a v1 packet of the right size a version error.
     expected = expected_payload_len(version, fam, naddr)
     if len(data) != expected:
         raise LengthError(
             f"VRRPv{version} packet too {'long' if len(data) > expected else 'short'}: "
             f"{len(data)} bytes, {naddr} addresses need {expected}"
         )
+    if version not in (2, 3):
+        raise VersionError(f"unsupported VRRP version {version}")
     if require_advert_type and ptype != VRRP_TYPE_ADVERT:
         raise PacketTypeError(f"invalid VRRP packet type {ptype}, expected {VRRP_TYPE_ADVERT}")
 
