@@ -789,10 +789,15 @@ def test_unsupported_lists_only_real_keepalived_keywords(block: str) -> None:
     """grammar.UNSUPPORTED holds keepalived keywords, not typos of ours."""
     from pykeepalived.core.config.grammar import UNSUPPORTED
 
+    # keepalived 2.4.3's names too (tests/test_config_24.py)
+    man_243 = json.loads((Path(__file__).parent / "data" / "man_keywords_2.4.3.json").read_text())
     known = (
         set(MAN_KEYWORDS.get(block, []))
         | set(MAN_KEYWORDS["vrrp_instance"])
         | set(MAN_KEYWORDS["global_defs"])
+        | set(man_243.get(block, []))
+        | set(man_243["vrrp_instance"])
+        | set(man_243["global_defs"])
     )
     # keepalived keywords the man page only mentions in prose or that 2.2.7 accepts silently
     extra = {

@@ -6,6 +6,7 @@ Checker and tracker keywords are not here: plugins add them through the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -157,6 +158,14 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "vmac_prefix",
             "vmac_addr_prefix",
             "vrrp_notify_priority_changes",
+            # keepalived 2.3/2.4
+            "dbus_no_interface_name",
+            "iproute_etc_dir",
+            "iproute_usr_dir",
+            "snmp_vs_stats_update_interval",
+            "snmp_rs_stats_update_interval",
+            "use_symlink_paths",
+            "vrrp_owner_ignore_adverts",
         )
     },
     "vrrp_instance": {
@@ -180,6 +189,10 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "linkbeat_use_polling",
             "use_ipvlan",
             "vrf",
+            # keepalived 2.3/2.4
+            "timer_expired_backup",
+            "thread_timer_expired",
+            "owner_ignore_adverts",
         )
     },
     "virtual_server": {
@@ -484,6 +497,26 @@ def _dump_path(node: Node, ctx: Context) -> str:
     return node.args[0]
 
 
+def ms_decimal(node: Node, ctx: Context, *, minimum: float, maximum: float) -> float:
+    """A number of seconds with up to 3 decimals, as keepalived 2.3+ reads
+    millisecond values (``read_decimal_unsigned_strvec`` with shift 3):
+    more decimals are a warning and the value is rounded half up to 1 ms."""
+    text = node.args[0]
+    value: float = number(minimum, maximum)(node, ctx)
+    _, dot, decimals = text.partition(".")
+    if dot and len(decimals) > 3:
+        ctx.warn(node.place, f"number '{text}' has too many decimal places")
+        value = math.floor(value * 1000 + 0.5) / 1000
+    return value
+
+
+def _delay_after_boot(node: Node, ctx: Context) -> float:
+    """``vrrp_delay_after_boot SECS``: seconds after boot, not after start
+    (semantics.py turns it into a vrrp_startup_delay with /proc/uptime).
+    keepalived 2.4.3 reads it as a timer of at most UINT_MAX microseconds."""
+    return ms_decimal(node, ctx, minimum=0.001, maximum=4294.967295)
+
+
 def _lvs_flush_on_stop(node: Node, ctx: Context) -> list[str]:
     """``lvs_flush_on_stop [VS]``: nothing (flush all) or VS."""
     if node.args and node.args[0].upper() != "VS":
@@ -741,6 +774,8 @@ def core_grammar() -> Grammar:
     gd.add(Kw("vrrp_down_timer_adverts", integer(1, 100), 1, 1))
     gd.add(Kw("vrrp_split_brain_probe_interval", number(0, 3600), 1, 1))  # extension
     gd.add(Kw("vrrp_startup_delay", number(0, 3600), 1, 1))
+    gd.add(Kw("vrrp_delay_after_boot", _delay_after_boot, 1, 1))  # keepalived 2.4
+    gd.add(Kw("v3_checksum_as_v2", flag, 0, 1))  # keepalived 2.4: the instances' default
     gd.add(Kw("script_timeout", number(0.001, 86400), 1, 1))
     gd.add(Kw("lvs_flush", flag, 0, 1))
     gd.add(Kw("lvs_flush_on_stop", _lvs_flush_on_stop, 0, 1))
@@ -800,6 +835,7 @@ def core_grammar() -> Grammar:
         "skip_check_adv_addr",
         "accept",
         "v3_checksum_as_v2",
+        "no_virtual_ipaddress",  # keepalived 2.2.8
     ):
         vi.add(Kw(k, flag, 0, 1))
     # pykeepalived extension (docs/config.md, core/vrrp/splitbrain.py); 0: no probes

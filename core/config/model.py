@@ -62,6 +62,10 @@ class GlobalDefs:
     vrrp_strict: bool = False
     vrrp_down_timer_adverts: int = 3
     vrrp_startup_delay: float = 0.0
+    #: keepalived 2.4: seconds after boot (semantics.py makes it a startup delay)
+    vrrp_delay_after_boot: float | None = None
+    #: keepalived 2.4: the default of every instance's v3_checksum_as_v2
+    v3_checksum_as_v2: bool = False
     vrrp_notify_fifo: Script | None = None
     vrrp_notify_fifo_script: Script | None = None
     notify_fifo: Script | None = None
@@ -253,6 +257,8 @@ class VrrpInstance:
     skip_check_adv_addr: bool | None = None
     accept: bool | None = None
     v3_checksum_as_v2: bool = False
+    #: keepalived 2.2.8: no VIPs on purpose (no "No VIP specified" complaint)
+    no_virtual_ipaddress: bool = False
     debug: int = 0
     ext: dict[str, Any] = field(default_factory=dict)
 

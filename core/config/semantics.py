@@ -16,6 +16,7 @@ from pykeepalived.core.config.trackrefs import check_track_references
 
 def apply(cfg: m.Config, diag: Diagnostics) -> None:
     gd = cfg.global_defs
+    delay_after_boot(gd, diag)
     seen_vrids: dict[tuple[str | None, int, int, int], m.VrrpInstance] = {}
     names: set[str] = set()
     vmac_names: dict[str, str] = {}
@@ -163,7 +164,7 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
                     f"{ref.kind} {ref.name} weight {ref.weight} treated as 0",
                 )
                 ref.weight = 0
-    if not vi.virtual_ipaddress:
+    if not vi.virtual_ipaddress and not vi.no_virtual_ipaddress:
         diag.notice(vi.place, f"{tag} no virtual_ipaddress configured")
     families = {v.address.version for v in vi.virtual_ipaddress}
     if len(families) > 1:
@@ -221,6 +222,56 @@ def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:
     if vi.strict_mode and vi.authentication is not None:
         diag.error(vi.place, f"{tag} authentication is not allowed with strict mode")
     _vmac(vi, diag)
+    _since_keepalived_23(vi, gd, tag, diag)
+
+
+def _since_keepalived_23(vi: m.VrrpInstance, gd: m.GlobalDefs, tag: str, diag: Diagnostics) -> None:
+    """Instance rules keepalived 2.2.8 to 2.4 added (docs/config.md)."""
+    if vi.no_virtual_ipaddress and vi.strict_mode:
+        # keepalived 2.4.3 vrrp.c: a config warning, then the VIP rules apply
+        diag.warning(
+            vi.place,
+            f"{tag} no_virtual_ipaddress and strict mode incompatible, "
+            "clearing no_virtual_ipaddress",
+        )
+        vi.no_virtual_ipaddress = False
+        if not vi.virtual_ipaddress:
+            diag.notice(vi.place, f"{tag} no virtual_ipaddress configured")
+    # keepalived 2.4: the global v3_checksum_as_v2 is every instance's default
+    vi.v3_checksum_as_v2 = vi.v3_checksum_as_v2 or gd.v3_checksum_as_v2
+    # keepalived 2.3.3+ (vrrp_data.c): a repeated unicast_peer is a config
+    # error and dropped; the first one (with its options) stays (2.2.7 kept
+    # both).
+    seen: set[object] = set()
+    peers: list[m.UnicastPeer] = []
+    for peer in vi.unicast_peer:
+        if peer.address in seen:
+            diag.warning(peer.place, f"{tag} {peer.address} - duplicate unicast_peer")
+            continue
+        seen.add(peer.address)
+        peers.append(peer)
+    vi.unicast_peer = peers
+
+
+def delay_after_boot(gd: m.GlobalDefs, diag: Diagnostics, uptime: float | None = None) -> None:
+    """keepalived 2.4 ``vrrp_delay_after_boot``: the VRRP startup delay is
+    what is left of SECS since boot (``/proc/uptime``); with
+    ``vrrp_startup_delay`` too, the longer of the two."""
+    secs = gd.vrrp_delay_after_boot
+    if secs is None:
+        return
+    if uptime is None:
+        try:
+            with open("/proc/uptime") as f:
+                uptime = float(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            diag.warning(
+                gd.place, "Unable to read /proc/uptime for vrrp_delay_after_boot - ignoring"
+            )
+            return
+    left = round(secs - uptime, 3)
+    if left > gd.vrrp_startup_delay:
+        gd.vrrp_startup_delay = left
 
 
 def _strict_and_accept(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:

@@ -139,6 +139,11 @@ def _http_protocol(node: Node, ctx: Context) -> str:
     return word
 
 
+#: keepalived 2.4 SSL_GET ``tls_compliant``: send close_notify on shutdown
+#: (SSL_set_quiet_shutdown off); Python's ssl module decides ours.
+_TLS_COMPLIANT = "the TLS shutdown is left to Python's ssl module"
+
+
 def _url_spec() -> BlockSpec:
     spec = BlockSpec("url", model=Url)
     spec.add(Kw("path", string, 1, 1))
@@ -151,6 +156,7 @@ def _url_spec() -> BlockSpec:
     spec.add(Kw("regex_min_offset", integer(0, 2**31), 1, 1))
     spec.add(Kw("regex_max_offset", integer(0, 2**31), 1, 1))
     spec.add(Kw("regex_stack", words, 2, 2, unsupported="Python re is used, not PCRE2"))
+    spec.add(Kw("tls_compliant", flag, 0, 1, unsupported=_TLS_COMPLIANT))  # keepalived 2.4
     return spec
 
 
@@ -162,6 +168,7 @@ def _http_keywords(spec: BlockSpec) -> None:
     spec.add(Kw("fast_recovery", flag, 0, 1, unsupported="every url is checked each round"))
     spec.add(Kw("enable_sni", flag, 0, 1))
     spec.add(Kw("sni_name", string, 1, 1))
+    spec.add(Kw("tls_compliant", flag, 0, 1, unsupported=_TLS_COMPLIANT))  # keepalived 2.4
 
 
 def _ssl_spec() -> BlockSpec:

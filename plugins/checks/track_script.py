@@ -4,8 +4,8 @@ Grammar (keepalived.conf(5), "VRRP script(s)")::
 
     vrrp_script NAME {
         script <STRING>|<QUOTED-STRING>
-        interval N          # seconds, default 1
-        timeout N           # seconds, default: the interval
+        interval N          # seconds (to 1 ms, keepalived 2.3.2+), default 1
+        timeout N           # seconds (to 1 ms), default: the interval
         weight N [reverse]  # -253..253, default 0 (FAULT after <fall> failures)
         rise N              # default 1
         fall N              # default 1
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,8 +112,21 @@ def _user(node: Node, ctx: Context) -> tuple[str, str | None]:
     return node.args[0], node.args[1] if len(node.args) > 1 else None
 
 
+#: keepalived 2.4.3 reads interval/timeout in ms up to (UINT_MAX / TIMER_HZ) * 1000.
+_MAX_SECONDS = 4294.0
+
+
 def _positive(node: Node, ctx: Context) -> float:
-    value: float = number(0, 2**32 / 1000)(node, ctx)
+    """Seconds with up to 3 decimals (keepalived 2.3.2+: millisecond interval
+    and timeout; 2.2.7 took whole seconds only).  More decimals are a
+    warning and round half up to 1 ms, as keepalived's
+    ``read_decimal_unsigned_strvec`` does."""
+    text = node.args[0]
+    value: float = number(0, _MAX_SECONDS)(node, ctx)
+    _, dot, decimals = text.partition(".")
+    if dot and len(decimals) > 3:
+        ctx.warn(node.place, f"number '{text}' has too many decimal places")
+        value = math.floor(value * 1000 + 0.5) / 1000
     if value == 0:
         ctx.warn(node.place, f"{node.keyword} must be greater than 0, setting to 1")
         return 1.0
