@@ -585,3 +585,52 @@ def test_pid_file_signals_and_dump_file_keywords(lab: Callable[..., Lab], tmp_pa
     # nothing went to the default directory, and the daemon carried on
     assert list((node.dir / "tmp").iterdir()) == []
     assert node.running()
+
+
+class AliasNode(PyNode):
+    """pykeepalived started through a link named ``keepalived``."""
+
+    def argv(self) -> list[str]:
+        alias = self.dir / "bin" / "keepalived"
+        if not alias.exists():
+            alias.parent.mkdir()
+            alias.symlink_to(PYKEEPALIVED)
+        return [str(alias), *super().argv()[1:]]
+
+
+def gen2brain_find(ps_output: str) -> list[int]:
+    """gen2brain/keepalived_exporter collector.go ``processes`` + ``signal``:
+    pids whose first argument's basename is ``keepalived``."""
+    pids = []
+    for line in ps_output.rstrip("\n").split("\n")[1:]:
+        f = line.strip().split()
+        if len(f) > 3 and not f[3].startswith("[") and f[3].rsplit("/", 1)[-1] == "keepalived":
+            pids.append(int(f[0]))
+    return pids
+
+
+def test_keepalived_alias_as_gen2brain_finds_it(lab: Callable[..., Lab], tmp_path: Path) -> None:
+    host = lab(1)[0]
+    node = AliasNode(host, tmp_path)
+    (node.dir / "tmp").mkdir()
+    with_env(node, {"TMPDIR": str(node.dir / "tmp")})
+    me = int(sorted(host.addresses())[0].rsplit(".", 1)[1])
+    node.start(config(me, me + 1, "MASTER", 150))
+    wait_holder([host], "192.0.2.100", host.name, timeout=20)
+    ps = subprocess.run(
+        ["ps", "-axwwo", "pid,pcpu,pmem,args"], capture_output=True, text=True, check=True
+    ).stdout
+    assert node.pid in gen2brain_find(ps)
+    assert Path(f"/proc/{node.pid}/comm").read_text().strip() == "keepalived"
+    # its hard-coded SIGJSON (SIGRTMIN taken as 32, plus 4) is keepalived's
+    # SIGRTMIN+2 with glibc's SIGRTMIN of 34, and ours
+    assert SIG["JSON"] == 32 + 4
+    (node.dir / "tmp" / "keepalived.json").unlink(missing_ok=True)
+    node.signal(32 + 4)
+    rows = ex.parse_json(wait_file(node.dir / "tmp" / "keepalived.json", node))
+    assert (rows[0]["iname"], rows[0]["state"]) == ("VI_1", 2)
+    # what mehdy's exporter runs, through the same link
+    alias = str(node.dir / "bin" / "keepalived")
+    version = subprocess.run([alias, "-v"], capture_output=True, text=True, check=True)
+    assert ex.parse_version(version.stderr) >= (1, 3, 8)
+    assert node.running()

@@ -254,6 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         logging.getLogger("pykeepalived").error("must run as root (network configuration)")
         return EXIT_FATAL
+    from pykeepalived.core.shell.version import invoked_as_keepalived
+
+    if invoked_as_keepalived():
+        # found as keepalived by exporters that read the process table
+        from pykeepalived.core.shell.proctitle import set_keepalived_title
+
+        set_keepalived_title()
     from pykeepalived.core.shell.daemon import run_daemon
 
     return run_daemon(args)
