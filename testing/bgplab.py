@@ -173,7 +173,8 @@ def speaker_block(node: Node, backend: str) -> str:
     )
 
 
-def node_config(node: Node, backend: str, priority: int) -> str:
+def node_config(node: Node, backend: str, priority: int, web_extra: str = "") -> str:
+    """The node's keepalived.conf; ``web_extra``: more lines for ``bgp_announce WEB``."""
     h = node.host
     return (
         global_defs(h.name)
@@ -195,6 +196,7 @@ bgp_announce WEB {{
     prefix {VIP_MASTER}/32
     track_instance VI_1
     community 65000:100
+{web_extra}
 }}
 bgp_announce ANY {{
     prefix {VIP_ANY}/32
@@ -263,7 +265,7 @@ class BgpLab:
         )
         return time.monotonic() - t0
 
-    def start_nodes(self, backend: str) -> None:
+    def start_nodes(self, backend: str, web_extra: str = "") -> None:
         """Start both nodes (n1 priority 200, n2 100) with ``backend`` speakers."""
         for node, prio in zip(self.nodes, (200, 100), strict=True):
             h = node.host
@@ -276,7 +278,7 @@ class BgpLab:
                 include = node.bird.dir / "pka4.conf"
                 include.write_text("")  # BIRD needs the file to exist when it parses
                 node.bird.start(node_bird_conf(h, node.asn, include))
-            node.py.start(node_config(node, backend, prio))
+            node.py.start(node_config(node, backend, prio, web_extra))
 
     @staticmethod
     def lab_signal_group(node: Node, sig: int) -> None:

@@ -107,7 +107,7 @@ def test_rendered_commands() -> None:
     line = bgp.ExaBgp(speaker)._announce_line(route)
     assert line == (
         "announce route 203.0.113.10/32 next-hop self med 10 "
-        "community [ 65000:100 ] as-path [ 65001 65001 ]"
+        "community [ 65000:100 ] as-path [ 65001 65001 65001 ]"
     )
     bird = bgp.Bird(bgp.SpeakerConf("B", backend="BIRD", local_as=65001, include_file="/x"))
     text = bird.render({route.prefix: route}, 4)
@@ -207,13 +207,39 @@ def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> N
 @pytest.mark.netns
 @needs_bird
 @pytest.mark.timeout(120)
+def test_exabgp_prepend_while_backup(lab: Any, tmp_path: Path) -> None:
+    bl = BgpLab(lab(n_hosts=0), tmp_path)
+    n1, n2 = bl.nodes
+    ip1, ip2 = n1.host.ip4, n2.host.ip4
+    bl.start_nodes("exabgp", "    as_path_prepend 2 while_backup")
+    prefix = f"{VIP_MASTER}/32"
+    try:
+        # Once n1 is MASTER: its path is plain, the BACKUP's carries two more
+        # copies of its AS, and the router forwards to the MASTER only.
+        wait_until(lambda: "BGP.as_path: 65001\n" in bl.bird.birdc("show route all", prefix), 20)
+        assert bl.bird.next_hops(prefix) == {ip1, ip2}
+        assert "BGP.as_path: 65002 65002 65002\n" in bl.bird.birdc("show route all", prefix)
+        wait_until(lambda: bl.bird.primary(prefix) == {ip1}, 5)
+    except BaseException:
+        _dump(bl)
+        raise
+
+
+@pytest.mark.netns
+@needs_bird
+@pytest.mark.timeout(120)
 def test_bird_backend_follows_master(lab: Any, tmp_path: Path) -> None:
     bl = BgpLab(lab(n_hosts=0), tmp_path)
     n1, n2 = bl.nodes
     ip1, ip2 = n1.host.ip4, n2.host.ip4
-    bl.start_nodes("bird")
+    bl.start_nodes("bird", "    as_path_prepend 2 while_backup")
     try:
-        bl.wait_hops(f"{VIP_MASTER}/32", {ip1}, 20)
+        # The BACKUP keeps announcing, with a longer path: the router has both
+        # paths and forwards to the MASTER's.
+        bl.wait_hops(f"{VIP_MASTER}/32", {ip1, ip2}, 20)
+        shown = bl.bird.birdc("show route all", f"{VIP_MASTER}/32")
+        assert "BGP.as_path: 65002 65002 65002" in shown, shown
+        wait_until(lambda: bl.bird.primary(f"{VIP_MASTER}/32") == {ip1}, 5)
         bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
         assert set(bl.who(VIP_MASTER, 2)) == {"n1"}
         n2.stop_who()

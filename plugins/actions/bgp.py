@@ -511,8 +511,12 @@ class ExaBgp(Backend):
         if r.communities:
             parts.append(f"community [ {' '.join(r.communities)} ]")
         if r.prepend:
-            # ExaBGP puts its own AS in front on eBGP; these are the extra copies.
-            parts.append(f"as-path [ {' '.join([str(self.conf.local_as)] * r.prepend)} ]")
+            # An as-path given to ExaBGP is sent as written (measured with
+            # ExaBGP 5.0: it does not add its own AS on eBGP), so it holds the
+            # AS an eBGP UPDATE carries anyway plus the prepended copies.
+            ebgp = any(n.peer_as != self.conf.local_as for n in self.conf.neighbors)
+            count = r.prepend + (1 if ebgp else 0)
+            parts.append(f"as-path [ {' '.join([str(self.conf.local_as)] * count)} ]")
         return " ".join(parts)
 
     async def apply(self, routes: dict[Prefix, Route]) -> None:
@@ -694,6 +698,7 @@ class BgpAnnouncer(Action):
             n: BACKENDS[s.backend](s) for n, s in speakers.items() if n in used
         }
         self.states: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self.quorum: dict[str, bool] = {}
         #: Seconds notify() may take: one command round per prefix.
         self.timeout = ACK_TIMEOUT * (1 + sum(len(a.prefixes) for a, _ in self.announces))
@@ -749,16 +754,20 @@ class BgpAnnouncer(Action):
             label = format_vs(vs) if vs is not None else event.name
             self.quorum[label] = event.state == "UP"
         for name, backend in self.backends.items():
-            wanted = self.desired(name)
-            log.debug(
-                "(%s) %s %s %s: announcing %s",
-                name,
-                event.kind.value,
-                event.name,
-                event.state,
-                sorted(map(str, wanted)),
-            )
-            await backend.apply(wanted)
+            # Events of different subjects are delivered concurrently (one lane
+            # each): the desired set is computed under the lock, so the last
+            # apply always reflects every state recorded before it.
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                wanted = self.desired(name)
+                log.debug(
+                    "(%s) %s %s %s: announcing %s",
+                    name,
+                    event.kind.value,
+                    event.name,
+                    event.state,
+                    sorted(map(str, wanted)),
+                )
+                await backend.apply(wanted)
 
     async def close(self) -> None:
         # The core builds a new announcer on reload and closes this one first,
