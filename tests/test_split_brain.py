@@ -42,6 +42,9 @@ DETECT_WITHIN = 10.0
 FIFO_READER = """#!/bin/sh
 while read -r line; do echo "$line" >> {out}; done < "$1"
 """
+NOTIFY = """#!/bin/sh
+echo "$*" >> {out}
+"""
 
 DROP_VRRP = """table inet sb {
     chain input {
@@ -57,7 +60,10 @@ def start(host: Host, tmp_path: Path, priority: int) -> PyNode:
     reader = node.dir / "fifo_reader.sh"
     reader.write_text(FIFO_READER.format(out=node.dir / "fifo.out"))
     reader.chmod(reader.stat().st_mode | stat.S_IXUSR)
-    extra = f"    split_brain_probe_interval {PROBE:g}"
+    notify = node.dir / "notify.sh"
+    notify.write_text(NOTIFY.format(out=node.dir / "notify.out"))
+    notify.chmod(notify.stat().st_mode | stat.S_IXUSR)
+    extra = f'    split_brain_probe_interval {PROBE:g}\n    notify_split_brain "{notify} act"'
     conf = global_defs(
         host.name,
         f"    notify_fifo {node.dir / 'notify.fifo'}\n    notify_fifo_script {reader}\n",
@@ -79,6 +85,11 @@ def start(host: Host, tmp_path: Path, priority: int) -> PyNode:
 def fifo(node: PyNode) -> str:
     out = node.dir / "fifo.out"
     return out.read_text() if out.exists() else ""
+
+
+def notified(node: PyNode) -> list[str]:
+    out = node.dir / "notify.out"
+    return out.read_text().splitlines() if out.exists() else []
 
 
 def split(node: PyNode) -> dict[str, dict[str, Any]]:
@@ -177,6 +188,11 @@ def test_one_way_advert_loss_is_reported_and_cleared(lab: object, tmp_path: Path
             assert n.count("split brain: another MASTER is active") == 2, n.since()
             wait_until(lambda n=n: fifo(n).count("SPLIT_BRAIN ") == 2, timeout=5)  # type: ignore[misc]
             assert 'INSTANCE "VI_1" SPLIT_BRAIN ' in fifo(n)
+        # notify_split_brain: configured arguments, the state, the detail
+        wait_until(lambda: len(notified(n2)) == 2, timeout=5)
+        assert any(
+            line.startswith("act SPLIT_BRAIN 192.0.2.100 is also held by") for line in notified(n2)
+        ), notified(n2)
 
         h2.run(["nft", "delete", "table", "inet", "sb"])
         wait_until(
@@ -188,6 +204,8 @@ def test_one_way_advert_loss_is_reported_and_cleared(lab: object, tmp_path: Path
         for n in nodes:
             wait_until(lambda n=n: fifo(n).count("SPLIT_BRAIN_CLEARED") == 2, timeout=5)  # type: ignore[misc]
             assert n.count("split brain cleared") == 2
+            wait_until(lambda n=n: len(notified(n)) == 4, timeout=5)  # type: ignore[misc]
+        assert "act SPLIT_BRAIN_CLEARED no longer MASTER" in notified(n2)
         assert {i["state"] for i in n2.status()["vrrp_instances"]} == {"BACKUP"}
         print(f"split brain reported on both nodes {took:.2f} s after the advert loss began")
     finally:

@@ -10,6 +10,10 @@ virtual_server quorum_up/quorum_down):
 * then the generic ``notify`` script with four more arguments:
   ``INSTANCE|GROUP`` ``NAME`` ``MASTER|BACKUP|FAULT|STOP|DELETED`` ``PRIORITY``
   (0 for a group).  MASTER_RX_LOWER_PRI does not run ``notify``;
+* ``notify_split_brain`` (a pykeepalived extension, docs/config.md) with its
+  configured arguments plus ``SPLIT_BRAIN|SPLIT_BRAIN_CLEARED`` and the
+  event's detail (what was seen, or why it ended): the place to act on a
+  split brain (page someone, withdraw a route, stop a service);
 * ``notify_up``/``notify_down`` when a real server goes UP/DOWN,
   ``quorum_up``/``quorum_down`` when a virtual server gains/loses quorum.
 
@@ -26,6 +30,8 @@ import logging
 from typing import Any
 
 from pykeepalived.api import (
+    SPLIT_BRAIN,
+    SPLIT_BRAIN_CLEARED,
     Config,
     EventKind,
     Grammar,
@@ -70,6 +76,8 @@ _GROUP_SCRIPTS = {
     "STOP": "notify_stop",
 }
 _RS_SCRIPTS = {"UP": "notify_up", "DOWN": "notify_down"}
+#: An extension keyword: its Script is kept in ``VrrpInstance.ext``.
+SPLIT_BRAIN_SCRIPT = "notify_split_brain"
 _VS_SCRIPTS = {"UP": "quorum_up", "DOWN": "quorum_down"}
 
 
@@ -109,6 +117,10 @@ class ScriptNotifier(Notifier):
                 s = getattr(obj, attr, None)
                 if isinstance(s, Script):
                     out.append(s)
+        for vi in self.config.vrrp_instances:
+            s = vi.ext.get(SPLIT_BRAIN_SCRIPT)
+            if isinstance(s, Script):
+                out.append(s)
         return out
 
     def scripts_for(self, ev: StateEvent) -> list[tuple[str, list[str], Script]]:
@@ -123,6 +135,11 @@ class ScriptNotifier(Notifier):
             EventKind.VIRTUAL_SERVER: _VS_SCRIPTS,
         }[ev.kind]
         out: list[tuple[str, list[str], Script]] = []
+        if ev.kind is EventKind.INSTANCE and ev.state in (SPLIT_BRAIN, SPLIT_BRAIN_CLEARED):
+            s = getattr(obj, "ext", {}).get(SPLIT_BRAIN_SCRIPT)
+            if isinstance(s, Script):
+                out.append((SPLIT_BRAIN_SCRIPT, [*s.argv, ev.state, ev.detail], s))
+            return out
         attr = table.get(ev.state)
         own = getattr(obj, attr, None) if attr else None
         if isinstance(own, Script):
@@ -194,6 +211,7 @@ NOTIFY_KEYWORDS: dict[str, tuple[str, ...]] = {
         "notify_deleted",
         "notify_master_rx_lower_pri",
         "notify",
+        SPLIT_BRAIN_SCRIPT,
     ),
     "vrrp_sync_group": (
         "notify_master",
