@@ -404,6 +404,17 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         more = natlab.count(120)
         assert more.get("rs4", 0) > 0 and sum(more.values()) == 120, more
         assert echo("again") == "again"
+
+        # A crash (kill -9) leaves the table serving; the next daemon takes it
+        # over without cutting the held connection (the NAT hooks stay).
+        node.kill()
+        assert echo("after-crash") == "after-crash"
+        node.start(config(weights))
+        node.wait_log("served by nftables", timeout=10)
+        assert natlab.wait_table(lambda t: t.count("dnat to 198.51.100.") == 4, 10)
+        assert natlab.nft().count("table ip pykeepalived_lvs") == 1
+        assert echo("after-restart") == "after-restart"
+        assert sum(natlab.count(30).values()) == 30
         hold.stdin.close()
         hold.wait(5)
         assert "Traceback" not in node.text()

@@ -38,6 +38,7 @@ venv): asyncio's subprocess support keeps the event loop free.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import shutil
@@ -449,6 +450,35 @@ async def available() -> str | None:
     return None
 
 
+async def _leftover(family: str) -> list[str] | None:
+    """The statements that empty our table left by an earlier run (a crash,
+    a failed transaction), or None if there is none.
+
+    The table is emptied, not deleted: when the last nat base chain of a
+    family goes, the kernel unregisters its NAT hooks and the NAT state of
+    established connections goes with it (they are reset; measured, Linux
+    6.x).  So the base chains stay (their rules are rewritten) and
+    everything else is deleted, in the transaction that installs the new
+    table: established connections carry on."""
+    try:
+        out = await run_nft(["-j", "list", "table", family, TABLE])
+    except NftError:
+        return None
+    try:
+        objects = json.loads(out).get("nftables", [])
+    except ValueError:
+        return None
+    t = f"{family} {TABLE}"
+    base = [o["chain"]["name"] for o in objects if "chain" in o and "hook" in o["chain"]]
+    other = [o["chain"]["name"] for o in objects if "chain" in o and "hook" not in o["chain"]]
+    sets = [(k, o[k]["name"]) for o in objects for k in ("map", "set") if k in o]
+    lines = [f"flush chain {t} {c}" for c in base]  # drops their references to the maps
+    lines += [f"delete {kind} {t} {name}" for kind, name in sets]
+    lines += [f"flush chain {t} {c}" for c in other]
+    lines += [f"delete chain {t} {c}" for c in other]
+    return lines
+
+
 @dataclass
 class NftApplyResult:
     """What one :meth:`NftBackend.apply` did (for logs, status and tests)."""
@@ -504,10 +534,12 @@ class NftBackend:
         for family, want in desired.items():
             have = self.installed.get(family)
             if family in self._fresh:
-                # A leftover of an earlier run goes in the same transaction
-                # (add+delete: nft 1.0.6 has no "destroy").
-                lines += [f"add table {family} {TABLE}", f"delete table {family} {TABLE}"]
                 have = None
+                leftover = await _leftover(family)
+                if leftover is not None and want:
+                    lines += leftover
+                elif leftover is not None:
+                    lines.append(f"delete table {family} {TABLE}")
             if have is None:
                 if not want:
                     continue  # no table of this family needed
