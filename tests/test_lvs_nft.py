@@ -418,6 +418,7 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         hold.stdin.close()
         hold.wait(5)
         assert "Traceback" not in node.text()
+        assert "update failed" not in node.text(), node.tail()
     finally:
         rc = node.terminate()
     assert rc == 0, node.tail()

@@ -472,9 +472,10 @@ async def _leftover(family: str) -> list[str] | None:
     base = [o["chain"]["name"] for o in objects if "chain" in o and "hook" in o["chain"]]
     other = [o["chain"]["name"] for o in objects if "chain" in o and "hook" not in o["chain"]]
     sets = [(k, o[k]["name"]) for o in objects for k in ("map", "set") if k in o]
-    lines = [f"flush chain {t} {c}" for c in base]  # drops their references to the maps
+    # Rules first (they reference the maps), then the maps (their elements
+    # reference the chains), then the chains.
+    lines = [f"flush chain {t} {c}" for c in base + other]
     lines += [f"delete {kind} {t} {name}" for kind, name in sets]
-    lines += [f"flush chain {t} {c}" for c in other]
     lines += [f"delete chain {t} {c}" for c in other]
     return lines
 
