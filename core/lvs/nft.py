@@ -494,8 +494,9 @@ class NftBackend:
     """Serves the desired virtual-server table with nftables (module doc).
 
     Same face as the IPVS backend: ``start``, ``apply``, ``stop``.  The
-    first apply atomically replaces a leftover table of an earlier run;
-    ``stop`` deletes the tables.
+    first apply takes over a leftover table of an earlier run (emptied and
+    refilled in one transaction, its hook chains kept: see
+    :func:`_leftover`); ``stop`` deletes the tables.
     """
 
     kind = "nftables"
