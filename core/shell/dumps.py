@@ -259,6 +259,15 @@ class Snapshot:
         return next((s for s in self.vrrp if s.get("name") == name), {})
 
 
+def _ifindex(name: str | None) -> int:
+    """The interface's index (the scope id keepalived prints with an IPv6
+    multicast address); 0 when it is not there."""
+    try:
+        return socket.if_nametoindex(name or "")
+    except OSError:
+        return 0
+
+
 def _router_id(gd: GlobalDefs) -> str:
     # keepalived defaults router_id to the host name (set_default_router_id)
     return gd.router_id or socket.gethostname()
@@ -475,9 +484,10 @@ def instance_lines(vi: VrrpInstance, st: Mapping[str, Any], config: Config) -> l
     if not vi.unicast_peer:
         if vi.family == 6:
             group = vi.mcast_dst_ip or gd.vrrp_mcast_group6 or "ff02::12"
+            w(f"   Multicast address {group}, ifindex {_ifindex(vi.interface)}")
         else:
             group = vi.mcast_dst_ip or gd.vrrp_mcast_group4 or "224.0.0.18"
-        w(f"   Multicast address {group}")
+            w(f"   Multicast address {group}")
     garp = _garp(vi, gd)
     w(f"   Gratuitous ARP delay = {int(garp['delay'])}")
     w(f"   Gratuitous ARP repeat = {int(garp['repeat'])}")
