@@ -732,7 +732,10 @@ class Instance:
         if lower_prio:
             delay = resolved(self.cfg.garp_lower_prio_delay, "garp_lower_prio_delay")
             repeat = resolved(self.cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat")
-            self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay, once=True))
+            # keepalived 2.2.7 vrrp.c (vrrp_state_master_rx): one set at once, a second
+            # one garp_lower_prio_delay later (vrrp_lower_prio_gratuitous_arp_thread),
+            # as on becoming master; seen on the wire in tests/test_vrrp_garp.py.
+            self._garp_task = asyncio.ensure_future(self._garp_burst(repeat, delay))
             self._garp_task.set_name(f"garp-lower-prio:{self.name}")
             return
         repeat = resolved(self.cfg.garp_master_repeat, "garp_master_repeat")
@@ -744,17 +747,14 @@ class Instance:
             self._refresh_task = asyncio.ensure_future(self._garp_refresh(refresh))
             self._refresh_task.set_name(f"garp-refresh:{self.name}")
 
-    async def _garp_burst(self, repeat: int, delay: float, once: bool = False) -> None:
-        """keepalived: ``repeat`` GARPs on becoming master, then again after
-        ``garp_master_delay`` seconds (0: no second burst)."""
-        bursts = [0.0] if once else [0.0, delay] if delay > 0 else [0.0]
-        for i, wait in enumerate(bursts):
+    async def _garp_burst(self, repeat: int, delay: float) -> None:
+        """keepalived: ``repeat`` GARPs now (on becoming master, or on a lower-priority
+        advert as master), then again after ``delay`` seconds (0: no second set)."""
+        for wait in [0.0, delay] if delay > 0 else [0.0]:
             if wait:
                 await asyncio.sleep(wait)
             if self.fsm.state is not State.MASTER:
                 return
-            if once and i == 0 and delay:
-                await asyncio.sleep(delay)
             await self._send_gratuitous(repeat)
 
     async def _garp_refresh(self, every: float) -> None:
