@@ -214,3 +214,27 @@ def test_rules_follow_the_vips_and_go_at_stop(lab: object, tmp_path: Path) -> No
         low.terminate()
     assert NFT_TABLE not in ruleset(h1)
     assert VIP not in h1.addresses()
+
+
+def test_nftables_keywords_name_the_table_as_keepalived(lab: object, tmp_path: Path) -> None:
+    """global_defs ``nftables`` (no name: "keepalived") and
+    ``nftables_priority``: with the same settings both rulesets are
+    identical, table name included."""
+    lb: Lab = lab(2)  # type: ignore[operator]
+    h1, h2 = lb[0], lb[1]
+    settings = "    vrrp_strict\n    nftables\n    nftables_priority -5\n"
+    ka = KaNode(h2, tmp_path).start(conf(settings, k=101))
+    node = PyNode(h1, tmp_path).start(conf(settings))
+    try:
+        masters(node)
+        masters(ka)
+        wait_until(lambda: VIP6 in ruleset(h1) and "2001:db8::101" in ruleset(h2), timeout=10)
+        ours, theirs = ruleset(h1), ruleset(h2)
+        assert "table ip keepalived" in ours and "priority filter - 5" in ours, ours
+        assert ours == theirs.replace("::101", "::100").replace(".101", ".100"), (
+            f"ours:\n{ours}\nkeepalived:\n{theirs}"
+        )
+    finally:
+        node.terminate()
+        ka.terminate()
+    assert ruleset(h1).strip() == ""

@@ -75,8 +75,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "vrrp_iptables",
             "vrrp_ipsets",
             "vrrp_nftables",
-            "nftables",
-            "nftables_priority",
             "nftables_ifindex",
             "nftables_counters",
             "vrrp_no_swap",
@@ -584,6 +582,19 @@ def _global_tracking(node: Node, ctx: Context) -> bool:
     return True
 
 
+def _nftables_table(node: Node, ctx: Context) -> str:
+    """keepalived 2.2.7 ``nftables [NAME]``: NAME defaults to "keepalived"."""
+    if not node.args:
+        return "keepalived"
+    name = node.args[0]
+    if len(name) >= 256:  # NFT_TABLE_MAXNAMELEN
+        raise Invalid("nftables table name too long - ignoring")
+    if not name.replace("_", "a").replace("-", "a").isalnum() or not name[0].isalpha():
+        # what nft(8) takes unquoted (pykeepalived runs nft for the tables)
+        raise Invalid(f"nftables table name '{name}' must be letters, digits, '_' or '-'")
+    return name
+
+
 def _flag_off(node: Node, ctx: Context) -> bool:
     return False
 
@@ -773,6 +784,9 @@ def core_grammar() -> Grammar:
         gd.add(Kw(k, flag, 0, 1))
     gd.add(Kw("vrrp_down_timer_adverts", integer(1, 100), 1, 1))
     gd.add(Kw("vrrp_split_brain_probe_interval", number(0, 3600), 1, 1))  # extension
+    # keepalived 2.2.7: the no_accept drop rules' table and chain priority
+    gd.add(Kw("nftables", _nftables_table, 0, 1))
+    gd.add(Kw("nftables_priority", integer(-(2**31), 2**31 - 1), 1, 1))
     gd.add(Kw("vrrp_startup_delay", number(0, 3600), 1, 1))
     gd.add(Kw("vrrp_delay_after_boot", _delay_after_boot, 1, 1))  # keepalived 2.4
     gd.add(Kw("v3_checksum_as_v2", flag, 0, 1))  # keepalived 2.4: the instances' default

@@ -78,6 +78,7 @@ class VrrpManager:
         self._set_groups(config)
         self._static(config, "add")
         # also when no instance needs it: a crashed run's rules must go
+        self.firewall.configure(config.global_defs.ext)
         self.firewall.start(_firewall_families(config.vrrp_instances))
         for cfg in config.vrrp_instances:
             self._add(cfg)

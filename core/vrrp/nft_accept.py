@@ -95,11 +95,11 @@ NFPROTO = {4: 2, 6: 10}  # NFPROTO_IPV4, NFPROTO_IPV6
 _RULESET4 = """table ip {t} {{
     set vips {{ type ipv4_addr; }}
     chain out {{
-        type filter hook output priority filter - 1; policy accept;
+        type filter hook output priority {p}; policy accept;
         ip saddr @vips drop
     }}
     chain in {{
-        type filter hook input priority filter - 1; policy accept;
+        type filter hook input priority {p}; policy accept;
         ip daddr @vips drop
     }}
 }}
@@ -112,13 +112,13 @@ _RULESET6 = """table ip6 {t} {{
     }}
     set vips_link_local {{ type ipv6_addr . iface_index; }}
     chain out {{
-        type filter hook output priority filter - 1; policy accept;
+        type filter hook output priority {p}; policy accept;
         icmpv6 type @neighbor-discovery accept
         ip6 saddr fe80::/10 goto out_link_local
         ip6 saddr @vips drop
     }}
     chain in {{
-        type filter hook input priority filter - 1; policy accept;
+        type filter hook input priority {p}; policy accept;
         icmpv6 type @neighbor-discovery accept
         ip6 daddr fe80::/10 goto in_link_local
         ip6 daddr @vips drop
@@ -215,9 +215,13 @@ def _errors(data: bytes) -> list[int]:
 class AcceptFirewall:
     """The drop rules of every instance in non-accept mode (one per engine)."""
 
-    def __init__(self, ifindex: Callable[[str], int | None], table: str = NFT_TABLE) -> None:
+    def __init__(
+        self, ifindex: Callable[[str], int | None], table: str = NFT_TABLE, priority: int = -1
+    ) -> None:
         self.ifindex = ifindex
+        #: keepalived's ``nftables NAME`` / ``nftables_priority`` (global_defs)
         self.table = table
+        self.priority = priority
         #: Families whose table we made.
         self.families: set[int] = set()
         self._sock: socket.socket | None = None
@@ -250,6 +254,14 @@ class AcceptFirewall:
             return False
         return True
 
+    def configure(self, ext: dict[str, object]) -> None:
+        """global_defs ``nftables [NAME]`` and ``nftables_priority`` (kept in
+        ``GlobalDefs.ext``); a reload keeps the tables the daemon started with."""
+        if not self.families:
+            self.table = str(ext.get("nftables") or NFT_TABLE)
+            priority = ext.get("nftables_priority")
+            self.priority = priority if isinstance(priority, int) else -1
+
     def start(self, families: Iterable[int]) -> None:
         """Replace any table a crashed run left with fresh ones for ``families``
         (none: only the stale tables go)."""
@@ -260,7 +272,7 @@ class AcceptFirewall:
             # "add" first so that "delete" cannot fail: one transaction.
             script += f"add table {name} {self.table}\ndelete table {name} {self.table}\n"
             if fam in wanted:
-                script += (_RULESET4 if fam == 4 else _RULESET6).format(t=self.table)
+                script += self._ruleset(fam)
         if not wanted:
             self._nft(script, quiet=True)
             return
@@ -275,9 +287,12 @@ class AcceptFirewall:
         for fam in sorted(missing):
             name = "ip" if fam == 4 else "ip6"
             script += f"add table {name} {self.table}\ndelete table {name} {self.table}\n"
-            script += (_RULESET4 if fam == 4 else _RULESET6).format(t=self.table)
+            script += self._ruleset(fam)
         if script and self._nft(script):
             self.families |= missing
+
+    def _ruleset(self, family: int) -> str:
+        return (_RULESET4 if family == 4 else _RULESET6).format(t=self.table, p=self.priority)
 
     def close(self) -> None:
         """Shutdown, after the instances removed their VIPs: the tables go."""
