@@ -119,7 +119,13 @@ def test_rendered_commands() -> None:
 
 # -- the lab ------------------------------------------------------------------------
 
-needs_bird = pytest.mark.skipif(shutil.which("bird") is None, reason="needs BIRD 2 (bird2)")
+needs_bird = pytest.mark.skipif(
+    shutil.which("bird") is None or shutil.which("birdc") is None, reason="needs BIRD 2 (bird2)"
+)
+needs_exabgp = pytest.mark.skipif(
+    bgp._exabgp_program(bgp.SpeakerConf("probe")) is None,
+    reason="needs ExaBGP (pip install exabgp, in the [test] extra)",
+)
 
 
 def _dump(bl: BgpLab) -> None:
@@ -132,6 +138,7 @@ def _dump(bl: BgpLab) -> None:
 
 @pytest.mark.netns
 @needs_bird
+@needs_exabgp
 @pytest.mark.timeout(120)
 def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> None:
     bl = BgpLab(lab(n_hosts=0), tmp_path)
@@ -206,6 +213,7 @@ def test_exabgp_master_anycast_failover_and_death(lab: Any, tmp_path: Path) -> N
 
 @pytest.mark.netns
 @needs_bird
+@needs_exabgp
 @pytest.mark.timeout(120)
 def test_exabgp_prepend_while_backup(lab: Any, tmp_path: Path) -> None:
     bl = BgpLab(lab(n_hosts=0), tmp_path)

@@ -55,6 +55,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -389,6 +390,7 @@ class ExaBgp(Backend):
         self._log_task: asyncio.Task[None] | None = None
         #: ExaBGP said it shuts down (or its API ended): nothing more to send.
         self._gone = False
+        self._closing = False
 
     def render_config(self, relay_argv: list[str]) -> str:
         c = self.conf
@@ -457,12 +459,24 @@ class ExaBgp(Backend):
 
     async def _log_output(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
+        last: deque[str] = deque(maxlen=5)
         async for raw in self._proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             if line:
+                last.append(line)
                 log.debug("(%s) exabgp: %s", self.conf.name, line)
         rc = await self._proc.wait()
-        log.info("(%s) ExaBGP exited with status %s", self.conf.name, rc)
+        if self._closing or self._gone:
+            log.info("(%s) ExaBGP exited with status %s", self.conf.name, rc)
+            return
+        # Not restarted: its sessions are down, so the peers have withdrawn
+        # everything; a reload with a changed bgp_speaker or a restart brings it back.
+        log.error(
+            "(%s) ExaBGP exited unexpectedly with status %s; nothing is announced: %s",
+            self.conf.name,
+            rc,
+            " | ".join(last),
+        )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:
@@ -531,6 +545,7 @@ class ExaBgp(Backend):
                     self._announced[prefix] = route
 
     async def close(self) -> None:
+        self._closing = True
         if self._proc is not None and self._proc.returncode is None and self._connected.is_set():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.apply({}), ACK_TIMEOUT)
