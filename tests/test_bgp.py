@@ -8,6 +8,7 @@ checked with traffic from the client.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shutil
 import signal
@@ -271,3 +272,30 @@ def test_wants_only_vrrp_and_vs_events() -> None:
     a = bgp.BgpAnnouncer(cfg)
     assert a.wants(StateEvent(EventKind.INSTANCE, "VI_1", "MASTER"))
     assert not a.wants(StateEvent(EventKind.REAL_SERVER, "x", "UP"))
+
+
+@needs_exabgp
+async def test_exabgp_acks_and_stops_with_its_relay() -> None:
+    """The real ExaBGP on loopback, no peer: every command is acknowledged
+    (``done``), a bad one is refused (``error``), and when pykeepalived's end
+    of the relay goes (as when the daemon is SIGKILLed) ExaBGP stops."""
+    conf = bgp.SpeakerConf(
+        "LO",
+        local_as=65001,
+        local_address="127.0.0.1",
+        neighbors=[bgp.Neighbor("127.0.0.2", 65000)],
+    )
+    speaker = bgp.ExaBgp(conf)
+    await speaker.start()
+    try:
+        route = bgp.Route(ipaddress.ip_network("203.0.113.10/32"), communities=("65000:1",))
+        await speaker.apply({route.prefix: route})
+        assert speaker._announced == {route.prefix: route}
+        assert not await speaker._command("announce route not-a-prefix next-hop self")
+        await speaker.apply({})
+        assert speaker._announced == {}
+        assert speaker._proc is not None and speaker._writer is not None
+        speaker._writer.close()  # the relay sees EOF, as if pykeepalived died
+        await asyncio.wait_for(speaker._proc.wait(), 15)
+    finally:
+        await speaker.close()

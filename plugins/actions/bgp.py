@@ -391,6 +391,8 @@ class ExaBgp(Backend):
         #: ExaBGP said it shuts down (or its API ended): nothing more to send.
         self._gone = False
         self._closing = False
+        #: Commands written whose answer has not been read yet.
+        self._owed = 0
 
     def render_config(self, relay_argv: list[str]) -> str:
         c = self.conf
@@ -496,9 +498,16 @@ class ExaBgp(Backend):
             return False
         assert self._reader is not None and self._writer is not None
         self._writer.write(line.encode() + b"\n")
+        # Answers come in command order without a tag: one we stopped waiting
+        # for (timeout, cancelled notify) is still owed and read first.
+        self._owed += 1
         try:
             await self._writer.drain()
-            answer = await asyncio.wait_for(self._reader.readline(), ACK_TIMEOUT)
+            while True:
+                answer = await asyncio.wait_for(self._reader.readline(), ACK_TIMEOUT)
+                self._owed -= 1
+                if self._owed == 0 or not answer:
+                    break
         except (OSError, TimeoutError) as exc:
             log.error("(%s) ExaBGP did not acknowledge '%s': %s", self.conf.name, line, exc)
             return False
