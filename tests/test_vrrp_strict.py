@@ -131,6 +131,30 @@ def test_semantics_accept_defaults() -> None:
     assert accept is False
     assert any("accept mode for VRRP version 2 does not comply" in w for w in warnings)
     assert acc(global_defs("r", "    vrrp_strict\n") + instance(version=3, extra="    accept"))[0]
+    # the other strict-mode resets, each with keepalived's words
+    strict = global_defs("r", "    vrrp_strict\n")
+    res = load_text(
+        strict
+        + instance(version=3, state="MASTER", vips=("2001:db8::1/64",))
+        + instance(
+            "VI_2",
+            vrid=2,
+            version=3,
+            preempt_delay=5,
+            extra="    use_vmac vrrp.2 02:00:00:00:00:02",
+        )
+    )
+    vi, vi2 = res.config.vrrp_instances
+    words = [d.message for d in res.diagnostics.warnings]
+    assert vi.state == "BACKUP" and vi2.preempt_delay == 0 and vi.lower_prio_no_advert
+    assert "use_vmac_mac" not in vi2.ext
+    for text in (
+        "(VI_1) State MASTER must match being address owner",
+        "(VI_2) preempt_delay is incompatible with strict mode - resetting",
+        "(VI_1) the first IPv6 VIP address must be link local",
+        "(VI_2): cannot specify MAC address with strict mode - clearing",
+    ):
+        assert text in words, words
 
 
 def test_no_accept_drops_vip_traffic_like_keepalived(lab: object, tmp_path: Path) -> None:

@@ -310,6 +310,16 @@ def _strict_and_accept(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) 
                 f"{tag} strict mode requires higher_prio_send_advert to be clear. resetting",
             )
         vi.higher_prio_send_advert = False
+        if vi.ext.pop("use_vmac_mac", None) is not None:
+            diag.warning(vi.place, f"{tag}: cannot specify MAC address with strict mode - clearing")
+        first = vi.virtual_ipaddress[0].address if vi.virtual_ipaddress else None
+        if (
+            first is not None
+            and first.version == 6
+            and not vi.unicast_peer
+            and not first.ip.is_link_local
+        ):
+            diag.warning(vi.place, f"{tag} the first IPv6 VIP address must be link local")
     if vi.accept is None:
         vi.accept = owner or not strict
     if vi.accept and not owner and strict and vi.version == 2:
