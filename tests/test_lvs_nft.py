@@ -39,6 +39,7 @@ from pykeepalived.core.lvs.nft import TABLE, closest_scheduler, plan, relayout, 
 VIP = "192.0.2.100"
 PORT = 80
 RS_PORT = 8080
+STICKY_PORT = 81
 DELAY_LOOP = 1
 #: Chi-square critical value, 2 degrees of freedom, p = 0.001: a correct
 #: weighted selection fails this test once in a thousand runs.
@@ -160,12 +161,31 @@ def test_schedulers_that_need_connection_counts_are_reported_with_the_closest(
     assert "scheduler wlc cannot be expressed in nftables" in msg and "using wrr" in msg
 
 
-def test_persistence_hashes_the_client_and_dr_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    svc = _svc([1, 1], persistence_timeout=300)
+def test_persistence_is_a_timed_set_per_real_server_and_dr_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    svc = _svc([1, 1], "rr", persistence_timeout=300, persistence_granularity="255.255.255.0")
     svc.destinations.append(IpvsDest(A("192.0.2.50"), 80, 1, Forward.DR))
     vs = render(svc)
-    assert vs.selector.startswith("jhash ip saddr mod 2 seed ")
+    assert vs.name == "tcp-192.0.2.100-80-p300-255.255.255.0"
+    assert vs.selector.startswith("numgen inc mod 2 ")
+    chain = "rs-tcp-192.0.2.100-80-p300-255.255.255.0-198.51.100.11-8080"
+    assert vs.reals[chain] == (
+        "meta l4proto tcp update @aff-tcp-192.0.2.100-80-p300-255.255.255.0-198.51.100.11-8080"
+        " { ip saddr & 255.255.255.0 } dnat to 198.51.100.11:8080"
+    )
+    lines = plan({}, {vs.name: vs})
+    assert "timeout 300s" in "\n".join(lines)
+    recent = [line for line in lines if line.startswith("insert rule")]
+    assert recent[0].endswith(f"ip saddr & 255.255.255.0 @aff-{chain[3:]} goto {chain}")
+    assert len(recent) == 2
     assert any("uses DR forwarding" in r.getMessage() for r in caplog.records)
+    # a real server leaving takes its "recent client" rule (by handle) and set along
+    vs.affinity_handles, vs.handle = {chain: 41}, 40
+    one = _svc([0, 1], "rr", persistence_timeout=300, persistence_granularity="255.255.255.0")
+    gone = plan({vs.name: vs}, {vs.name: render(one)})
+    assert f"delete rule ip pykeepalived_lvs vs-{vs.name} handle 41" in gone
+    assert gone[-1] == f"delete set ip pykeepalived_lvs aff-{chain[3:]}"
 
 
 def test_plan_is_a_diff() -> None:
@@ -269,9 +289,9 @@ class NatLab:
         proc.kill()
         proc.wait(5)
 
-    def count(self, n: int) -> dict[str, int]:
+    def count(self, n: int, port: int = PORT) -> dict[str, int]:
         out = self.client.run(
-            [sys.executable, str(self.dir / "client.py"), "count", VIP, str(PORT), str(n)],
+            [sys.executable, str(self.dir / "client.py"), "count", VIP, str(port), str(n)],
             timeout=120,
         ).stdout
         counts: dict[str, int] = json.loads(out)
@@ -305,9 +325,13 @@ def config(weights: dict[int, int]) -> str:
         for i, w in weights.items()
     )
     # No lvs_backend and the default scheduler (wlc): an unchanged keepalived.conf.
+    # The second virtual server: rr with persistence, same real servers.
     return (
         "global_defs {\n    router_id director\n}\n"
         f"virtual_server {VIP} {PORT} {{\n    delay_loop {DELAY_LOOP}\n    lb_kind NAT\n"
+        f"    protocol TCP\n{textwrap.indent(reals, '    ')}\n}}\n"
+        f"virtual_server {VIP} {STICKY_PORT} {{\n    delay_loop {DELAY_LOOP}\n    lb_kind NAT\n"
+        f"    lb_algo rr\n    persistence_timeout 60\n"
         f"    protocol TCP\n{textwrap.indent(reals, '    ')}\n}}\n"
     )
 
@@ -342,7 +366,11 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         node.wait_log("served by nftables", timeout=10)
         node.wait_log("scheduler wlc cannot be expressed in nftables", timeout=10)
         # All three checks pass at start; wait for the table to hold them.
-        assert natlab.wait_table(lambda t: t.count("dnat to 198.51.100.") == 3, 10)
+        assert natlab.wait_table(lambda t: t.count("dnat to 198.51.100.") == 6, 10)
+
+        # Persistence: rr alone would spread 30 connections over all three.
+        sticky = natlab.count(30, STICKY_PORT)
+        assert len(sticky) == 1 and sum(sticky.values()) == 30, sticky
 
         counts = natlab.count(SAMPLES)
         assert sum(counts.get(f"rs{i}", 0) for i in weights) == SAMPLES, counts
@@ -411,7 +439,7 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         assert echo("after-crash") == "after-crash"
         node.start(config(weights))
         node.wait_log("served by nftables", timeout=10)
-        assert natlab.wait_table(lambda t: t.count("dnat to 198.51.100.") == 4, 10)
+        assert natlab.wait_table(lambda t: t.count("dnat to 198.51.100.") == 8, 10)
         assert natlab.nft().count("table ip pykeepalived_lvs") == 1
         assert echo("after-restart") == "after-restart"
         assert sum(natlab.count(30).values()) == 30

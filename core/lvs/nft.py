@@ -21,8 +21,12 @@ Each real server of weight *w* owns an interval of *w* slots of the
 selector (weighted); a weight of 0 owns none (no new connections, as in
 IPVS).  The selector is ``numgen inc`` (rr, wrr), ``numgen random`` (the
 connection-count schedulers, which nftables cannot express: reported once
-with the scheduler used instead), ``jhash`` of the source address (sh,
-persistence) or of the destination (dh), or one real server (fo).
+with the scheduler used instead), ``jhash`` of the source address (sh) or
+of the destination (dh), or one real server (fo).  Persistence is
+kube-proxy's session affinity: each real server's chain adds the client
+(masked by persistence_granularity) to a timed set of its own, and the
+virtual server's chain sends a client found in one of those sets to that
+real server before the selector is asked.
 
 Updates are diffs, sent in one ``nft -f`` transaction (atomic: a packet sees
 the old table or the new one): selector elements are deleted and added, a
@@ -38,6 +42,7 @@ venv): asyncio's subprocess support keeps the event loop free.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
@@ -53,6 +58,8 @@ log = logging.getLogger("pykeepalived.nft")
 
 TABLE = "pykeepalived_lvs"
 NFT = "nft"
+#: Clients remembered per real server of a persistent virtual server.
+AFFINITY_SIZE = 262144
 #: Seconds one ``nft`` run may take (1,000 real servers take well under one).
 NFT_TIMEOUT = 30.0
 
@@ -102,6 +109,12 @@ class _Vs:
     weights: dict[str, int] = field(default_factory=dict)  # rs chain -> slots it should own
     reals: dict[str, str] = field(default_factory=dict)  # rs chain -> its rule
     handle: int | None = None  # of the selector rule, once installed
+    #: Persistence: the client key (``ip saddr`` or ``ip saddr & mask``) and
+    #: the declaration of each real server's timed set of recent clients.
+    affinity_key: str | None = None
+    affinity_set: str = ""
+    #: rs chain -> handle of its "recent client? goto" rule in the vs chain.
+    affinity_handles: dict[str, int] = field(default_factory=dict)
 
 
 def _safe(text: str) -> str:
@@ -207,6 +220,15 @@ def render(svc: IpvsService, report: _Reporter | None = None) -> _Vs:
         else:
             mapname, key = "anyport", f"{svc.address} . {proto}"
     label = svc.label
+    affinity_key: str | None = None
+    if svc.persistence_timeout is not None:
+        affinity_key = f"{family} saddr"
+        mask = _granularity(svc.persistence_granularity, family)
+        if mask is not None:
+            affinity_key += f" & {mask}"
+        # Other persistence settings make another service (swapped in one
+        # transaction), so a chain's rule never changes under its name.
+        name += f"-p{svc.persistence_timeout}" + (f"-{_safe(mask)}" if mask else "")
 
     scheduler, why = closest_scheduler(svc.scheduler)
     if why is not None:
@@ -260,29 +282,21 @@ def render(svc: IpvsService, report: _Reporter | None = None) -> _Vs:
         if dest.weight <= 0:
             continue
         to = _addr(dest.address, family)
+        # Persistence, as kube-proxy's session affinity: the real server
+        # remembers its client for persistence_timeout after each new connection.
+        remember = f"update @{_aff(chain)} {{ {affinity_key} }} " if affinity_key else ""
         if dest.port:
             l4 = "{ tcp, udp, sctp }" if svc.fwmark is not None else proto
-            reals[chain] = f"meta l4proto {l4} dnat to {to}:{dest.port}"
+            reals[chain] = f"meta l4proto {l4} {remember}dnat to {to}:{dest.port}"
         else:
-            reals[chain] = f"dnat to {dest.address}"  # port 0: the client's port is kept
+            reals[chain] = f"{remember}dnat to {dest.address}"  # port 0: keeps the client's port
 
     saddr = f"{family} saddr"
     seed = zlib.crc32(name.encode())
-    persistent = svc.persistence_timeout is not None
-    if persistent:
-        say(
-            (label, "persist"),
-            logging.INFO,
-            "nftables backend: VS %s: persistence by a hash of the client address: a client"
-            " keeps its real server while the real servers and weights stay the same"
-            " (persistence_timeout is not a timer here%s)",
-            label,
-            "; persistence_granularity ignored" if svc.persistence_granularity else "",
-        )
     weighted = [(chain, dest.weight) for dest, chain in dests if chain in reals]
     if scheduler in ("rr", "dh"):
         weighted = [(chain, 1) for chain, _ in weighted]  # these ignore weights in IPVS
-    if scheduler == "fo" and weighted and not persistent:
+    if scheduler == "fo" and weighted:
         best = max(weighted, key=lambda cw: cw[1])  # IPVS fo: the first of the heaviest
         weighted = [(best[0], 1)]
     total, elements = _slots(weighted)
@@ -290,7 +304,7 @@ def render(svc: IpvsService, report: _Reporter | None = None) -> _Vs:
     if total == 0:
         # IPVS with no usable real server answers ICMP port unreachable.
         selector = "reject"
-    elif persistent or scheduler == "sh":
+    elif scheduler == "sh":
         what = saddr
         if "sh-port" in svc.flags:
             what = f"{saddr} . th sport"
@@ -307,7 +321,36 @@ def render(svc: IpvsService, report: _Reporter | None = None) -> _Vs:
     used = set(elements.values())
     reals = {c: r for c, r in reals.items() if c in used}
     weights = {chain: w for chain, w in weighted if w > 0}
-    return _Vs(name, family, mapname, key, selector, elements, weights, reals)
+    vs = _Vs(name, family, mapname, key, selector, elements, weights, reals)
+    if affinity_key is not None:
+        addr = "ipv4_addr" if family == "ip" else "ipv6_addr"
+        vs.affinity_key = affinity_key
+        vs.affinity_set = (
+            f"type {addr}; flags dynamic,timeout; timeout {svc.persistence_timeout}s;"
+            f" size {AFFINITY_SIZE};"
+        )
+    return vs
+
+
+def _aff(chain: str) -> str:
+    """The timed set of a real server's recent clients."""
+    return "aff-" + chain.removeprefix("rs-")
+
+
+def _granularity(text: str | None, family: str) -> str | None:
+    """persistence_granularity as a mask for nft (None: whole addresses)."""
+    if not text:
+        return None
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
+    try:
+        if family == "ip":
+            net = ipaddress.IPv4Network(f"0.0.0.0/{text}")
+        else:
+            net = ipaddress.IPv6Network(f"::/{text.lstrip('/')}")
+    except ValueError:
+        return None
+    full = 32 if family == "ip" else 128
+    return None if net.prefixlen == full else str(net.netmask)
 
 
 def _table_script(family: str) -> list[str]:
@@ -349,6 +392,8 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
         have = installed.get(name)
         if have is None:
             for chain, rule in want.reals.items():
+                if want.affinity_key:
+                    adds.append(f"add set {fam} {t} {_aff(chain)} {{ {want.affinity_set} }}")
                 adds.append(f"add chain {fam} {t} {chain}")
                 fills.append(f"add rule {fam} {t} {chain} {rule}")
             adds.append(f"add chain {fam} {t} vs-{name}")
@@ -358,6 +403,9 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
                 f"add map {fam} {t} sel-{name} {{ typeof numgen inc mod 2 : verdict; flags interval; }}"
             )
             fills.append(f"add rule {fam} {t} vs-{name} {want.selector}")
+            for chain in want.reals:
+                if want.affinity_key:
+                    fills.append(_affinity_rule(want, chain))
             if want.elements:
                 fills.append(f"add element {fam} {t} sel-{name} {{ {_elems(want.elements)} }}")
             hooks.append(f"add element {fam} {t} {want.map} {{ {want.key} : goto vs-{name} }}")
@@ -365,6 +413,9 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
         # A chain's name says its address, port and protocol: same name, same rule.
         for chain, rule in want.reals.items():
             if chain not in have.reals:
+                if want.affinity_key:
+                    adds.append(f"add set {fam} {t} {_aff(chain)} {{ {want.affinity_set} }}")
+                    hooks.append(_affinity_rule(want, chain))
                 adds.append(f"add chain {fam} {t} {chain}")
                 fills.append(f"add rule {fam} {t} {chain} {rule}")
         want.elements = relayout(have.elements, want.weights)
@@ -380,8 +431,13 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
             assert have.handle is not None
             hooks.append(f"replace rule {fam} {t} vs-{name} handle {have.handle} {want.selector}")
         for chain in have.reals.keys() - want.reals.keys():
+            handle = have.affinity_handles.get(chain)
+            if handle is not None:
+                unhooks.append(f"delete rule {fam} {t} vs-{name} handle {handle}")
             deletes.append(f"flush chain {fam} {t} {chain}")
             deletes.append(f"delete chain {fam} {t} {chain}")
+            if have.affinity_key:
+                deletes.append(f"delete set {fam} {t} {_aff(chain)}")
     for name, have in installed.items():
         if name in desired:
             continue
@@ -393,8 +449,15 @@ def plan(installed: dict[str, _Vs], desired: dict[str, _Vs]) -> list[str]:
         for chain in have.reals:
             deletes.append(f"flush chain {fam} {t} {chain}")
             deletes.append(f"delete chain {fam} {t} {chain}")
+            if have.affinity_key:
+                deletes.append(f"delete set {fam} {t} {_aff(chain)}")
     # Elements leave before new ones of overlapping slots arrive.
     return adds + maps + fills + unhooks + hooks + deletes
+
+
+def _affinity_rule(vs: _Vs, chain: str) -> str:
+    # Inserted: the recent-client rules come before the selector rule.
+    return f"insert rule {vs.family} {TABLE} vs-{vs.name} {vs.affinity_key} @{_aff(chain)} goto {chain}"
 
 
 def _key(interval: tuple[int, int]) -> str:
@@ -407,6 +470,9 @@ def _elems(elements: dict[tuple[int, int], str]) -> str:
 
 
 _HANDLE = re.compile(r"^add rule (ip6?) \S+ vs-(\S+) .* # handle (\d+)\s*$")
+_AFFINITY_HANDLE = re.compile(
+    r"^insert rule (ip6?) \S+ vs-(\S+) .* @aff-\S+ goto (rs-\S+) # handle (\d+)\s*$"
+)
 
 
 # -- running nft ------------------------------------------------------------------------------
@@ -566,10 +632,14 @@ class NftBackend:
             return result
         result.seconds = time.monotonic() - started
         handles: dict[tuple[str, str], int] = {}
+        affinity: dict[tuple[str, str], dict[str, int]] = {}
         for line in out.splitlines():
             m = _HANDLE.match(line)
             if m:
                 handles[(m.group(1), m.group(2))] = int(m.group(3))
+            m = _AFFINITY_HANDLE.match(line)
+            if m:
+                affinity.setdefault((m.group(1), m.group(2)), {})[m.group(3)] = int(m.group(4))
         for family, want in desired.items():
             if family in self._fresh:
                 self._fresh.discard(family)
@@ -582,6 +652,10 @@ class NftBackend:
             for name, vs in want.items():
                 old = (have or {}).get(name)
                 vs.handle = handles.get((family, name), old.handle if old else None)
+                kept = old.affinity_handles if old else {}
+                vs.affinity_handles = {
+                    c: h for c, h in kept.items() if c in vs.reals
+                } | affinity.get((family, name), {})
             self.installed[family] = want
         log.debug("nftables backend: %d statements in %.3fs", len(lines), result.seconds)
         return result
