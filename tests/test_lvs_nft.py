@@ -451,3 +451,54 @@ def test_nft_backend_serves_virtual_servers(natlab: NatLab) -> None:
         rc = node.terminate()
     assert rc == 0, node.tail()
     assert TABLE not in natlab.director.run(["nft", "list", "tables"]).stdout
+
+
+V6_SERVER = (
+    "import asyncio, sys\n"
+    "async def serve(r, w):\n"
+    "    w.write(sys.argv[1].encode() + b'\\n')\n"
+    "    await w.drain()\n"
+    "    w.close()\n"
+    "async def main():\n"
+    "    srv = await asyncio.start_server(serve, '::', int(sys.argv[2]))\n"
+    "    print('ready', flush=True)\n"
+    "    await srv.serve_forever()\n"
+    "asyncio.run(main())\n"
+)
+
+V6_BACKEND = """
+import asyncio, ipaddress
+from pykeepalived.core.lvs.manager import IpvsDest, IpvsService
+from pykeepalived.core.lvs.nft import NftBackend
+A = ipaddress.ip_address
+dests = [IpvsDest(A("2001:db8:1::11"), 8080, 1), IpvsDest(A("2001:db8:1::12"), 8080, 1)]
+svc = IpvsService("TCP", A("2001:db8::1:0"), 80, scheduler="rr", family=6, destinations=dests)
+asyncio.run(NftBackend().apply([svc]))
+"""
+
+
+@pytest.mark.netns
+def test_nft_backend_ipv6(natlab: NatLab) -> None:
+    """table ip6: DNAT to [address]:port, real servers on 2001:db8:1::/64 via the director."""
+    d = natlab.director
+    d.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "eth0")
+    d.ip("-6", "addr", "add", "2001:db8::1:0/128", "dev", "eth0")
+    d.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])
+    for i, h in enumerate(natlab.rs[:2], start=1):
+        h.ip("-6", "addr", "del", f"{h.ip6}/64", "dev", "eth0")
+        h.ip("-6", "addr", "add", f"2001:db8:1::{10 + i}/64", "dev", "eth0")
+        h.ip("-6", "route", "add", "default", "via", "2001:db8:1::1")
+        proc = h.popen(
+            [sys.executable, "-c", V6_SERVER, f"v6rs{i}", str(RS_PORT)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    d.run([sys.executable, "-c", V6_BACKEND])
+    assert "table ip6 pykeepalived_lvs" in natlab.nft()
+    counts = json.loads(
+        natlab.client.run(
+            [sys.executable, str(natlab.dir / "client.py"), "count", "2001:db8::1:0", "80", "10"]
+        ).stdout
+    )
+    assert counts == {"v6rs1": 5, "v6rs2": 5}  # rr: a counter, exactly alternating
