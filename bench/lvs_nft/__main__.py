@@ -6,8 +6,10 @@ Run as root from the repo:  .venv/bin/python bench/lvs_nft [--sizes 10,1000]
 1. Rule updates: in a fresh namespace, :class:`NftBackend` programs one
    virtual server with N real servers (NAT, wlc -> weighted random), then
    applies changes as the daemon would after a check result: one weight
-   changed, one real server out, the same back in, and the whole table
-   rebuilt from nothing (what a restart does).  Each is timed from ``apply``
+   changed, one real server out, the same back in, and a new backend taking
+   the table over (what a daemon started after a crash does: it reads the
+   leftover table back, then replaces its contents in one transaction,
+   keeping the hook chains).  Each is timed from ``apply``
    to nft's exit (one ``nft -f`` transaction, a subprocess), median of
    --repeat; the number of nft statements sent is shown too.
 2. Connections/s: a lab (client, director, 3 real servers on 198.51.100.0/24
@@ -125,8 +127,8 @@ async def _updates(sizes: list[int], repeat: int) -> dict[str, dict[str, tuple[f
             await timed("one weight changed", backend, _service(n, {n // 2: 5}))
             await timed("one real server out", backend, _service(n, {n // 2: 5}, skip=n // 3))
             await timed("the same back in", backend, _service(n, {n // 2: 5}))
-            fresh = NftBackend()  # a restart: replaces the whole table at once
-            await timed("rebuild (restart)", fresh, _service(n, {n // 2: 5}))
+            fresh = NftBackend()  # a restart after a crash: takes the table over
+            await timed("take-over (restart)", fresh, _service(n, {n // 2: 5}))
             await fresh.stop()
         out[str(n)] = {k: (statistics.median(t for t, _ in v), v[0][1]) for k, v in rows.items()}
     return out
