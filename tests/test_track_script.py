@@ -132,7 +132,8 @@ async def test_success_failure_and_rise_fall(
     caplog.set_level(logging.INFO, "pykeepalived")
     state = tmp_path / "rc"
     state.write_text("0")
-    t = make(tmp_path, f'exit $(cat "{state}")', interval=0.05, rise=2, fall=3)
+    # timeout 5: the default (the interval, 50 ms) times scripts out on a busy machine
+    t = make(tmp_path, f'exit $(cat "{state}")', interval=0.05, timeout=5, rise=2, fall=3)
     assert t.pending
     async with running(t):
         await until(lambda: not t.pending)
@@ -151,7 +152,7 @@ async def test_success_failure_and_rise_fall(
 
 
 async def test_init_fail_starts_down(tmp_path: Path) -> None:
-    t = make(tmp_path, "exit 0", interval=0.05, init_fail="")
+    t = make(tmp_path, "exit 0", interval=0.05, timeout=5, init_fail="")
     assert not t.pending and not t.status.up
     async with running(t):
         await until(lambda: t.status.up)
@@ -199,7 +200,7 @@ async def test_insecure_script_is_refused(tmp_path: Path, caplog: pytest.LogCapt
     d = tmp_path / "open"
     d.mkdir()
     d.chmod(0o777)
-    t = make(d, "exit 0", interval=0.05)
+    t = make(d, "exit 0", interval=0.05, timeout=5)
     cfg = parse("global_defs {\n enable_script_security\n script_user root\n}\n")
     t.configure(cfg)
     async with running(t):

@@ -22,6 +22,7 @@ Desired-table contract (stable; the IPVS backend is written against it):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import ipaddress
@@ -223,6 +224,8 @@ class VirtualServerManager:
         self._pushed = 0
         self._wanted = 0
         self._pusher: asyncio.Task[None] | None = None
+        #: The table push in progress (shielded from the pusher's cancellation).
+        self._inflight: asyncio.Task[None] | None = None
         self._master = False
         groups = {g.name: g for g in config.virtual_server_groups}
         for vs in config.virtual_servers:
@@ -445,6 +448,13 @@ class VirtualServerManager:
         if self._pusher is not None:
             await cancel_all({self._pusher})
             self._pusher = None
+        # A push handed to the kernel finishes: cancelled half-way, its netlink
+        # operations could land after the shutdown's own, leaving services
+        # behind (seen in the ipvs VM test on a slow machine).
+        if self._inflight is not None and not self._inflight.done():
+            with contextlib.suppress(Exception):
+                await self._inflight
+        self._inflight = None
         if not remove_services:
             return
         for vs in self.virtual_servers:
@@ -541,7 +551,10 @@ class VirtualServerManager:
             await self._dirty.wait()
             self._dirty.clear()
             wanted = self._wanted
-            await self._apply(self.table())
+            self._inflight = asyncio.get_running_loop().create_task(
+                self._apply(self.table()), name="lvs ipvs apply"
+            )
+            await asyncio.shield(self._inflight)
             self._pushed = wanted
             # One push per PUSH_INTERVAL at most: a storm of results (startup
             # of thousands of checks) becomes a few table pushes.
