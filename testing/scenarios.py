@@ -242,9 +242,13 @@ class Pair:
                 track=self.case.track,
             )
         )
+        # The tracked node wins first, alone: started together, a peer whose interpreter
+        # came up faster on a busy machine could win the start-up election (both begin
+        # in BACKUP; its Master_Down_Interval runs out first) and count one MASTER more.
+        wait_holder([self.tracked.host], self.vip, self.tracked.host.name, timeout)
         self.peer.start(render(self.peer.label, priority=PRIO_PEER, vrid=self.vrid, vip=self.vip))
-        wait_holder(self.hosts, self.vip, self.tracked.host.name, timeout)
         self.peer.wait_log("Entering BACKUP STATE", timeout)
+        wait_holder(self.hosts, self.vip, self.tracked.host.name, timeout)
 
     def move(self, action: Callable[[Ctx], None], to: Host, timeout: float = 15.0) -> float:
         """Run ``action``; seconds until exactly ``to`` holds the VIP."""
