@@ -306,3 +306,30 @@ def test_sync_group_members_lose_script_weights() -> None:
     ts.trackers[("script", "chk_a")].report(TrackStatus(up=True))
     assert ts.verdict("VI_2").priority == 90
     assert ts.verdict("VI_1").priority == 100
+
+
+def test_sync_group_member_drops_weighted_scripts_and_files() -> None:
+    """keepalived 2.2.7: a weighted track_script of a sync-group member is
+    dropped (not turned into a weight-0 tracker that could FAULT the instance);
+    so is a track_file with an explicit weight other than 1, while the default
+    weight 1 becomes 0."""
+    from pykeepalived.core.tracking import instance_refs
+    from pykeepalived.testing import load_text
+
+    text = (
+        "vrrp_script chk_w {\n script /bin/true\n weight -20\n}\n"
+        "vrrp_script chk_0 {\n script /bin/true\n}\n"
+        "vrrp_track_file tf {\n file /tmp/pka-tf\n}\n"
+        "vrrp_sync_group G {\n group {\n V1\n V2\n }\n}\n"
+        "vrrp_instance V1 {\n interface eth0\n virtual_router_id 1\n dont_track_primary\n"
+        " track_script {\n chk_w\n chk_0\n }\n track_file {\n tf weight 5\n }\n"
+        " virtual_ipaddress {\n 192.0.2.1\n }\n}\n"
+        "vrrp_instance V2 {\n interface eth0\n virtual_router_id 2\n dont_track_primary\n"
+        " track_file {\n tf\n }\n virtual_ipaddress {\n 192.0.2.2\n }\n}\n"
+    )
+    cfg = load_text(text).config
+    v1, v2 = cfg.vrrp_instances
+    assert [(r.kind, r.name, r.weight) for r in instance_refs(cfg, v1)] == [
+        ("script", "chk_0", None)
+    ]
+    assert [(r.kind, r.name, r.weight) for r in instance_refs(cfg, v2)] == [("file", "tf", 0)]

@@ -404,7 +404,11 @@ def _sync_group_weights(cfg: m.Config, vi: m.VrrpInstance, diag: Diagnostics) ->
         else:
             msg = f"{tag} ignoring {ref.name} tracked interface weight due to SYNC group"
         diag.warning(ref.place, msg)
-        ref.weight = 0
+        # The weights are applied (dropped) by the tracking engine
+        # (tracking.instance_refs): keepalived drops weighted scripts and files
+        # with a weight other than 1 altogether.  Zeroing them here made them
+        # weight-0 trackers that could FAULT the instance, which keepalived does
+        # not do; and -t still checks their scripts, as keepalived's does.
 
 
 def _auth_hmac(vi: m.VrrpInstance, tag: str, diag: Diagnostics) -> None:
