@@ -22,7 +22,7 @@ from pykeepalived.api import Config, EventKind, StateEvent
 from pykeepalived.plugins.actions import bgp
 from pykeepalived.testing import load_text
 from pykeepalived.testing.bgplab import HOLD, VIP_ANY, VIP_MASTER, BgpLab, node_config
-from pykeepalived.testing.lab import wait_until
+from pykeepalived.testing.lab import wait_for, wait_until
 
 # -- configuration, no lab ----------------------------------------------------------
 
@@ -226,7 +226,7 @@ def test_exabgp_prepend_while_backup(lab: Any, tmp_path: Path) -> None:
         # Once n1 is MASTER: its path is plain, the BACKUP's carries two more
         # copies of its AS, and the router forwards to the MASTER only.
         wait_until(lambda: "BGP.as_path: 65001\n" in bl.bird.birdc("show route all", prefix), 20)
-        assert bl.bird.next_hops(prefix) == {ip1, ip2}
+        bl.wait_hops(prefix, {ip1, ip2}, 10)  # n2's session may come up later
         assert "BGP.as_path: 65002 65002 65002\n" in bl.bird.birdc("show route all", prefix)
         wait_until(lambda: bl.bird.primary(prefix) == {ip1}, 5)
     except BaseException:
@@ -245,10 +245,13 @@ def test_bird_backend_follows_master(lab: Any, tmp_path: Path) -> None:
     try:
         # The BACKUP keeps announcing, with a longer path: the router has both
         # paths and forwards to the MASTER's.
-        bl.wait_hops(f"{VIP_MASTER}/32", {ip1, ip2}, 20)
-        shown = bl.bird.birdc("show route all", f"{VIP_MASTER}/32")
-        assert "BGP.as_path: 65002 65002 65002" in shown, shown
-        wait_until(lambda: bl.bird.primary(f"{VIP_MASTER}/32") == {ip1}, 5)
+        prefix = f"{VIP_MASTER}/32"
+        # Both start as BACKUP (both prepended); wait for n1's plain path.
+        wait_until(lambda: "BGP.as_path: 65001\n" in bl.bird.birdc("show route all", prefix), 20)
+        bl.wait_hops(prefix, {ip1, ip2}, 10)  # n2's session may come up later
+        shown = bl.bird.birdc("show route all", prefix)
+        assert "BGP.as_path: 65002 65002 65002\n" in shown, shown
+        wait_until(lambda: bl.bird.primary(prefix) == {ip1}, 5)
         bl.wait_hops(f"{VIP_ANY}/32", {ip1, ip2}, 10)
         assert set(bl.who(VIP_MASTER, 2)) == {"n1"}
         n2.stop_who()
@@ -299,3 +302,37 @@ async def test_exabgp_acks_and_stops_with_its_relay() -> None:
         await asyncio.wait_for(speaker._proc.wait(), 15)
     finally:
         await speaker.close()
+
+
+@pytest.mark.netns
+@needs_bird
+async def test_bird_not_running_yet_is_retried(lab: Any, tmp_path: Path) -> None:
+    """A failed apply (BIRD not up yet) is tried again without a new event."""
+    from pykeepalived.testing.bgplab import Bird
+
+    host = lab(n_hosts=1)[0]
+    bird = Bird(host, tmp_path / "bird")
+    bird.dir.mkdir()
+    include = bird.dir / "pka4.conf"
+    include.write_text("")
+    cfg = _load(
+        f"bgp_speaker B {{\n backend bird\n include_file {include}\n"
+        f" control_socket {bird.socket}\n}}\n"
+        "bgp_announce ALWAYS {\n prefix 203.0.113.30/32\n}\n"
+    )
+    announcer = bgp.BgpAnnouncer(cfg)
+    await announcer.start()
+    try:
+        await asyncio.sleep(0.5)  # the first birdc configure has failed by now
+        assert "route 203.0.113.30/32 blackhole;" in include.read_text()
+        # BIRD comes up reading an empty file: only a retry (rewrite + birdc
+        # configure) can bring the route in.
+        include.write_text("")
+        bird.start(
+            f'router id {host.ip4};\nprotocol static pka4 {{\n  ipv4;\n  include "{include}";\n}}\n'
+        )
+        await wait_for(lambda: "203.0.113.30/32" in bird.birdc("show route"), 3 * bgp.RETRY + 5)
+    finally:
+        await announcer.close()
+        await asyncio.gather(*(p.stop() for p in list(bgp._PARKED.values())))
+    assert "route" not in include.read_text().split("\n", 1)[1]

@@ -96,6 +96,8 @@ HEALTHY = ("MASTER", "BACKUP")
 #: Seconds to wait for ExaBGP's acknowledgement of one command.
 ACK_TIMEOUT = 10.0
 BIRDC_TIMEOUT = 10.0
+#: Seconds before a failed apply (logged) is tried again.
+RETRY = 2.0
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -329,7 +331,8 @@ class Backend:
     async def start(self) -> None:
         pass
 
-    async def apply(self, routes: dict[Prefix, Route]) -> None:
+    async def apply(self, routes: dict[Prefix, Route]) -> bool:
+        """False when something failed (logged): the caller tries again later."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -542,7 +545,7 @@ class ExaBgp(Backend):
             parts.append(f"as-path [ {' '.join([str(self.conf.local_as)] * count)} ]")
         return " ".join(parts)
 
-    async def apply(self, routes: dict[Prefix, Route]) -> None:
+    async def apply(self, routes: dict[Prefix, Route]) -> bool:
         async with self._lock:
             for prefix, old in list(self._announced.items()):
                 withdraw = f"withdraw route {prefix} next-hop {old.next_hop}"
@@ -552,6 +555,11 @@ class ExaBgp(Backend):
                 changed = self._announced.get(prefix) != route
                 if changed and await self._command(self._announce_line(route)):
                     self._announced[prefix] = route
+            # A gone ExaBGP announces nothing whatever we retry.
+            return self._gone or (
+                set(self._announced) == set(routes)
+                and all(self._announced[p] == r for p, r in routes.items())
+            )
 
     async def close(self) -> None:
         self._closing = True
@@ -609,7 +617,7 @@ class Bird(Backend):
     async def start(self) -> None:
         await self.apply({})
 
-    async def apply(self, routes: dict[Prefix, Route]) -> None:
+    async def apply(self, routes: dict[Prefix, Route]) -> bool:
         for path, version in ((self.conf.include_file, 4), (self.conf.include_file6, 6)):
             if path is None:
                 continue
@@ -619,14 +627,15 @@ class Bird(Backend):
                 os.replace(tmp, path)
             except OSError as exc:
                 log.error("(%s) cannot write %s: %s", self.conf.name, path, exc)
-                return
+                return False
         argv = [self.conf.birdc_path, "-s", self.conf.control_socket, "configure"]
         result = await run_script(argv, timeout=BIRDC_TIMEOUT, keep_output=True)
         out = result.output.strip().replace("\n", " | ")
         if not result.ok or "Reconfigur" not in result.output:
             log.error("(%s) birdc configure failed: %s %s", self.conf.name, result.error, out)
-        else:
-            log.debug("(%s) birdc configure: %s", self.conf.name, out)
+            return False
+        log.debug("(%s) birdc configure: %s", self.conf.name, out)
+        return True
 
     async def close(self) -> None:
         await self.apply({})
@@ -723,6 +732,8 @@ class BgpAnnouncer(Action):
         }
         self.states: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._initial: list[asyncio.Task[None]] = []
+        self._retries: dict[str, asyncio.Task[None]] = {}
         self.quorum: dict[str, bool] = {}
         #: Seconds notify() may take: one command round per prefix.
         self.timeout = ACK_TIMEOUT * (1 + sum(len(a.prefixes) for a, _ in self.announces))
@@ -765,8 +776,37 @@ class BgpAnnouncer(Action):
         # Speakers the new configuration dropped go now, not after the grace.
         for name in list(_PARKED):
             await _PARKED.pop(name).stop()
-        for name, backend in self.backends.items():
-            await backend.apply(self.desired(name))
+        # The first apply may wait for a starting ExaBGP (its relay connects
+        # after ExaBGP parsed its configuration): not within start()'s budget.
+        loop = asyncio.get_running_loop()
+        for name in self.backends:
+            self._initial.append(
+                loop.create_task(self._sync(name, "start"), name=f"bgp:{name}:initial")
+            )
+
+    async def _sync(self, name: str, why: str) -> None:
+        backend = self.backends.get(name)
+        if backend is None:
+            return
+        # Events of different subjects are delivered concurrently (one lane
+        # each): the desired set is computed under the lock, so the last
+        # apply always reflects every state recorded before it.
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            wanted = self.desired(name)
+            log.debug("(%s) %s: announcing %s", name, why, sorted(map(str, wanted)))
+            ok = await backend.apply(wanted)
+        retry = self._retries.get(name)
+        if not ok and (retry is None or retry.done()):
+            # E.g. ExaBGP still starting, BIRD restarting: nothing else would
+            # bring the routes in line before the next state change.
+            self._retries[name] = asyncio.get_running_loop().create_task(
+                self._retry(name), name=f"bgp:{name}:retry"
+            )
+
+    async def _retry(self, name: str) -> None:
+        await asyncio.sleep(RETRY)
+        self._retries.pop(name, None)  # so that a failing retry schedules the next
+        await self._sync(name, "retry")
 
     async def notify(self, event: StateEvent) -> None:
         if event.kind is EventKind.INSTANCE:
@@ -777,23 +817,15 @@ class BgpAnnouncer(Action):
             vs = virtual_server_of(self.config, event)
             label = format_vs(vs) if vs is not None else event.name
             self.quorum[label] = event.state == "UP"
-        for name, backend in self.backends.items():
-            # Events of different subjects are delivered concurrently (one lane
-            # each): the desired set is computed under the lock, so the last
-            # apply always reflects every state recorded before it.
-            async with self._locks.setdefault(name, asyncio.Lock()):
-                wanted = self.desired(name)
-                log.debug(
-                    "(%s) %s %s %s: announcing %s",
-                    name,
-                    event.kind.value,
-                    event.name,
-                    event.state,
-                    sorted(map(str, wanted)),
-                )
-                await backend.apply(wanted)
+        why = f"{event.kind.value} {event.name} {event.state}"
+        for name in list(self.backends):
+            await self._sync(name, why)
 
     async def close(self) -> None:
+        tasks = [*self._initial, *self._retries.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         # The core builds a new announcer on reload and closes this one first,
         # with no way to tell a reload from a stop: park the speakers for the
         # next announcer to adopt; unadopted, they are torn down (withdraw all,
