@@ -19,8 +19,9 @@ when an instance is not in accept mode and is not the address owner:
 
 The layout is keepalived's, measured with ``nft list ruleset`` beside
 keepalived 2.2.7 (tests/test_vrrp_strict.py compares them), in a table of
-our own name (:data:`NFT_TABLE`, as vmac.py's ``pykeepalived``: a host
-switching from keepalived keeps nothing of keepalived's)::
+our own name by default (:data:`NFT_TABLE`, as vmac.py's ``pykeepalived``),
+or the one global_defs ``nftables [NAME]`` gives (no NAME: ``keepalived``,
+as keepalived), base chains at ``nftables_priority`` (default -1)::
 
     table ip pykeepalived_accept {
         set vips { type ipv4_addr; }
