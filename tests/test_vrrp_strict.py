@@ -234,6 +234,16 @@ def test_rules_follow_the_vips_and_go_at_stop(lab: object, tmp_path: Path) -> No
         masters(low, 1)
         wait_until(lambda: VIP in ruleset(h1), timeout=5)
         assert not client.ping(VIP, timeout=1.0)
+        # a reload into accept mode takes the rules away at once (keepalived
+        # vrrp.c: accept mode changed for a kept instance), VIPs untouched
+        low.reload(conf(priority=100))
+        wait_until(lambda: VIP not in ruleset(h1), timeout=5)
+        assert client.ping(VIP, timeout=2.0)
+        assert low.count("Entering BACKUP STATE") == 0
+        # ...and back into no_accept brings them back while MASTER
+        low.reload(conf(extra="    no_accept", priority=100))
+        wait_until(lambda: VIP in ruleset(h1), timeout=5)
+        assert not client.ping(VIP, timeout=1.0)
     finally:
         low.terminate()
     assert NFT_TABLE not in ruleset(h1)
