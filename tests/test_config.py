@@ -731,7 +731,9 @@ def test_keywords_parsed_but_not_applied_say_so() -> None:
         " mcast_dst_ip 224.0.0.99\n use_vmac\n vmac_xmit_base\n"  # 11, 12, 13
         " unicast_peer {\n 192.0.2.6 min_ttl 3\n }\n"  # 15
         " virtual_ipaddress {\n 192.0.2.1/24 peer 192.0.2.2\n }\n}\n"  # 18
-        "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n omega\n}\n"  # 24
+        "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n omega\n"  # 24
+        # keepalived drops a virtual server without real servers (a config error)
+        " lb_kind NAT\n real_server 192.0.2.2 80\n}\n"
     )
     result = load_text(text, name="n.conf")
     assert not result.diagnostics.failing, [str(d) for d in result.diagnostics.failing]
@@ -888,7 +890,7 @@ def test_advert_int_rules(version: int, given: str, expected: float, warned: boo
 
 def test_man_page_defaults() -> None:
     cfg = load_text(
-        "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n}\nvirtual_server 192.0.2.1 80 {\n persistence_timeout\n}\n"
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n}\nvirtual_server 192.0.2.1 80 {\n persistence_timeout\n real_server 192.0.2.2 80\n}\n"
     ).config
     gd = cfg.global_defs
     assert (gd.vrrp_version, gd.vrrp_garp_master_delay, gd.vrrp_garp_master_repeat) == (2, 5, 5)

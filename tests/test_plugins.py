@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "pykeepalived-example"
 DOCS = ROOT / "docs" / "plugins.md"
 
-TCP_CONF = "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n real_server 192.0.2.2 80 {\n TCP_CHECK {\n connect_timeout 3\n }\n }\n}\n"
+# lb_kind after the real server: keepalived 2.2.7 -t fails without one
+# ("no forwarding method set"), and TCP_CHECK stays on line 5.
+TCP_CONF = "virtual_server 192.0.2.1 80 {\n protocol TCP\n lb_algo rr\n real_server 192.0.2.2 80 {\n TCP_CHECK {\n connect_timeout 3\n }\n }\n lb_kind NAT\n}\n"
 
 
 def _plugin(name: str, **hooks: object) -> types.ModuleType:
@@ -255,6 +257,7 @@ global_defs {
 virtual_server 192.0.2.10 25 {
     protocol TCP
     lb_algo wlc
+    lb_kind NAT
     real_server 192.0.2.11 25 {
         EXAMPLE_CHECK {
             expect "220 "

@@ -343,7 +343,8 @@ class VirtualServer:
     delay_loop: float = 60.0
     #: "" until semantics: keepalived reports a missing scheduler and uses wlc.
     lb_algo: str = ""
-    lb_kind: str = "NAT"
+    #: "" until semantics: keepalived reports a missing forwarding method and uses NAT.
+    lb_kind: str = ""
     persistence_timeout: int | None = None
     persistence_granularity: str | None = None
     persistence_engine: str | None = None

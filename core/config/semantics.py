@@ -11,6 +11,7 @@ import math
 
 from pykeepalived.core.config import model as m
 from pykeepalived.core.config.errors import Diagnostics
+from pykeepalived.core.config.lvs_checks import check_virtual_servers
 from pykeepalived.core.config.trackrefs import check_track_references
 
 
@@ -68,33 +69,8 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
     for vs in cfg.virtual_servers:
         if vs.group is not None and vs.group not in groups:
             diag.error(vs.place, f"virtual_server group '{vs.group}' is not defined")
-        if not vs.real_servers and vs.sorry_server is None:
-            diag.notice(vs.place, f"virtual server {vs.label} has no real servers")
-        _virtual_server(vs, diag)
-
-
-def _virtual_server(vs: m.VirtualServer, diag: Diagnostics) -> None:
-    """keepalived 2.2.7 reports these as configuration problems (``-t``
-    exits 5) and runs with the default it names."""
-    if not vs.protocol:
-        if vs.fwmark is None:
-            # The kernel takes protocol 0 as UDP, so keepalived says so.
-            diag.warning(
-                vs.place, f"Virtual server {vs.label}: no protocol set - defaulting to UDP"
-            )
-            vs.protocol = "UDP"
-        else:
-            vs.protocol = "TCP"  # not used by a fwmark service; only in labels
-    if not vs.lb_algo:
-        diag.warning(
-            vs.place, f"Virtual server {vs.label}: no scheduler set, setting default 'wlc'"
-        )
-        vs.lb_algo = "wlc"
-    if vs.ops and vs.protocol != "UDP" and vs.fwmark is None:
-        diag.warning(
-            vs.place, f"Virtual server {vs.label}: one packet scheduling requires UDP - resetting"
-        )
-        vs.ops = False
+    # keepalived 2.2.7 validate_check_config: each a config error, corrected.
+    check_virtual_servers(cfg, diag)
 
 
 def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:

@@ -143,7 +143,8 @@ CheckKey = tuple[int, int, int]  # (virtual server, real server, checker) indexe
 
 def fmt_server(address: IPAddress | None, protocol: str, port: int | None) -> str:
     """keepalived's FMT_RS: ``[192.0.2.21]:tcp:80``."""
-    return f"[{address}]:{protocol.lower()}:{port if port is not None else 0}"
+    # A fwmark service has no protocol: keepalived prints "none".
+    return f"[{address}]:{(protocol or 'none').lower()}:{port if port is not None else 0}"
 
 
 @dataclass(eq=False)
@@ -277,26 +278,11 @@ class VirtualServerManager:
                 label,
             )
             return None
+        # Quorum above the total weight and hysteresis >= quorum were
+        # corrected with the configuration (core/config/lvs_checks.py), as
+        # keepalived 2.2.7 does; correcting again would undo its unsigned
+        # 0 - 1 for a pool of weight 0.
         quorum, hysteresis = vs.quorum, vs.hysteresis
-        total = sum(r.conf.weight for r in reals)
-        if total and quorum > total:
-            log.warning(
-                "Warning - quorum %d for %s exceeds total weight of real servers %d, reducing quorum to %d",
-                quorum,
-                label,
-                total,
-                total,
-            )
-            quorum = total
-        if hysteresis >= quorum:
-            log.warning(
-                "Virtual server %s: hysteresis %d >= quorum %d; setting hysteresis to %d",
-                label,
-                hysteresis,
-                quorum,
-                quorum - 1,
-            )
-            hysteresis = quorum - 1
         return VirtualServerState(
             vs, label, services, reals, quorum, hysteresis, suspended=vs.ha_suspend
         )
