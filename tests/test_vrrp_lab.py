@@ -390,7 +390,11 @@ def test_sync_group_members_move_together(lab: Any, tmp_path: Path, nodes: Any) 
         )
 
     na.start(conf("a", 150, "MASTER"))
+    # A wins alone first: started together, a B whose interpreter came up faster on a
+    # busy machine could win the start-up election and count one MASTER sync more.
+    wait_holder([a], VIP, "h1", 12)
     nb.start(conf("b", 100, "BACKUP"))
+    nb.wait_log("VRRP_Group(G1) Syncing instances to BACKUP state", 10)
     wait_holder(lb.hosts, VIP, "h1", 12)
     wait_holder(lb.hosts, vip_b, "h1", 2, dev="eth1")
     assert_single_holder(lb.hosts, VIP, "h1", duration=1.0)
