@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from checkhelp import manager
 from keepalived_oracle import KEEPALIVED
 
 PYKEEPALIVED = Path(sys.executable).with_name("pykeepalived")
@@ -313,3 +314,55 @@ def test_corrected_model(tmp_path: Path) -> None:
     ) == (3, 2)
     # no real servers: dropped, sorry server or not.
     assert ("192.0.2.73", None, None) not in by
+
+
+def test_table_ports_as_keepalived_programs_them() -> None:
+    """The corrected model gives keepalived's destinations; in a group,
+    keepalived programs a server that is not NAT with each entry's port (0
+    for a fwmark entry) and a NAT one with its own (ipvswrapper.c)."""
+    m, _, _ = manager(
+        PORTS
+        + FWMARK
+        + """
+virtual_server_group G {
+    192.0.2.50 80
+    192.0.2.51 8080
+    fwmark 9
+}
+virtual_server group G {
+    protocol TCP
+    lb_algo rr
+    lb_kind DR
+    persistence_timeout 60
+    real_server 192.0.2.20 8080 {
+    }
+    real_server 192.0.2.21 9000 {
+        lvs_method NAT
+    }
+    real_server 192.0.2.22 {
+        lvs_method NAT
+    }
+}
+"""
+    )
+    table = {(str(s.address), s.port, s.fwmark): s for s in m.table()}
+
+    def ports(key: tuple[str, int | None, int | None]) -> dict[str, tuple[int, str]]:
+        return {str(d.address): (d.port, d.forward.value) for d in table[key].destinations}
+
+    assert ports(("192.0.2.10", 80, None)) == {
+        "192.0.2.20": (80, "DR"),
+        "192.0.2.21": (80, "DR"),
+        "192.0.2.22": (80, "NAT"),
+        "192.0.2.23": (80, "NAT"),
+        "192.0.2.24": (80, "TUN"),
+    }
+    assert ports(("None", None, 5)) == {
+        "192.0.2.20": (0, "TUN"),
+        "192.0.2.21": (8080, "NAT"),
+        "192.0.2.22": (0, "DR"),
+    }
+    nat = {"192.0.2.21": (9000, "NAT"), "192.0.2.22": (0, "NAT")}
+    assert ports(("192.0.2.50", 80, None)) == {"192.0.2.20": (80, "DR"), **nat}
+    assert ports(("192.0.2.51", 8080, None)) == {"192.0.2.20": (8080, "DR"), **nat}
+    assert ports(("None", None, 9)) == {"192.0.2.20": (0, "DR"), **nat}

@@ -30,7 +30,7 @@ import itertools
 import logging
 import random
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pykeepalived.core.config.model import Config, RealServer, VirtualServer, VirtualServerGroup
@@ -491,7 +491,10 @@ class VirtualServerManager:
         for vs in self.virtual_servers:
             dests = self._dests(vs)
             for svc in vs.services:
-                out.append(_with_dests(svc, dests))
+                if vs.conf.group is not None:
+                    out.append(_with_dests(svc, _entry_ports(svc, dests)))
+                else:
+                    out.append(_with_dests(svc, dests))
         return out
 
     def _dests(self, vs: VirtualServerState) -> list[IpvsDest]:
@@ -694,6 +697,14 @@ class VirtualServerManager:
             self._emit(event)
         except Exception:  # the consumer's bug must not stop health checking
             log.exception("event handler failed for %s %s", event.name, event.state)
+
+
+def _entry_ports(svc: IpvsService, dests: list[IpvsDest]) -> list[IpvsDest]:
+    """keepalived 2.2.7 (ipvswrapper.c, a group's entries): a real or sorry
+    server that is not NAT is programmed with each entry's port (0 for a
+    fwmark entry), whatever port it was given; NAT ones keep their own."""
+    port = (svc.port or 0) if svc.fwmark is None else 0
+    return [d if d.forward is Forward.NAT else replace(d, port=port) for d in dests]
 
 
 def _with_dests(svc: IpvsService, dests: list[IpvsDest]) -> IpvsService:
