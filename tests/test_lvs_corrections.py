@@ -163,6 +163,39 @@ virtual_server 192.0.2.74 53 {
 }
 """
 
+#: Read-time checks (check_parser.c): families, sorry options, empty group.
+READTIME = """
+virtual_server_group EMPTY {
+}
+virtual_server 192.0.2.90 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind DR
+    sorry_server_inhibit
+    sorry_server_lvs_method NAT
+    real_server 2001:db8::20 80 {
+    }
+    real_server 192.0.2.20 80 {
+    }
+    real_server 2001:db8::21 80 {
+        lvs_method TUN
+    }
+    sorry_server 2001:db8::30 80
+}
+virtual_server 2001:db8::10 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    real_server 192.0.2.20 80 {
+    }
+    real_server 2001:db8::20 80 {
+    }
+    sorry_server 192.0.2.31 80
+    sorry_server_inhibit
+    sorry_server_lvs_method TUN
+}
+"""
+
 #: Nothing to correct: both exit 0 and say nothing.
 CLEAN = """
 virtual_server 192.0.2.80 80 {
@@ -177,7 +210,14 @@ virtual_server 192.0.2.80 80 {
 }
 """
 
-CASES = {"ports": PORTS, "fwmark": FWMARK, "groups": GROUPS, "defaults": DEFAULTS, "clean": CLEAN}
+CASES = {
+    "ports": PORTS,
+    "fwmark": FWMARK,
+    "groups": GROUPS,
+    "defaults": DEFAULTS,
+    "readtime": READTIME,
+    "clean": CLEAN,
+}
 
 
 def keepalived_messages(conf: Path) -> tuple[int, list[str]]:
@@ -366,3 +406,18 @@ virtual_server group G {
     assert ports(("192.0.2.50", 80, None)) == {"192.0.2.20": (80, "DR"), **nat}
     assert ports(("192.0.2.51", 8080, None)) == {"192.0.2.20": (8080, "DR"), **nat}
     assert ports(("None", None, 9)) == {"192.0.2.20": (0, "DR"), **nat}
+
+
+def test_read_time_corrections_in_the_model(tmp_path: Path) -> None:
+    conf = tmp_path / "readtime.conf"
+    conf.write_text(READTIME)
+    cfg = dump(conf)
+    assert cfg["virtual_server_groups"] == []
+    v4, v6 = cfg["virtual_servers"]
+    # the IPv6 real server dropped, the tunnelled one kept; no sorry server.
+    assert servers(v4) == {"192.0.2.20": (80, "DR"), "2001:db8::21": (80, "TUN")}
+    assert (v4["sorry_server"], v4["sorry_server_inhibit"]) == (None, False)
+    # options after sorry_server apply; a tunnelled sorry server may differ in family.
+    assert servers(v6) == {"2001:db8::20": (80, "NAT")}
+    assert v6["sorry_server"]["address"] == "192.0.2.31"
+    assert (v6["sorry_server_inhibit"], v6["sorry_server_lvs_method"]) == (True, "TUN")

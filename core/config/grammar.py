@@ -960,6 +960,10 @@ def core_grammar() -> Grammar:
         from pykeepalived.core.config.schema import parse_block
 
         entries = parse_block(node.children or [], vsg, ctx).get("items", [])
+        if not entries:
+            # keepalived 2.2.7 check_parser.c: a config error; the empty group
+            # is dropped with the configuration checks (lvs_checks.py).
+            ctx.warn(node.place, f"virtual server group {node.args[0]} has no entries - removing")
         return m.VirtualServerGroup(node.args[0], node.place, entries)
 
     _add_unsupported(top, "top")
@@ -1054,9 +1058,38 @@ def _virtual_server(spec: BlockSpec) -> Any:
             if len(a) < 2:
                 raise Invalid("needs IP PORT, fwmark N or group NAME")
             extra["port"] = port(a[1])
-        return build_model(spec, node, ctx, **extra)  # type: ignore[no-any-return]
+        vs: m.VirtualServer = build_model(spec, node, ctx, **extra)
+        _sorry_options_before_server(vs, node, ctx)
+        return vs
 
     return conv
+
+
+def _sorry_options_before_server(vs: m.VirtualServer, node: Node, ctx: Context) -> None:
+    """keepalived 2.2.7 applies sorry_server_inhibit and
+    sorry_server_lvs_method to the sorry server already read: before
+    ``sorry_server`` (or without one) they are config errors and ignored."""
+    seen_sorry = False
+    early: set[str] = set()
+    late: set[str] = set()
+    for child in node.children or []:
+        if child.keyword == "sorry_server":
+            seen_sorry = True
+        elif seen_sorry:
+            late.add(child.keyword)
+        elif child.keyword == "sorry_server_inhibit":
+            ctx.warn(
+                child.place, "Ignoring sorry_server inhibit used before or without sorry_server"
+            )
+            early.add(child.keyword)
+        elif child.keyword == "sorry_server_lvs_method":
+            ctx.warn(child.place, "sorry_server forwarding used without sorry_server")
+            early.add(child.keyword)
+    # A later one (after sorry_server) is the value kept.
+    if "sorry_server_inhibit" in early - late:
+        vs.sorry_server_inhibit = False
+    if "sorry_server_lvs_method" in early - late:
+        vs.sorry_server_lvs_method = None
 
 
 def _add_unsupported(spec: BlockSpec, name: str) -> None:

@@ -48,7 +48,12 @@ def _entry_label(entry: m.VirtualServerGroupEntry) -> str:
 def check_virtual_servers(cfg: m.Config, diag: Diagnostics) -> None:
     """Correct every virtual server as keepalived 2.2.7 does; a virtual
     server without real servers is dropped."""
+    # keepalived drops an empty group when reading it (grammar.py warns).
+    cfg.virtual_server_groups[:] = [g for g in cfg.virtual_server_groups if g.entries]
     groups = {g.name: g for g in cfg.virtual_server_groups}
+    # Read-time checks of keepalived (check_parser.c) come before the others.
+    for vs in cfg.virtual_servers:
+        _families(vs, diag)
     kept: list[m.VirtualServer] = []
     for vs in cfg.virtual_servers:
         group = groups.get(vs.group) if vs.group is not None else None
@@ -65,6 +70,42 @@ def check_virtual_servers(cfg: m.Config, diag: Diagnostics) -> None:
         _virtual_server(vs, group, diag)
         kept.append(vs)
     cfg.virtual_servers[:] = kept
+
+
+def _families(vs: m.VirtualServer, diag: Diagnostics) -> None:
+    """keepalived 2.2.7 (check_parser.c rs_end_handler, vs_end_handler): a
+    real server, then the sorry server, of another address family than the
+    virtual server is skipped, unless tunnelled (the kernel takes a
+    destination family of its own for TUN).  A virtual server without an
+    address takes the family of its first such server."""
+    family = vs.address.version if vs.address is not None else None
+    kept: list[m.RealServer] = []
+    for rs in vs.real_servers:
+        if rs.lvs_method != "TUN":
+            if family is None:
+                family = rs.address.version
+            elif family != rs.address.version:
+                diag.warning(
+                    rs.place,
+                    f"Address family of virtual server and real server {rs.address}"
+                    " don't match - skipping real server.",
+                )
+                continue
+        kept.append(rs)
+    vs.real_servers[:] = kept
+    sorry = vs.sorry_server
+    if (
+        sorry is not None
+        and vs.sorry_server_lvs_method != "TUN"
+        and family is not None
+        and family != sorry.address.version
+    ):
+        diag.warning(
+            sorry.place,
+            f"Address family of virtual server and sorry server {sorry.address}"
+            " don't match - skipping sorry server.",
+        )
+        vs.sorry_server = None
 
 
 def _virtual_server(
