@@ -196,6 +196,22 @@ virtual_server 2001:db8::10 80 {
 }
 """
 
+#: keepalived's bounds: weight up to INT_MAX, quorum and hysteresis unsigned,
+#: persistence up to 31 days (all accepted, then quorum corrected).
+BOUNDS = """
+virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    quorum 4294967295
+    hysteresis 4294967295
+    persistence_timeout 2678400
+    real_server 192.0.2.20 80 {
+        weight 2147483647
+    }
+}
+"""
+
 #: Nothing to correct: both exit 0 and say nothing.
 CLEAN = """
 virtual_server 192.0.2.80 80 {
@@ -216,6 +232,7 @@ CASES = {
     "groups": GROUPS,
     "defaults": DEFAULTS,
     "readtime": READTIME,
+    "bounds": BOUNDS,
     "clean": CLEAN,
 }
 

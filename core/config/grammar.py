@@ -897,7 +897,8 @@ def core_grammar() -> Grammar:
     # LVS ------------------------------------------------------------------------
     rs = BlockSpec("real_server", model=m.RealServer)
     g.blocks["real_server"] = rs
-    rs.add(Kw("weight", integer(0, 65535), 1, 1))
+    # keepalived 2.2.7: IPVS_WEIGHT_LIMIT is INT_MAX, not 65535.
+    rs.add(Kw("weight", integer(0, 2**31 - 1), 1, 1))
     rs.add(Kw("inhibit_on_failure", flag, 0, 1))
     rs.add(Kw("lvs_method", _lvs_method_or(None), 1, 1))
     rs.add(Kw("uthreshold", integer(0, 2**31), 1, 1))
@@ -917,8 +918,9 @@ def core_grammar() -> Grammar:
     vs.add(Kw("ops", flag, 0, 1))
     vs.add(Kw("ha_suspend", flag, 0, 1))
     vs.add(Kw("omega", flag, 0, 1))
-    vs.add(Kw("quorum", integer(1, 2**31), 1, 1))
-    vs.add(Kw("hysteresis", integer(0, 2**31), 1, 1))
+    # keepalived 2.2.7 reads both as unsigned int (check_parser.c).
+    vs.add(Kw("quorum", integer(1, 2**32 - 1), 1, 1))
+    vs.add(Kw("hysteresis", integer(0, 2**32 - 1), 1, 1))
     vs.add(Kw("sorry_server", _sorry_server, 1, 2))
     vs.add(Kw("sorry_server_inhibit", flag, 0, 1))
     vs.add(Kw("sorry_server_lvs_method", _lvs_method_or(None), 1, 1))
@@ -1003,7 +1005,8 @@ DEFAULT_PERSISTENCE_TIMEOUT = 360
 def _persistence_timeout(node: Node, ctx: Context) -> int:
     if not node.args:
         return DEFAULT_PERSISTENCE_TIMEOUT
-    return parse_int(node.args[0], 1, 2**31)
+    # keepalived 2.2.7: at most LVS_MAX_TIMEOUT, 31 days.
+    return parse_int(node.args[0], 1, 31 * 86400)
 
 
 def _global_defs(spec: BlockSpec) -> Any:
