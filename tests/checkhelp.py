@@ -49,9 +49,11 @@ def one_checker(
     block: str, address: str = "127.0.0.1", port: int = 80, vs_extra: str = ""
 ) -> Checker:
     """The checker configured by ``block`` inside one real server."""
+    # keepalived skips a real server of another family than its virtual server.
+    vip = "2001:db8::100" if ":" in address else "192.0.2.100"
     m, _, _ = manager(
         f"""
-virtual_server 192.0.2.100 80 {{
+virtual_server {vip} 80 {{
     lb_algo wlc
   protocol TCP
   delay_loop 1
