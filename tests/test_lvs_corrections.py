@@ -196,6 +196,39 @@ virtual_server 2001:db8::10 80 {
 }
 """
 
+#: Scheduler flags need their scheduler first; a group mixing families with
+#: a bare fwmark is removed.
+FLAGS = """
+virtual_server_group MIX {
+    192.0.2.50 80
+    2001:db8::50 80
+    fwmark 9
+}
+virtual_server_group FAMILIES {
+    192.0.2.51 80
+    2001:db8::51 80
+    fwmark 10 inet
+}
+virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    sh-port
+    real_server 192.0.2.20 80 {
+    }
+}
+virtual_server 192.0.2.11 80 {
+    protocol TCP
+    sh-fallback
+    lb_algo sh
+    lb_kind NAT
+    sh-port
+    mh-port
+    real_server 192.0.2.20 80 {
+    }
+}
+"""
+
 #: keepalived's bounds: weight up to INT_MAX, quorum and hysteresis unsigned,
 #: persistence up to 31 days (all accepted, then quorum corrected).
 BOUNDS = """
@@ -233,6 +266,7 @@ CASES = {
     "defaults": DEFAULTS,
     "readtime": READTIME,
     "bounds": BOUNDS,
+    "flags": FLAGS,
     "clean": CLEAN,
 }
 
@@ -438,3 +472,11 @@ def test_read_time_corrections_in_the_model(tmp_path: Path) -> None:
     assert servers(v6) == {"2001:db8::20": (80, "NAT")}
     assert v6["sorry_server"]["address"] == "192.0.2.31"
     assert (v6["sorry_server_inhibit"], v6["sorry_server_lvs_method"]) == (True, "TUN")
+
+
+def test_flags_and_groups_in_the_model(tmp_path: Path) -> None:
+    conf = tmp_path / "flags.conf"
+    conf.write_text(FLAGS)
+    cfg = dump(conf)
+    assert [g["name"] for g in cfg["virtual_server_groups"]] == ["FAMILIES"]
+    assert [v["sched_flags"] for v in cfg["virtual_servers"]] == [[], ["sh-port"]]

@@ -966,6 +966,13 @@ def core_grammar() -> Grammar:
             # keepalived 2.2.7 check_parser.c: a config error; the empty group
             # is dropped with the configuration checks (lvs_checks.py).
             ctx.warn(node.place, f"virtual server group {node.args[0]} has no entries - removing")
+        elif _mixed_families_and_bare_fwmark(node, entries):
+            ctx.warn(
+                node.place,
+                f"virtual server group {node.args[0]} cannot have IPv4, IPv6"
+                " and fwmark without family - removing",
+            )
+            entries = []
         return m.VirtualServerGroup(node.args[0], node.place, entries)
 
     _add_unsupported(top, "top")
@@ -1063,9 +1070,43 @@ def _virtual_server(spec: BlockSpec) -> Any:
             extra["port"] = port(a[1])
         vs: m.VirtualServer = build_model(spec, node, ctx, **extra)
         _sorry_options_before_server(vs, node, ctx)
+        _scheduler_flags(vs, node, ctx)
         return vs
 
     return conv
+
+
+def _mixed_families_and_bare_fwmark(node: Node, entries: list[m.VirtualServerGroupEntry]) -> bool:
+    """keepalived 2.2.7 (check_parser.c vsg_handler) removes a group holding
+    IPv4 and IPv6 (addresses, or ``fwmark N inet|inet6``) and a fwmark
+    without a family."""
+    families = {e.first.version for e in entries if e.first is not None}
+    bare_fwmark = False
+    for child in node.children or []:
+        if child.keyword == "fwmark" and len(child.args) > 1:
+            families.add(6 if child.args[1] == "inet6" else 4)
+        elif child.keyword == "fwmark":
+            bare_fwmark = True
+    return bare_fwmark and families == {4, 6}
+
+
+def _scheduler_flags(vs: m.VirtualServer, node: Node, ctx: Context) -> None:
+    """keepalived 2.2.7 (check_parser.c lbflags_handler) takes sh-port and
+    sh-fallback only after ``lb_algo sh``, mh-port and mh-fallback only after
+    ``lb_algo mh``; with another scheduler (or none yet) it is a config error
+    naming sh, and the flag is ignored (silently for the other one of sh/mh)."""
+    sched = ""
+    for child in node.children or []:
+        if child.keyword in ("lb_algo", "lvs_sched") and child.args:
+            sched = child.args[0]
+        elif child.keyword in ("sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+            if sched in ("sh", "mh"):
+                if child.keyword.startswith(sched + "-"):
+                    continue
+            else:
+                ctx.warn(child.place, f"{child.keyword} only applies to sh scheduler - ignoring")
+            if child.keyword in vs.sched_flags:
+                vs.sched_flags.remove(child.keyword)
 
 
 def _sorry_options_before_server(vs: m.VirtualServer, node: Node, ctx: Context) -> None:
