@@ -229,6 +229,25 @@ virtual_server 192.0.2.11 80 {
 }
 """
 
+#: A repeated quorum_up/notify_up: keepalived keeps the first.
+SCRIPTS = """
+global_defs {
+    script_user root
+    enable_script_security
+}
+virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    quorum_up /bin/true
+    quorum_up /bin/false
+    real_server 192.0.2.20 80 {
+        notify_down /bin/true
+        notify_down "/bin/false x"
+    }
+}
+"""
+
 #: keepalived's bounds: weight up to INT_MAX, quorum and hysteresis unsigned,
 #: persistence up to 31 days (all accepted, then quorum corrected).
 BOUNDS = """
@@ -267,6 +286,7 @@ CASES = {
     "readtime": READTIME,
     "bounds": BOUNDS,
     "flags": FLAGS,
+    "scripts": SCRIPTS,
     "clean": CLEAN,
 }
 
@@ -480,3 +500,11 @@ def test_flags_and_groups_in_the_model(tmp_path: Path) -> None:
     cfg = dump(conf)
     assert [g["name"] for g in cfg["virtual_server_groups"]] == ["FAMILIES"]
     assert [v["sched_flags"] for v in cfg["virtual_servers"]] == [[], ["sh-port"]]
+
+
+def test_first_script_kept(tmp_path: Path) -> None:
+    conf = tmp_path / "scripts.conf"
+    conf.write_text(SCRIPTS)
+    [vs] = dump(conf)["virtual_servers"]
+    assert vs["quorum_up"]["argv"] == ["/bin/true"]
+    assert vs["real_servers"][0]["notify_down"]["argv"] == ["/bin/true"]

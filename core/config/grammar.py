@@ -1071,6 +1071,13 @@ def _virtual_server(spec: BlockSpec) -> Any:
         vs: m.VirtualServer = build_model(spec, node, ctx, **extra)
         _sorry_options_before_server(vs, node, ctx)
         _scheduler_flags(vs, node, ctx)
+        _first_script_kept(vs, vs, node, spec, ctx, ("quorum_up", "quorum_down"))
+        rs_spec = spec.lookup("real_server")
+        for child in node.children or []:
+            for rs in vs.real_servers:
+                if child.keyword == "real_server" and rs.place == child.place and rs_spec:
+                    names = ("notify_up", "notify_down")
+                    _first_script_kept(vs, rs, child, rs_spec.block, ctx, names)
         return vs
 
     return conv
@@ -1107,6 +1114,37 @@ def _scheduler_flags(vs: m.VirtualServer, node: Node, ctx: Context) -> None:
                 ctx.warn(child.place, f"{child.keyword} only applies to sh scheduler - ignoring")
             if child.keyword in vs.sched_flags:
                 vs.sched_flags.remove(child.keyword)
+
+
+def _first_script_kept(
+    vs: m.VirtualServer,
+    obj: object,
+    node: Node,
+    spec: BlockSpec | None,
+    ctx: Context,
+    names: tuple[str, ...],
+) -> None:
+    """keepalived 2.2.7 keeps the first quorum_up/quorum_down (virtual
+    server) and notify_up/notify_down (real server) script; a repeated one
+    is a config error naming the virtual server's group ("(null)" without
+    one, as keepalived prints it)."""
+    if spec is None:
+        return
+    tag = f"({vs.group})" if vs.group is not None else "((null))"
+    for name in names:
+        kw = spec.lookup(name)
+        found = [c for c in node.children or [] if c.keyword == name and c.args]
+        if kw is None or len(found) < 2:
+            continue
+        for extra in found[1:]:
+            ctx.warn(
+                extra.place, f"{tag} {name} script already specified - ignoring {extra.args[0]}"
+            )
+        try:
+            first = kw.convert(found[0], ctx)
+        except Invalid:
+            continue  # reported when the block was read
+        setattr(obj, kw.field or name, first)
 
 
 def _sorry_options_before_server(vs: m.VirtualServer, node: Node, ctx: Context) -> None:
