@@ -139,7 +139,11 @@ def test_config_test_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         ),
         (("priority 150", "priority 300"), 8, "error: priority: 300 is out of range 1..255"),
         (("state MASTER", "state master"), 5, "error: state: 'master' is not one of"),
-        (("lb_kind DR", "lb_kind dr"), 21, "warning: lb_kind: unknown routing method 'dr'"),
+        (
+            ("lb_kind DR", "lb_kind dr"),
+            21,
+            "warning: PARSER : unknown [dr] routing method for virtual server.",
+        ),
         (("    advert_int 1\n", "    advert_int 1 priority 20\n"), 9, "same line"),
     ],
 )

@@ -248,6 +248,20 @@ virtual_server 192.0.2.10 80 {
 }
 """
 
+#: Case-sensitive scheduler and methods: an unknown one is left unset, then defaulted.
+INVALID = """
+virtual_server 192.0.2.10 80 {
+    protocol tcp
+    lb_algo RR
+    lb_kind nat
+    real_server 192.0.2.20 80 {
+        lvs_method dr
+    }
+    sorry_server 192.0.2.30 80
+    sorry_server_lvs_method Tun
+}
+"""
+
 #: keepalived's bounds: weight up to INT_MAX, quorum and hysteresis unsigned,
 #: persistence up to 31 days (all accepted, then quorum corrected).
 BOUNDS = """
@@ -287,6 +301,7 @@ CASES = {
     "bounds": BOUNDS,
     "flags": FLAGS,
     "scripts": SCRIPTS,
+    "invalid": INVALID,
     "clean": CLEAN,
 }
 
@@ -508,3 +523,12 @@ def test_first_script_kept(tmp_path: Path) -> None:
     [vs] = dump(conf)["virtual_servers"]
     assert vs["quorum_up"]["argv"] == ["/bin/true"]
     assert vs["real_servers"][0]["notify_down"]["argv"] == ["/bin/true"]
+
+
+def test_invalid_names_defaulted_in_the_model(tmp_path: Path) -> None:
+    conf = tmp_path / "invalid.conf"
+    conf.write_text(INVALID)
+    [vs] = dump(conf)["virtual_servers"]
+    assert (vs["protocol"], vs["lb_algo"], vs["lb_kind"]) == ("TCP", "wlc", "NAT")
+    assert servers(vs) == {"192.0.2.20": (80, "NAT")}
+    assert vs["sorry_server_lvs_method"] == "NAT"

@@ -341,7 +341,7 @@ def test_002_lvs_http_get(grammar: Grammar) -> None:
     [vs] = cfg.virtual_servers
     # keepalived: "unknown [nat] routing method" (case matters), default NAT
     assert vs.lb_kind == "NAT"
-    assert any("'nat'" in d.message and d.place.line == 23 for d in result.diagnostics.failing)
+    assert any("[nat]" in d.message and d.place.line == 23 for d in result.diagnostics.failing)
     assert (vs.lb_algo, vs.delay_loop) == ("rr", 6)
     assert [str(rs.address) for rs in vs.real_servers] == ["10.100.0.11", "10.100.0.21"]
     require(grammar, "HTTP_GET")

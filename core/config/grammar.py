@@ -531,27 +531,23 @@ def _lvs_backend(node: Node, ctx: Context) -> str:
     return word
 
 
-def _lvs_method_or(default: str | None) -> Any:
+def _lvs_method_or(default: str | None, server: str = "virtual") -> Any:
     """Case-sensitive as in keepalived 2.2.7, which reports an unknown
-    method ("unknown [nat] routing method") and keeps the default; so do we
-    (a warning: ``-t`` fails, the daemon runs)."""
+    method with the wording below and leaves it unset (a warning: ``-t``
+    fails, the daemon runs); an unset one is then the virtual server's, or
+    NAT (core/config/lvs_checks.py)."""
 
     def conv(node: Node, ctx: Context) -> str | None:
         word = node.args[0]
         if word not in LVS_METHODS:
-            keep = f"keeping {default}" if default else "keeping the virtual server's"
-            ctx.warn(
-                node.place,
-                f"{node.keyword}: unknown routing method '{word}' (one of "
-                f"{', '.join(LVS_METHODS)}, case-sensitive); {keep}",
-            )
+            ctx.warn(node.place, f"PARSER : unknown [{word}] routing method for {server} server.")
             return default
         return word
 
     return conv
 
 
-_lvs_method = _lvs_method_or("NAT")
+_lvs_method = _lvs_method_or("")
 
 
 def _lb_algo(node: Node, ctx: Context) -> str:
@@ -559,12 +555,9 @@ def _lb_algo(node: Node, ctx: Context) -> str:
     # which then keeps its default scheduler.
     word = node.args[0]
     if word not in LVS_SCHEDULERS:
-        ctx.warn(
-            node.place,
-            f"{node.keyword}: invalid scheduler '{word}' (one of "
-            f"{', '.join(LVS_SCHEDULERS)}); keeping wlc",
-        )
-        return "wlc"
+        # keepalived leaves it unset: "no scheduler set" follows (lvs_checks.py).
+        ctx.warn(node.place, f"Invalid lvs_scheduler '{word}' - ignoring")
+        return ""
     return word
 
 
@@ -900,7 +893,7 @@ def core_grammar() -> Grammar:
     # keepalived 2.2.7: IPVS_WEIGHT_LIMIT is INT_MAX, not 65535.
     rs.add(Kw("weight", integer(0, 2**31 - 1), 1, 1))
     rs.add(Kw("inhibit_on_failure", flag, 0, 1))
-    rs.add(Kw("lvs_method", _lvs_method_or(None), 1, 1))
+    rs.add(Kw("lvs_method", _lvs_method_or(None, "real"), 1, 1))
     rs.add(Kw("uthreshold", integer(0, 2**31), 1, 1))
     rs.add(Kw("lthreshold", integer(0, 2**31), 1, 1))
     _common_check_kws(rs)
@@ -923,7 +916,7 @@ def core_grammar() -> Grammar:
     vs.add(Kw("hysteresis", integer(0, 2**32 - 1), 1, 1))
     vs.add(Kw("sorry_server", _sorry_server, 1, 2))
     vs.add(Kw("sorry_server_inhibit", flag, 0, 1))
-    vs.add(Kw("sorry_server_lvs_method", _lvs_method_or(None), 1, 1))
+    vs.add(Kw("sorry_server_lvs_method", _lvs_method_or(None, "sorry"), 1, 1))
     vs.add(Kw("inhibit_on_failure", flag, 0, 1))
     vs.add(Kw("lb_flags", words, 1, None, field="sched_flags"))
     for fl in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
