@@ -302,6 +302,7 @@ CASES = {
     "flags": FLAGS,
     "scripts": SCRIPTS,
     "invalid": INVALID,
+    "protocol": INVALID.replace("protocol tcp", "protocol icmp"),
     "clean": CLEAN,
 }
 

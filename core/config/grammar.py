@@ -550,6 +550,16 @@ def _lvs_method_or(default: str | None, server: str = "virtual") -> Any:
 _lvs_method = _lvs_method_or("")
 
 
+def _protocol(node: Node, ctx: Context) -> str:
+    # keepalived 2.2.7: any case; another word is a config error and leaves
+    # it unset ("no protocol set - defaulting to UDP" follows, lvs_checks.py).
+    word = node.args[0].upper()
+    if word not in ("TCP", "UDP", "SCTP"):
+        ctx.warn(node.place, f"Unknown protocol {node.args[0]} - ignoring")
+        return ""
+    return word
+
+
 def _lb_algo(node: Node, ctx: Context) -> str:
     # Case-sensitive as in keepalived 2.2.7 ("Invalid lvs_scheduler 'RR'"),
     # which then keeps its default scheduler.
@@ -907,7 +917,7 @@ def core_grammar() -> Grammar:
     vs.add(Kw("persistence_timeout", _persistence_timeout, 0, 1))
     vs.add(Kw("persistence_engine", string, 1, 1))
     vs.add(Kw("persistence_granularity", string, 1, 1))
-    vs.add(Kw("protocol", choice("TCP", "UDP", "SCTP"), 1, 1))
+    vs.add(Kw("protocol", _protocol, 1, 1))
     vs.add(Kw("ops", flag, 0, 1))
     vs.add(Kw("ha_suspend", flag, 0, 1))
     vs.add(Kw("omega", flag, 0, 1))
