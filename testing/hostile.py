@@ -665,6 +665,19 @@ class HostileLab:
             out[label] = total
         return out
 
+    def settled_counters(self, timeout: float = 60.0) -> dict[str, dict[str, int]]:
+        """The counters once the daemons have worked through their receive
+        queues (two reads 0.5 s apart agree): a flood leaves thousands of
+        packets queued, counted over the following seconds."""
+        deadline = time.monotonic() + timeout
+        last = self.counters()
+        while True:
+            time.sleep(0.5)
+            now = self.counters()
+            if now == last or time.monotonic() > deadline:
+                return now
+            last = now
+
     def transitions(self) -> int:
         """State changes logged by either node since :meth:`start`."""
         return sum(n.count("Entering") for n in (self.master, self.backup))
