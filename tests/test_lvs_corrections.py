@@ -262,6 +262,23 @@ virtual_server 192.0.2.10 80 {
 }
 """
 
+#: virtual_server weight: the weight of real servers without their own
+#: (the quorum message shows the total: 5 + 1).
+VS_WEIGHT = """
+virtual_server 192.0.2.10 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    quorum 20
+    real_server 192.0.2.20 80 {
+    }
+    real_server 192.0.2.21 80 {
+        weight 1
+    }
+    weight 5
+}
+"""
+
 #: keepalived's bounds: weight up to INT_MAX, quorum and hysteresis unsigned,
 #: persistence up to 31 days (all accepted, then quorum corrected).
 BOUNDS = """
@@ -302,6 +319,7 @@ CASES = {
     "flags": FLAGS,
     "scripts": SCRIPTS,
     "invalid": INVALID,
+    "vs_weight": VS_WEIGHT,
     "protocol": INVALID.replace("protocol tcp", "protocol icmp"),
     "clean": CLEAN,
 }
@@ -533,3 +551,11 @@ def test_invalid_names_defaulted_in_the_model(tmp_path: Path) -> None:
     assert (vs["protocol"], vs["lb_algo"], vs["lb_kind"]) == ("TCP", "wlc", "NAT")
     assert servers(vs) == {"192.0.2.20": (80, "NAT")}
     assert vs["sorry_server_lvs_method"] == "NAT"
+
+
+def test_virtual_server_weight(tmp_path: Path) -> None:
+    conf = tmp_path / "vs_weight.conf"
+    conf.write_text(VS_WEIGHT)
+    [vs] = dump(conf)["virtual_servers"]
+    assert [rs["weight"] for rs in vs["real_servers"]] == [5, 1]
+    assert vs["quorum"] == 6

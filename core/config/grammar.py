@@ -924,6 +924,7 @@ def core_grammar() -> Grammar:
     # keepalived 2.2.7 reads both as unsigned int (check_parser.c).
     vs.add(Kw("quorum", integer(1, 2**32 - 1), 1, 1))
     vs.add(Kw("hysteresis", integer(0, 2**32 - 1), 1, 1))
+    vs.add(Kw("weight", integer(1, 2**31 - 1), 1, 1))
     vs.add(Kw("sorry_server", _sorry_server, 1, 2))
     vs.add(Kw("sorry_server_inhibit", flag, 0, 1))
     vs.add(Kw("sorry_server_lvs_method", _lvs_method_or(None, "sorry"), 1, 1))
@@ -1081,6 +1082,9 @@ def _virtual_server(spec: BlockSpec) -> Any:
                 if child.keyword == "real_server" and rs.place == child.place and rs_spec:
                     names = ("notify_up", "notify_down")
                     _first_script_kept(vs, rs, child, rs_spec.block, ctx, names)
+                    # keepalived 2.2.7: the virtual server's weight for those without one
+                    if not any(c.keyword == "weight" for c in child.children or []):
+                        rs.weight = vs.weight
         return vs
 
     return conv

@@ -356,6 +356,8 @@ class VirtualServer:
     omega: bool = False
     quorum: int = 1
     hysteresis: int = 0
+    #: keepalived's virtual_server ``weight``: of real servers without their own.
+    weight: int = 1
     quorum_up: Script | None = None
     quorum_down: Script | None = None
     sorry_server: SorryServer | None = None
