@@ -99,7 +99,11 @@ def main() -> int:
                 )
                 logf = open(work / f"{h.name}.log", "ab")  # noqa: SIM115 - closed with the lab
                 procs[h.name] = h.popen(
-                    [exe, "-n", "-l", "-f", str(conf), "-p", str(work / f"{h.name}.pid")],
+                    [
+                        *(exe, "-n", "-l", "-f", str(conf), "-p", str(work / f"{h.name}.pid")),
+                        # the hosts share one filesystem: a status socket each
+                        *("--status-socket", str(work / f"{h.name}.sock")),
+                    ],
                     stdout=logf,
                     stderr=subprocess.STDOUT,
                 )

@@ -42,7 +42,13 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # it exists, it is someone else's
-    return True
+    # A killed daemon its parent has not reaped yet is a zombie: gone, though
+    # signal 0 still finds it (a supervisor restarting at once would see it).
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def running_pid(path: str) -> int | None:

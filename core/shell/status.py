@@ -73,7 +73,8 @@ class StatusServer:
                 snap = self.snapshot()
                 data = await snap if inspect.isawaitable(snap) else snap
             writer.write(json.dumps(data, default=str).encode() + b"\n")
-            await writer.drain()
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()  # a client that hung up gets nothing
         finally:
             writer.close()
             with contextlib.suppress(Exception):
