@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -26,6 +27,38 @@ from pykeepalived.core.config.model import Route, Rule, VirtualAddress
 from pykeepalived.core.vrrp.rtnl import Rtnl, RtnlError
 
 log = logging.getLogger("pykeepalived.vrrp")
+
+#: Seconds one ``nft -f`` batch may take.
+NFT_TIMEOUT = 5.0
+
+
+def run_nft(script: str, *, quiet: bool = False) -> bool | None:
+    """Run an ``nft -f -`` batch (start-up and stop work, never per advert).
+
+    True when applied; False when nft refused it or failed (logged unless
+    ``quiet``); None when nft is not installed, so that each caller can say
+    once what is missing without it."""
+    nft = shutil.which("nft")
+    if nft is None:
+        return None
+    try:
+        res = subprocess.run(
+            [nft, "-f", "-"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=NFT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("nft failed: %s", exc)
+        return False
+    if res.returncode != 0:
+        if not quiet:
+            log.warning("nft failed: %s", res.stderr.strip())
+        return False
+    return True
+
 
 ETH_P_ARP = 0x0806
 ICMPV6_NA = 136

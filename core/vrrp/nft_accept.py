@@ -60,17 +60,16 @@ import errno
 import ipaddress
 import logging
 import os
-import shutil
 import socket
 import struct
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+from pykeepalived.core.vrrp.effects import run_nft
 
 log = logging.getLogger("pykeepalived.vrrp")
 
 NFT_TABLE = "pykeepalived_accept"
-NFT_TIMEOUT = 5.0
 
 # linux/netlink.h, linux/netfilter/nfnetlink.h, nf_tables.h
 NETLINK_NETFILTER = 12
@@ -231,29 +230,13 @@ class AcceptFirewall:
 
     # -- tables (the nft command, at start and stop) -----------------------------
     def _nft(self, script: str, *, quiet: bool = False) -> bool:
-        nft = shutil.which("nft")
-        if nft is None:
+        done = run_nft(script, quiet=quiet)
+        if done is None:
             if not quiet and not self._warned:
                 self._warned = True
                 log.warning("nft not found: no firewall drop rules for no_accept/strict instances")
             return False
-        try:
-            res = subprocess.run(
-                [nft, "-f", "-"],
-                input=script,
-                capture_output=True,
-                text=True,
-                timeout=NFT_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("nft failed: %s", exc)
-            return False
-        if res.returncode != 0:
-            if not quiet:
-                log.warning("nft failed: %s", res.stderr.strip())
-            return False
-        return True
+        return done
 
     def configure(self, ext: dict[str, object]) -> None:
         """global_defs ``nftables [NAME]`` and ``nftables_priority`` (kept in

@@ -62,14 +62,12 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-import shutil
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pykeepalived.core.config.model import VrrpInstance
-from pykeepalived.core.vrrp.effects import IFA_F_NODAD, Netlink
+from pykeepalived.core.vrrp.effects import IFA_F_NODAD, Netlink, run_nft
 from pykeepalived.core.vrrp.rtnl import (
     IN6_ADDR_GEN_MODE_NONE,
     MACVLAN_MODE_PRIVATE,
@@ -87,7 +85,6 @@ SYSCTL = Path("/proc/sys/net")
 #: Where ``use_vmac``'s MAC address argument is kept (``VrrpInstance.ext``).
 EXT_MAC = "use_vmac_mac"
 NFT_TABLE = "pykeepalived"
-NFT_TIMEOUT = 5.0
 _NFT_RULESETS = {
     4: """table ip {t} {{
     map vmac_map {{ type iface_index : iface_index; }}
@@ -427,30 +424,15 @@ class VmacManager:
 
     # -- nftables: IGMP/MLD reports leave by the base interface ---------------------
     def _nft(self, script: str) -> bool:
-        nft = shutil.which("nft")
-        if nft is None:
+        done = run_nft(script)
+        if done is None:
             if not self._nft_warned:
                 self._nft_warned = True
                 log.warning(
                     "nft not found: IGMP/MLD reports of VMAC interfaces leave with the virtual MAC"
                 )
             return False
-        try:
-            res = subprocess.run(
-                [nft, "-f", "-"],
-                input=script,
-                capture_output=True,
-                text=True,
-                timeout=NFT_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("nft failed: %s", exc)
-            return False
-        if res.returncode != 0:
-            log.warning("nft failed: %s", res.stderr.strip())
-            return False
-        return True
+        return done
 
     def _nft_add(self, vmac: Vmac) -> None:
         fam = "ip" if vmac.family == 4 else "ip6"
