@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pykeepalived.core.config import lvs_syncd
 from pykeepalived.core.config import model as m
 from pykeepalived.core.config.auth_hmac import auth_hmac_kw
 from pykeepalived.core.config.errors import Place
@@ -93,7 +94,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "checker_rlimit_rttime",
             "bfd_rlimit_rttime",
             "lvs_timeouts",
-            "lvs_sync_daemon",
             "network_namespace",
             "net_namespace",
             "net_namespace_ipvs",
@@ -169,7 +169,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "vrrp_instance": {
         k: "no effect in pykeepalived"
         for k in (
-            "lvs_sync_daemon_interface",
             "mcast_src_ip_unicast",
             "track_bfd",
             "kernel_rx_buf_size",
@@ -797,6 +796,8 @@ def core_grammar() -> Grammar:
     gd.add(Kw("lvs_flush", flag, 0, 1))
     gd.add(Kw("lvs_flush_on_stop", _lvs_flush_on_stop, 0, 1))
     gd.add(Kw("lvs_backend", _lvs_backend, 1, 1))  # pykeepalived extension (docs/ipvs.md)
+    # keepalived 2.2.7 reads the words itself (config/lvs_syncd.py, core/lvs/syncd.py)
+    gd.add(Kw("lvs_sync_daemon", lvs_syncd.parse, 0, None))
     # keepalived 2.3.3+: where SIGUSR1/SIGUSR2/the JSON signal write (dumps.py)
     for k in ("state_dump_file", "stats_dump_file", "json_dump_file"):
         gd.add(Kw(k, _dump_path, 1, 1))
@@ -814,6 +815,7 @@ def core_grammar() -> Grammar:
     g.blocks["vrrp_instance"] = vi
     vi.add(Kw("state", _instance_state, 1, 1))
     vi.add(Kw("interface", string, 1, 1))
+    vi.add(Kw("lvs_sync_daemon_interface", lvs_syncd.parse_instance_interface, 1, 1))
     vi.add(Kw("virtual_router_id", integer(1, 255), 1, 1))
     vi.add(Kw("priority", integer(1, 255), 1, 1))
     vi.add(Kw("advert_int", number(0.01, 255), 1, 1))

@@ -22,6 +22,28 @@ T = TypeVar("T")
 
 
 @dataclass
+class LvsSyncDaemon:
+    """``lvs_sync_daemon INTERFACE [VRRP_INSTANCE] [id N] [maxlen N] [port N]
+    [ttl N] [group ADDR]`` (global_defs), or the deprecated vrrp_instance
+    ``lvs_sync_daemon_interface INTERFACE``: the kernel's IPVS connection sync
+    daemon (core/lvs/syncd.py).  None values are the kernel's defaults."""
+
+    interface: str
+    place: Place = UNKNOWN_PLACE
+    #: The VRRP instance whose state picks master or backup; None: both run
+    #: (keepalived 2.2.7's checker process does that without an instance).
+    instance: str | None = None
+    #: None until semantics.py: the instance's virtual_router_id, else 0.
+    syncid: int | None = None
+    maxlen: int | None = None
+    port: int | None = None
+    ttl: int | None = None
+    group: IPAddress | None = None
+    #: Given as vrrp_instance ``lvs_sync_daemon_interface`` (deprecated).
+    from_instance: bool = False
+
+
+@dataclass
 class GlobalDefs:
     place: Place = UNKNOWN_PLACE
     router_id: str | None = None
@@ -79,6 +101,7 @@ class GlobalDefs:
     lvs_flush_on_stop: list[str] | None = None
     #: pykeepalived: "auto" (IPVS if the kernel has it, else nftables), "ipvs", "nftables".
     lvs_backend: str = "auto"
+    lvs_sync_daemon: LvsSyncDaemon | None = None
     #: keepalived 2.3.3+ dump file paths (None: $TMPDIR/keepalived.*) and
     #: the JSON dump's layout (1: a list, 2: {"vrrp": [...]}); shell/dumps.py
     state_dump_file: str | None = None
@@ -234,6 +257,9 @@ class VrrpInstance:
     dont_track_primary: bool = False
     tracks: list[TrackRef] = field(default_factory=list)
     use_vmac: str | bool = False
+    #: Deprecated ``lvs_sync_daemon_interface IF`` (semantics.py moves it to
+    #: global_defs lvs_sync_daemon, as keepalived 2.2.7 does).
+    lvs_sync_daemon_interface: LvsSyncDaemon | None = None
     vmac_xmit_base: bool = False
     native_ipv6: bool = False
     smtp_alert: bool | None = None

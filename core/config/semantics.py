@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from pykeepalived.core.config import lvs_syncd
 from pykeepalived.core.config import model as m
 from pykeepalived.core.config.errors import Diagnostics
 from pykeepalived.core.config.lvs_checks import check_virtual_servers
@@ -71,6 +72,7 @@ def apply(cfg: m.Config, diag: Diagnostics) -> None:
             diag.error(vs.place, f"virtual_server group '{vs.group}' is not defined")
     # keepalived 2.2.7 validate_check_config: each a config error, corrected.
     check_virtual_servers(cfg, diag)
+    lvs_syncd.resolve(cfg, diag)
 
 
 def _instance(vi: m.VrrpInstance, gd: m.GlobalDefs, diag: Diagnostics) -> None:

@@ -35,10 +35,12 @@ from pykeepalived.core.shell.startup import (
 from pykeepalived.core.vrrp.effects import Netlink
 
 if TYPE_CHECKING:
+    from pykeepalived.core.config.model import LvsSyncDaemon
     from pykeepalived.core.events import EventDispatcher
     from pykeepalived.core.lvs.ipvs import IpvsBackend, NoIpvsBackend
     from pykeepalived.core.lvs.manager import VirtualServerManager
     from pykeepalived.core.lvs.nft import NftBackend
+    from pykeepalived.core.lvs.syncd import SyncDaemonController
     from pykeepalived.core.shell.http_api import HttpApi
     from pykeepalived.core.shell.loopthread import LoopThread
     from pykeepalived.core.shell.status import StatusServer
@@ -73,6 +75,8 @@ class Daemon:
         self.events: EventDispatcher | None = None
         self.lvs: VirtualServerManager | None = None
         self.ipvs: IpvsBackend | NftBackend | NoIpvsBackend | None = None
+        #: The kernel's IPVS connection sync daemon (global_defs lvs_sync_daemon).
+        self.syncd: SyncDaemonController | None = None
         self.status_server: StatusServer | None = None
         self.http_api: HttpApi | None = None
         #: Last state of each VRRP instance, from its events (main loop only):
@@ -100,6 +104,8 @@ class Daemon:
                 # not MASTER_RX_LOWER_PRI, SPLIT_BRAIN...: reports, not states
                 self._instance_states[event.name] = event.state
             self._ha_suspend_update()
+            if self.syncd is not None and self.syncd.instance == event.name:
+                self.syncd.instance_state(event.state)
         if self.sd.enabled:
             self._sd_status_soon()
         self.transitions.appendleft(
@@ -175,6 +181,7 @@ class Daemon:
             await self._start_trackers()
         if not self.args.vrrp and self.config.virtual_servers:
             await self._start_lvs()
+        await self._start_syncd()
         if getattr(self.args, "http_listen", None):
             from pykeepalived.core.shell.http_api import HttpApi, parse_listen
 
@@ -274,6 +281,44 @@ class Daemon:
         await self.lvs.start()
         self._ha_suspend_update()
 
+    def _syncd_wanted(self) -> LvsSyncDaemon | None:
+        """lvs_sync_daemon where keepalived 2.2.7 runs it: with an instance,
+        in the VRRP process (not with -C); without one, in the checker
+        process, which runs only with virtual servers (not with -P)."""
+        cfg = self.config.global_defs.lvs_sync_daemon
+        if cfg is None:
+            return None
+        if cfg.instance is not None:
+            return cfg if self.vrrp is not None else None
+        return cfg if not self.args.vrrp and self.config.virtual_servers else None
+
+    async def _start_syncd(self) -> None:
+        from pykeepalived.core.lvs.syncd import SyncDaemonController
+
+        cfg = self._syncd_wanted()
+        if cfg is None:
+            return
+        self.syncd = SyncDaemonController(cfg, instance_driven=cfg.instance is not None)
+        await self.syncd.start(self._instance_states.get(cfg.instance or ""))
+
+    async def _reload_syncd(self) -> None:
+        cfg = self._syncd_wanted()
+        old = self.syncd
+        if old is not None and (cfg is None or old.instance_driven != (cfg.instance is not None)):
+            await self._stop_syncd()
+            old = None
+        if cfg is None:
+            return
+        if old is None:
+            await self._start_syncd()
+        else:
+            old.reconfigure(cfg, self._instance_states.get(cfg.instance or ""))
+
+    async def _stop_syncd(self) -> None:
+        if self.syncd is not None:
+            await self.syncd.stop()
+            self.syncd = None
+
     async def _stop_lvs(self) -> None:
         if self.lvs is not None:
             await self.lvs.stop()
@@ -290,6 +335,7 @@ class Daemon:
         if self.vrrp is not None and self.vrrp_thread is not None:
             await self.vrrp_thread.call(self.vrrp.stop)
             self.vrrp_thread.stop()
+        await self._stop_syncd()
         await self._stop_lvs()
         await self._hook("pykeepalived_unconfigure", config=self.config)
         if self.events is not None:
@@ -329,6 +375,7 @@ class Daemon:
             await self.vrrp_thread.call(self.vrrp.reload, self.config)
             await self._start_trackers()
         await self._reload_lvs()
+        await self._reload_syncd()
         await self._hook("pykeepalived_configure", config=self.config)
         del old
 
@@ -380,9 +427,16 @@ class Daemon:
     async def status_async(self) -> dict[str, Any]:
         """The status, with the VRRP part read on the VRRP thread."""
         vrrp: list[dict[str, Any]] = []
+        vrrp_tasks = 0
         if self.vrrp is not None and self.vrrp_thread is not None:
             vrrp = await self.vrrp_thread.call(self.vrrp.status)
-        return self.status(vrrp)
+            # counted on the VRRP thread: all_tasks() of another thread's loop races
+            vrrp_tasks = await self.vrrp_thread.call(lambda: len(asyncio.all_tasks()))
+        out = self.status(vrrp)
+        # both loops' pending tasks, the one reading this included: a leak of
+        # tasks shows as growth here (bench/soak watches it)
+        out["asyncio_tasks"] = len(asyncio.all_tasks()) + vrrp_tasks
+        return out
 
     def status(self, vrrp: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -397,6 +451,8 @@ class Daemon:
             out["trackers"] = self.trackers.status()
         if self.lvs is not None:
             out["virtual_servers"] = self.lvs.status()
+        if self.syncd is not None:
+            out["lvs_sync_daemon"] = self.syncd.status()
         return out
 
     # -- keepalived's dumps (SIGUSR1, SIGUSR2, JSON, STATS_CLEAR) -----------------------

@@ -64,7 +64,14 @@ CMD_NEW_DEST = 5
 CMD_SET_DEST = 6
 CMD_DEL_DEST = 7
 CMD_GET_DEST = 8
+CMD_NEW_DAEMON = 9
+CMD_DEL_DAEMON = 10
+CMD_GET_DAEMON = 11
 CMD_FLUSH = 17
+
+#: IPVS_DAEMON_ATTR_STATE values (IP_VS_STATE_MASTER / IP_VS_STATE_BACKUP).
+DAEMON_MASTER = 1
+DAEMON_BACKUP = 2
 
 CMD_NAMES = {
     CMD_NEW_SERVICE: "IPVS_CMD_NEW_SERVICE",
@@ -75,6 +82,9 @@ CMD_NAMES = {
     CMD_SET_DEST: "IPVS_CMD_SET_DEST",
     CMD_DEL_DEST: "IPVS_CMD_DEL_DEST",
     CMD_GET_DEST: "IPVS_CMD_GET_DEST",
+    CMD_NEW_DAEMON: "IPVS_CMD_NEW_DAEMON",
+    CMD_DEL_DAEMON: "IPVS_CMD_DEL_DAEMON",
+    CMD_GET_DAEMON: "IPVS_CMD_GET_DAEMON",
     CMD_FLUSH: "IPVS_CMD_FLUSH",
 }
 
@@ -95,7 +105,24 @@ class IpvsMsg(genlmsg):  # type: ignore[misc]
         ("IPVS_CMD_ATTR_UNSPEC", "none"),
         ("IPVS_CMD_ATTR_SERVICE", "service"),
         ("IPVS_CMD_ATTR_DEST", "dest"),
+        ("IPVS_CMD_ATTR_DAEMON", "daemon"),
     )
+
+    class daemon(nla):  # type: ignore[misc]
+        # ip_vs_ctl.c: the port is a host-order u16, the IPv4 group a be32
+        # (kept as raw bytes), the IPv6 group 16 bytes.
+        prefix = "IPVS_DAEMON_ATTR_"
+        nla_map = (
+            ("IPVS_DAEMON_ATTR_UNSPEC", "none"),
+            ("IPVS_DAEMON_ATTR_STATE", "uint32"),
+            ("IPVS_DAEMON_ATTR_MCAST_IFN", "asciiz"),
+            ("IPVS_DAEMON_ATTR_SYNC_ID", "uint32"),
+            ("IPVS_DAEMON_ATTR_SYNC_MAXLEN", "uint16"),
+            ("IPVS_DAEMON_ATTR_MCAST_GROUP", "cdata"),
+            ("IPVS_DAEMON_ATTR_MCAST_GROUP6", "cdata"),
+            ("IPVS_DAEMON_ATTR_MCAST_PORT", "uint16"),
+            ("IPVS_DAEMON_ATTR_MCAST_TTL", "uint8"),
+        )
 
     class service(nla):  # type: ignore[misc]  # pyroute2 finds nla types by name
         prefix = "IPVS_SVC_ATTR_"
@@ -390,6 +417,29 @@ class IpvsNetlink:
             ("IPVS_CMD_ATTR_DEST", _dest_nla(dest, None)),
         ]
         await self._request(CMD_DEL_DEST, nlas)
+
+    # -- the connection sync daemon (core/lvs/syncd.py) --
+
+    async def start_daemon(self, state: int, attrs: list[tuple[str, Any]]) -> None:
+        """IPVS_CMD_NEW_DAEMON: ``state`` DAEMON_MASTER or DAEMON_BACKUP,
+        ``attrs`` the other IPVS_DAEMON_ATTR_* (MCAST_IFN and SYNC_ID are
+        required by the kernel).  EEXIST: that daemon already runs."""
+        nla = {"attrs": [("IPVS_DAEMON_ATTR_STATE", state), *attrs]}
+        await self._request(CMD_NEW_DAEMON, [("IPVS_CMD_ATTR_DAEMON", nla)])
+
+    async def stop_daemon(self, state: int) -> None:
+        """IPVS_CMD_DEL_DAEMON; ESRCH: that daemon was not running."""
+        nla = {"attrs": [("IPVS_DAEMON_ATTR_STATE", state)]}
+        await self._request(CMD_DEL_DAEMON, [("IPVS_CMD_ATTR_DAEMON", nla)])
+
+    async def daemons(self) -> list[dict[str, Any]]:
+        """The running sync daemons, as {IPVS_DAEMON_ATTR_* name: value}."""
+        out = []
+        for msg in await self._dump(CMD_GET_DAEMON, []):
+            daemon = msg.get_attr("IPVS_CMD_ATTR_DAEMON")
+            if daemon is not None:
+                out.append({name: value for name, value in daemon["attrs"]})
+        return out
 
     async def flush(self) -> None:
         """IPVS_CMD_FLUSH: every service of this network namespace goes."""
