@@ -459,3 +459,82 @@ def test_notifier_keywords_belong_to_their_plugins() -> None:
         assert any(
             f"unknown keyword '{keyword}'" in d.message for d in without.diagnostics.items
         ), plugin
+
+
+# -- the entry-point reader against importlib.metadata (the oracle) -------------------
+def _oracle(group: str, path: list[str]) -> set[tuple[str, str, str]]:
+    """What importlib.metadata finds for ``group`` on ``path``."""
+    from importlib import metadata
+
+    from pykeepalived.core.plugin.entrypoints import normalize
+
+    dists = metadata.distributions(path=path)
+    seen: set[str] = set()
+    out: set[tuple[str, str, str]] = set()
+    for dist in dists:
+        name = normalize(dist.metadata["Name"])
+        if name in seen:  # importlib.metadata.entry_points() keeps the first
+            continue
+        seen.add(name)
+        for ep in dist.entry_points.select(group=group):
+            out.add((ep.name, ep.value.split("[", 1)[0].strip(), name))
+    return out
+
+
+@pytest.mark.parametrize("group", ["pykeepalived", "console_scripts", "pytest11"])
+def test_entry_point_reader_matches_importlib_metadata(group: str) -> None:
+    from pykeepalived.core.plugin.entrypoints import entry_points
+
+    ours = {(e.name, e.value, e.dist) for e in entry_points(group)}
+    assert ours == _oracle(group, sys.path)
+    if group == "pykeepalived":
+        assert ("tcp_check", "pykeepalived.plugins.checks.tcp_check", "pykeepalived") in {
+            (n, v.split(":")[0], d) for n, v, d in ours
+        }
+
+
+def test_entry_point_reader_edge_cases(tmp_path: Path) -> None:
+    """Shadowed distributions, extras, comments, other groups, an .egg-info
+    directory, a metadata dir without entry points, and a path that is missing."""
+    from pykeepalived.core.plugin.entrypoints import entry_points
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, value in ((first, "mod_a:hooks"), (second, "mod_shadowed")):
+        info = root / "My_Plugin-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: My_Plugin\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(
+            f"# a comment\n[console_scripts]\nx = y:z\n\n[pykeepalived]\n# another\n"
+            f"alpha = {value} [extra]\n"
+        )
+    egg = second / "legacy.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: legacy\nVersion: 0.3\n")
+    (egg / "entry_points.txt").write_text("[pykeepalived]\nbeta=legacy_mod\n")
+    bare = second / "bare-2.dist-info"
+    bare.mkdir()
+    (bare / "METADATA").write_text("Metadata-Version: 2.1\nName: bare\nVersion: 2\n")
+    path = [str(first), str(tmp_path / "missing"), str(second)]
+    ours = {(e.name, e.value, e.dist) for e in entry_points("pykeepalived", path)}
+    assert ours == {("alpha", "mod_a:hooks", "my-plugin"), ("beta", "legacy_mod", "legacy")}
+    assert ours == _oracle("pykeepalived", path)
+
+
+def test_entry_point_reader_hands_zip_paths_to_importlib(tmp_path: Path) -> None:
+    """A zip file on the path is read by importlib.metadata (ours reads directories)."""
+    from pykeepalived.core.plugin import entrypoints
+
+    archive = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(
+            "zipped-1.dist-info/METADATA", "Metadata-Version: 2.1\nName: zipped\nVersion: 1\n"
+        )
+        zf.writestr("zipped-1.dist-info/entry_points.txt", "[pykeepalived]\nzipped = zipped_mod\n")
+    old = sys.path[:]
+    sys.path.append(str(archive))
+    try:
+        found = {(e.name, e.dist) for e in entrypoints.entry_points("pykeepalived")}
+    finally:
+        sys.path[:] = old
+    assert ("zipped", "zipped") in found
+    assert ("tcp_check", "pykeepalived") in found

@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 import pluggy
@@ -21,6 +20,7 @@ from pykeepalived.core.config.grammar import Grammar, core_grammar
 from pykeepalived.core.config.schema import BlockSpec, DuplicateKeyword, Kw
 from pykeepalived.core.plugin import hookspecs
 from pykeepalived.core.plugin.base import Action, Checker, Notifier, Tracker
+from pykeepalived.core.plugin.entrypoints import PluginEntry, entry_points
 
 log = logging.getLogger("pykeepalived.plugins")
 
@@ -117,7 +117,7 @@ def build_registry(
         autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0")
     registry = PluginRegistry(pm)
     seen: set[str] = set()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in sorted(entry_points(ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in seen:
             continue
         seen.add(ep.name)
@@ -151,9 +151,8 @@ def build_registry(
     return registry
 
 
-def _is_builtin(ep: EntryPoint) -> bool:
-    dist = getattr(ep, "dist", None)
-    return dist is not None and dist.name == DISTRIBUTION
+def _is_builtin(ep: PluginEntry) -> bool:
+    return ep.dist == DISTRIBUTION
 
 
 def _collect(caller: Any, what: str) -> dict[str, Any]:

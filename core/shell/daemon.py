@@ -293,11 +293,12 @@ class Daemon:
         return cfg if not self.args.vrrp and self.config.virtual_servers else None
 
     async def _start_syncd(self) -> None:
-        from pykeepalived.core.lvs.syncd import SyncDaemonController
-
         cfg = self._syncd_wanted()
         if cfg is None:
             return
+        # only here: the module needs pyroute2 (10 MB), a daemon without it never loads it
+        from pykeepalived.core.lvs.syncd import SyncDaemonController
+
         self.syncd = SyncDaemonController(cfg, instance_driven=cfg.instance is not None)
         await self.syncd.start(self._instance_states.get(cfg.instance or ""))
 
