@@ -11,6 +11,8 @@ module list is read inside the real daemon process, through a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ NOT_FOR_VRRP = (
     "sqlite3",
     "unittest",
     "multiprocessing",
+    "ssl",  # asyncio gets it on first use (core/shell/lazyssl.py)
+    "_ssl",
 )
 
 
@@ -80,3 +84,69 @@ def test_vrrp_only_daemon_import_set(lab: Any, tmp_path: Path) -> None:
     )
     assert not loaded, f"a VRRP-only daemon imported {loaded}"
     assert node.terminate() == 0
+
+
+LAZY_SSL_PROBE = """
+import sys
+from pykeepalived.core.shell import lazyssl
+assert lazyssl.defer(), "deferral refused on this Python"
+import asyncio
+assert "ssl" not in sys.modules and "_ssl" not in sys.modules
+from pykeepalived.core.lvs.http_client import HttpAnswer, ssl_client_context
+
+async def main():
+    import ssl  # the first import hands the module to asyncio
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+
+    async def serve(reader, writer):
+        line = await reader.readline()
+        writer.write(b"HTTP/1.0 200 OK\\r\\n\\r\\necho " + line)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ssl_client_context(), server_hostname="rs.example.test"
+    )
+    writer.write(b"hello\\n")
+    answer = await reader.read()
+    writer.close()
+    server.close()
+    print(answer.decode())
+
+asyncio.run(main())
+"""
+
+
+OPENSSL_REQ = [
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+]
+OPENSSL_REQ += ["-nodes", "-days", "2", "-subj", "/CN=rs.example.test"]
+
+
+def test_lazy_ssl_gives_asyncio_tls_on_first_use(tmp_path: Path) -> None:
+    """A TLS server and client through asyncio after the deferral: the
+    first ``import ssl`` makes asyncio's TLS work as if ssl came first."""
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        [*OPENSSL_REQ, "-keyout", str(key), "-out", str(crt)],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_SSL_PROBE, str(crt), str(key)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("echo hello")

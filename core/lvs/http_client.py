@@ -38,13 +38,15 @@ in one event loop) and on asyncio's TLS streams for SSL.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import re
 import socket
-import ssl
+from typing import TYPE_CHECKING
 
 from pykeepalived.core.lvs.checking import sock_connect
+
+if TYPE_CHECKING:
+    import ssl  # loaded by the first TLS check: OpenSSL is 4 MB a daemon without TLS does not pay
 
 #: keepalived's http_protocol values (1.0C: 1.0 with ``Connection: close``).
 HTTP_PROTOCOLS = ("1.0", "1.0C", "1.1")
@@ -163,6 +165,8 @@ class HttpAnswer:
     )
 
     def __init__(self, keep: int = 0) -> None:
+        import hashlib  # here: the first HTTP check loads it (libcrypto), not every daemon
+
         self._buf = bytearray()
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._hashed = 0
@@ -236,6 +240,8 @@ def ssl_client_context(
     OpenSSL to verify the peer, so a certificate that does not chain to it
     is accepted; the same configuration gives the same verdicts here.
     """
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -292,6 +298,8 @@ async def _exchange_tls(
     tls: ssl.SSLContext,
     server_hostname: str | None,
 ) -> None:
+    import ssl  # loaded already: ``tls`` is an SSLContext
+
     try:
         stream, writer = await asyncio.open_connection(
             sock=sock, ssl=tls, server_hostname=server_hostname or ""

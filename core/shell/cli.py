@@ -261,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pykeepalived.core.shell.proctitle import set_keepalived_title
 
         set_keepalived_title()
+    from pykeepalived.core.shell import lazyssl
+
+    lazyssl.defer()  # before asyncio is imported: OpenSSL only for a config that uses TLS
     from pykeepalived.core.shell.daemon import run_daemon
 
     return run_daemon(args)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import ssl
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import ssl  # loaded with the first SSL_GET context (api.ssl_client_context)
 
 from pykeepalived.api import (
     HTTP_PROTOCOLS,
