@@ -15,10 +15,15 @@ through the VIP and echoes a line on each of them after every step:
    with a reset (the VIP is local, IPVS creates entries only on a SYN).
    A reload of d2 with ``id 52`` restarts its master daemon with that id.
 3. Real keepalived 2.2.7 (VRRP and checker) starts on d1 with the same
-   lvs_sync_daemon line and priority 50: its kernel shows the same backup
-   daemon as ours did, and learns the connections from pykeepalived's master.
-4. pykeepalived on d2 stops: keepalived's d1 takes over with the same master
-   daemon line as ours, and the connections go on through it.
+   lvs_sync_daemon line, priority 150 and a preempt delay: its kernel shows the
+   same backup daemon as ours did, and learns the connections from
+   pykeepalived's master.
+4. keepalived preempts: pykeepalived on d2 leaves MASTER and switches to the
+   backup daemon, keepalived's master daemon line is the same as ours, and the
+   connections go on through it.
+5. keepalived stops (its daemon goes with it): d2 is MASTER again, with the
+   master daemon, and the connections go on; pykeepalived on d2 stops and
+   leaves no daemon.
 
 One pykeepalived start costs ~25 s of the VM (Python under TCG), so both start
 together and everything else reuses them.
@@ -36,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from pykeepalived.testing.daemons import KEEPALIVED, PyNode, instance, wait_holder
+from pykeepalived.testing.daemons import KEEPALIVED, PyNode, holders, instance, wait_holder
 from pykeepalived.testing.lab import Host, Lab, wait_until
 
 VIP = "192.0.2.100"
@@ -44,6 +49,8 @@ PORT = 8000
 CONNS = 4
 START_TIMEOUT = 120.0  # two Python daemons starting together under TCG
 STEP_TIMEOUT = 30.0
+#: keepalived's preempt_delay in step 3: time for the connections to sync to it.
+PREEMPT_DELAY = 6.0
 
 ECHO_SERVER = f"""
 import socketserver
@@ -84,12 +91,13 @@ for line in sys.stdin:
 """
 
 
-def config(router_id: str, priority: int, syncid: str = "") -> str:
+def config(router_id: str, priority: int, syncid: str = "", delay: float | None = None) -> str:
+    vi = instance("VI_1", vrid=51, priority=priority, vips=[f"{VIP}/24"], preempt_delay=delay)
     return f"""global_defs {{
     router_id {router_id}
     lvs_sync_daemon eth0 VI_1{syncid}
 }}
-{instance("VI_1", vrid=51, priority=priority, vips=[f"{VIP}/24"])}
+{vi}
 virtual_server {VIP} {PORT} {{
     delay_loop 5
     lb_algo rr
@@ -253,18 +261,13 @@ def test_connections_survive_failover(lab: Lab, tmp_path: Path) -> None:
             "applied": True,
         }, status
 
-        # 3. keepalived 2.2.7 on d1, lower priority: the same backup daemon,
-        #    fed by pykeepalived's master
+        # 3. keepalived 2.2.7 on d1, higher priority but a preempt delay: the
+        #    same backup daemon as ours, fed by pykeepalived's master
         ka = KeepalivedNode(d1h, tmp_path)
-        ka.start(config("d1", 50, " id 52"))
+        ka.start(config("d1", 150, " id 52", delay=PREEMPT_DELAY))
         try:
             wait_until(lambda: sync_daemons(d1h), STEP_TIMEOUT, 0.2, "keepalived's sync daemon")
             assert sync_daemons(d1h) == [backup_line]
-            wait_until(
-                lambda: "-> 192.0.2.13:8000" in d1h.run(["ipvsadm", "-Ln"]).stdout,
-                STEP_TIMEOUT,
-                0.2,
-            )
             client.exchange("three")
             wait_until(
                 lambda: client.ports <= synced_ports(d1h, client_host),
@@ -272,12 +275,18 @@ def test_connections_survive_failover(lab: Lab, tmp_path: Path) -> None:
                 0.2,
                 f"client ports {client.ports} synced from pykeepalived to keepalived",
             )
+            assert holders(directors, VIP) == ["d2"], "keepalived preempted before the sync"
 
-            # 4. pykeepalived on d2 stops: keepalived takes over, with the same
-            #    master daemon and the connections
-            assert d2.terminate(30) == 0, d2.tail()
-            assert sync_daemons(d2h) == []
-            wait_holder(directors, VIP, "d1", STEP_TIMEOUT)
+            # 4. keepalived preempts: pykeepalived's d2 leaves MASTER and switches
+            #    to the backup daemon; keepalived's master daemon is the same as
+            #    ours, and it carries the connections
+            wait_holder(directors, VIP, "d1", STEP_TIMEOUT + PREEMPT_DELAY)
+            wait_until(
+                lambda: sync_daemons(d2h) == [backup_line],
+                STEP_TIMEOUT,
+                0.2,
+                "d2 switched to the backup sync daemon",
+            )
             wait_until(
                 lambda: sync_daemons(d1h) == [master_line],
                 STEP_TIMEOUT,
@@ -288,6 +297,18 @@ def test_connections_survive_failover(lab: Lab, tmp_path: Path) -> None:
         finally:
             ka.stop()
         assert sync_daemons(d1h) == [], "keepalived stops its master daemon at shutdown"
+
+        # 5. d2 is MASTER again: the master daemon again, and the connections
+        wait_holder(directors, VIP, "d2", STEP_TIMEOUT)
+        wait_until(
+            lambda: sync_daemons(d2h) == [master_line],
+            STEP_TIMEOUT,
+            0.2,
+            "d2 back to the master sync daemon",
+        )
+        client.exchange("five")
+        assert d2.terminate(30) == 0, d2.tail()
+        assert sync_daemons(d2h) == []
     except BaseException:
         for node in (d1, d2):
             print(f"--- {node.label}\n{node.tail(60)}")
