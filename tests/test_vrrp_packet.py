@@ -11,6 +11,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -772,3 +773,154 @@ def test_rejection_metadata() -> None:
 
 def test_ah_header_len_constant() -> None:
     assert AH_HEADER_LEN == 24
+
+
+# -- precheck: the receive path's shortcut agrees with decode + validate -------------
+
+_PRECHECK_COVERS = {
+    Rejection.UNKNOWN_VRID,
+    Rejection.AH_HEADER_MISMATCH,
+    Rejection.TTL,
+    Rejection.VERSION,
+    Rejection.INVALID_AUTH_TYPE,
+    Rejection.AUTH_TYPE_MISMATCH,
+    Rejection.AUTH_FAILURE,
+    Rejection.ADVERT_INT_MISMATCH,
+    Rejection.INVALID_TYPE,
+    Rejection.ADDR_COUNT_MISMATCH,
+    Rejection.CHECKSUM,
+}
+
+
+def _full_path(
+    payload: bytes,
+    fam: int,
+    src: IPAddress,
+    dst: IPAddress,
+    ttl: int,
+    exp: ExpectedConfig,
+    as_v2: bool,
+) -> Rejection | PacketErrorKind | None:
+    """What Instance.on_packet's full path reports first for a plain packet."""
+    from pykeepalived.core.vrrp.packet import RxContext, validate
+
+    try:
+        adv = decode_advert(
+            payload,
+            src=src,
+            dst=dst,
+            family=fam,
+            verify_checksum=False,
+            v3_checksum_as_v2=as_v2,
+            require_advert_type=False,
+        )
+    except PacketError as exc:
+        return exc.kind
+    return validate(adv, exp, RxContext(src=src, dst=dst, ttl=ttl, ah=False))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    version=st.sampled_from([2, 3]),
+    v6=st.booleans(),
+    auth=st.sampled_from([AuthType.NONE, AuthType.PASS, AuthType.AH]),
+    peer_auth=st.sampled_from([AuthType.NONE, AuthType.PASS]),
+    password=st.sampled_from(["secret1", "wrong"]),
+    naddr=st.integers(0, 3),
+    unicast=st.booleans(),
+    check_vip=st.booleans(),
+    as_v2=st.booleans(),
+    ttl=st.sampled_from([255, 254, 1]),
+    peer_int=st.sampled_from([1, 2]),
+    edits=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=3),
+    cut=st.sampled_from([None, 0, 1, 6, 7, -1, -4, 4]),
+)
+def test_precheck_agrees_with_decode_and_validate(
+    version: int,
+    v6: bool,
+    auth: AuthType,
+    peer_auth: AuthType,
+    password: str,
+    naddr: int,
+    unicast: bool,
+    check_vip: bool,
+    as_v2: bool,
+    ttl: int,
+    peer_int: int,
+    edits: list[tuple[int, int]],
+    cut: int | None,
+) -> None:
+    from pykeepalived.core.vrrp.packet import auth_data_from_password, precheck
+
+    fam = socket.AF_INET6 if v6 else socket.AF_INET
+    if v6 or version == 3:
+        auth = peer_auth = AuthType.NONE
+    src: IPAddress = IPv6Address("fe80::2") if v6 else IPv4Address("192.0.2.2")
+    dst: IPAddress = (
+        (IPv6Address("fe80::1") if unicast else VRRP_MCAST_V6)
+        if v6
+        else (IPv4Address("192.0.2.1") if unicast else VRRP_MCAST_V4)
+    )
+    vips = tuple(
+        ip_address(f"2001:db8::{i + 1}" if v6 else f"198.51.100.{i + 1}") for i in range(2)
+    )
+    adv = make_advert(
+        version=version,
+        vrid=7,
+        priority=150,
+        advert_int=peer_int,
+        addresses=vips[:naddr]
+        if naddr <= 2
+        else (*vips, ip_address("2001:db8::9" if v6 else "198.51.100.9")),
+        auth_type=peer_auth,
+        auth_pass=password,
+        family=fam,
+    )
+    payload = bytearray(encode_advert(adv, src=src, dst=dst, v3_checksum_as_v2=as_v2))
+    for pos, value in edits:
+        if pos < len(payload):
+            payload[pos] = value
+    data = bytes(payload)
+    if cut is not None:
+        data = data[:cut] if cut <= 0 or cut < len(data) else data + bytes(cut)
+    exp = ExpectedConfig(
+        version=version,
+        vrid=7,
+        family=fam,
+        auth_type=int(auth),
+        auth_data=auth_data_from_password("secret1") if auth == AuthType.PASS else bytes(8),
+        advert_int_raw=1 if version == 2 else 100,
+        addresses=vips,
+        unicast=unicast,
+        check_vip_addr=check_vip,
+    )
+    full = _full_path(data, fam, src, dst, ttl, exp, as_v2)
+    quick = precheck(data, fam, ttl, exp, src=src.packed, dst=dst.packed, v3_checksum_as_v2=as_v2)
+    if quick is None:
+        assert full is None or (isinstance(full, Rejection) and full not in _PRECHECK_COVERS), full
+    else:
+        assert quick == full
+
+
+def test_hashlib_loaded_only_for_ah() -> None:
+    """hashlib/hmac (OpenSSL's libcrypto, megabytes of RSS) stay out of a
+    daemon without AH or auth_hmac, PASS included; AH loads them on use."""
+    code = (
+        "import sys\n"
+        "import pykeepalived.core.vrrp.instance, pykeepalived.core.vrrp.manager\n"
+        "from pykeepalived.core.vrrp import packet as pk\n"
+        "from ipaddress import ip_address as ip\n"
+        "e = pk.ExpectedConfig(version=2, vrid=7, auth_type=1,"
+        " auth_data=pk.auth_data_from_password('x'), addresses=(ip('198.51.100.1'),))\n"
+        "a = pk.make_advert(version=2, vrid=7, priority=1, advert_int=1,"
+        " addresses=e.addresses, auth_type=1, auth_pass='y')\n"
+        "c = pk.RxContext(src=ip('192.0.2.2'), dst=pk.VRRP_MCAST_V4, ttl=255)\n"
+        "assert pk.validate(a, e, c) is pk.Rejection.AUTH_FAILURE\n"
+        "before = sorted(m for m in ('hashlib', 'hmac', '_hashlib') if m in sys.modules)\n"
+        "pk.build_ah_packet(a, src=ip('192.0.2.2'), dst=pk.VRRP_MCAST_V4, key='x', seq=1, ident=1)\n"
+        "print(before, 'hmac' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["[]", "True"]

@@ -43,11 +43,13 @@ verified advert).
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import math
 import socket
 import struct
+
+# hmac.compare_digest's constant-time comparison without importing hmac
+# (see advert_hmac)
+from _operator import _compare_digest as compare_digest
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
@@ -320,6 +322,11 @@ def advert_hmac(key: bytes, pseudo: bytes, pdu: bytes, prefix: bytes) -> bytes:
     """The 16-byte HMAC of a VRRP PDU and its trailer's first 12 bytes."""
     if len(pdu) < 8:
         raise ValueError("VRRP payload shorter than its header")
+    # Imported here: hashlib loads OpenSSL's libcrypto (megabytes of RSS),
+    # which only instances with auth_hmac need.
+    import hashlib
+    import hmac
+
     mac = hmac.new(key, pseudo, hashlib.sha256)
     mac.update(pdu[:_VRRP_CHECKSUM_OFF])
     mac.update(b"\0\0")
@@ -506,7 +513,7 @@ class Verifier:
         want = advert_hmac(
             key, pseudo_header(self.family, self.version, self.vrid, src), pdu, tr.prefix()
         )
-        if not hmac.compare_digest(want, tr.hmac):
+        if not compare_digest(want, tr.hmac):
             return Verdict(Reason.INVALID_HMAC, skew)
         state = peer_state if peer_state is not None else self._mcast_state(src.packed)
         if not self._replay_ok(state, tr.seq, wall):

@@ -291,7 +291,9 @@ class Instance:
     def run(self, actions: list[Any]) -> None:
         """Carry out the state machine's actions, in order, then re-arm the timer."""
         if actions:
-            if any(isinstance(a, Transition) for a in actions):
+            # A lone action (a master's SendAdvert, every interval) has no
+            # log line for a transition's reason to go to.
+            if len(actions) > 1 and any(isinstance(a, Transition) for a in actions):
                 actions = _with_reasons(actions)
             for action in actions:
                 try:
@@ -550,6 +552,17 @@ class Instance:
                     self._offer_repeat(pkt, hit[1], now)
                     self._arm()
                 return
+            early = pk.precheck(
+                pkt.payload,
+                socket.AF_INET if pkt.family == 4 else socket.AF_INET6,
+                pkt.ttl,
+                self.expected,
+                src=pkt.src_raw,
+                dst=pkt.dst_raw,
+                v3_checksum_as_v2=self.cfg.v3_checksum_as_v2,
+            )
+            if early is not None and self._dropped_early(early):
+                return
         ah_ok: bool | None = None
         if pkt.proto == pk.IPPROTO_AH:
             try:
@@ -580,13 +593,16 @@ class Instance:
                 require_advert_type=False,
             )
         except pk.PacketError as exc:
+            error = exc.reason  # the text is built only if logged
             if exc.kind is pk.PacketErrorKind.BAD_VERSION:
                 # keepalived: "wrong version" (vers_err), not a malformed packet
                 st.count_rejection(self.stats, pk.Rejection.VERSION)
-                self._reject(pk.Rejection.VERSION.label, f"wrong version from {pkt.src}: {exc}")
+                self._reject(
+                    pk.Rejection.VERSION.label, lambda: f"wrong version from {pkt.src}: {error}"
+                )
                 return
             st.count_decode_error(self.stats, exc)
-            self._reject("malformed", f"malformed packet from {pkt.src}: {exc}")
+            self._reject("malformed", lambda: f"malformed packet from {pkt.src}: {error}")
             return
         ctx = pk.RxContext(
             src=pkt.src,
@@ -599,7 +615,9 @@ class Instance:
         rejection = pk.validate(adv, self.expected, ctx)
         if rejection is not None:
             st.count_rejection(self.stats, rejection)
-            self._reject(rejection.label, _rejection_text(rejection, pkt, adv, self.expected))
+            self._reject(
+                rejection.label, lambda: _rejection_text(rejection, pkt, adv, self.expected)
+            )
             return
         assert self._loop is not None
         st.count_accepted(self.stats, adv.priority)
@@ -690,15 +708,39 @@ class Instance:
             self._rx.drop_repeat(slot)
         self._repeat_slot = None
 
-    def _reject(self, reason: str, text: str) -> None:
+    def _dropped_early(self, why: pk.Rejection | pk.PacketErrorKind) -> bool:
+        """Count a packet :func:`pk.precheck` refused exactly as the full
+        path would, and say True; unless its rate-limited log line is due,
+        then say False and let the full path count it and write the line
+        (its text needs the decoded advert)."""
+        if isinstance(why, pk.Rejection):
+            label = why.label
+        elif why is pk.PacketErrorKind.BAD_VERSION:
+            label = pk.Rejection.VERSION.label
+        else:
+            label = "malformed"
+        if time.monotonic() - self._last_log.get(label, -RATE_LIMIT_S) >= RATE_LIMIT_S:
+            return False
+        if isinstance(why, pk.Rejection):
+            st.count_rejection(self.stats, why)
+        elif why is pk.PacketErrorKind.BAD_VERSION:
+            st.count_rejection(self.stats, pk.Rejection.VERSION)
+        else:
+            st.count_decode_kind(self.stats, why)
+        self.counters[f"rx_drop_{label}"] += 1
+        return True
+
+    def _reject(self, reason: str, text: str | Callable[[], str]) -> None:
         self.counters[f"rx_drop_{reason}"] += 1
         self._log_limited(reason, text)
 
-    def _log_limited(self, reason: str, text: str) -> None:
+    def _log_limited(self, reason: str, text: str | Callable[[], str]) -> None:
+        """Log ``text`` at most once per RATE_LIMIT_S and reason; a callable
+        is only called then (a flood formats nothing)."""
         now = time.monotonic()
         if now - self._last_log.get(reason, -RATE_LIMIT_S) >= RATE_LIMIT_S:
             self._last_log[reason] = now
-            log.warning("(%s) %s", self.name, text)
+            log.warning("(%s) %s", self.name, text if isinstance(text, str) else text())
 
     # -- effects --------------------------------------------------------------------
     def _add_vips(self) -> None:

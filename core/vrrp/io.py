@@ -599,18 +599,27 @@ class Sender:
             receive_nothing(s)
         s.setblocking(False)
         self.sock = s
+        #: sendto addresses by destination (IPv6: with the scope worked out)
+        self._addrs: dict[str, tuple[str, int] | tuple[str, int, int, int]] = {}
+
+    def _addr(self, dst: str) -> tuple[str, int] | tuple[str, int, int, int]:
+        if self.family == 4:
+            addr: tuple[str, int] | tuple[str, int, int, int] = (dst, 0)
+        else:
+            scope = (
+                self.ifindex
+                if ipaddress.IPv6Address(dst).is_link_local or dst.startswith("ff02")
+                else 0
+            )
+            addr = (dst, 0, 0, scope)
+        if len(self._addrs) < 64:  # an instance's group and unicast peers
+            self._addrs[dst] = addr
+        return addr
 
     def send(self, payload: bytes, dst: str) -> None:
         try:
-            if self.family == 4:
-                self.sock.sendto(payload, (dst, 0))
-            else:
-                scope = (
-                    self.ifindex
-                    if ipaddress.IPv6Address(dst).is_link_local or dst.startswith("ff02")
-                    else 0
-                )
-                self.sock.sendto(payload, (dst, 0, 0, scope))
+            addr = self._addrs.get(dst)
+            self.sock.sendto(payload, addr if addr is not None else self._addr(dst))
         except (BlockingIOError, InterruptedError):
             log.warning("VRRP send buffer full on %s; advert dropped", self.ifname)
         except OSError as exc:

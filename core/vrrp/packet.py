@@ -34,13 +34,18 @@ Checksum rules (verified against keepalived 2.2.7 captures, see
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import socket
 import struct
+
+# hashlib/hmac are imported where AH needs them: they load OpenSSL's
+# libcrypto, megabytes of RSS that a daemon without AH or auth_hmac never
+# uses.  A PASS password is compared with the same constant-time function
+# hmac.compare_digest falls back to.
+from _operator import _compare_digest as compare_digest
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
 
 __all__ = [
     "AH_HEADER_LEN",
@@ -86,6 +91,7 @@ __all__ = [
     "inet_checksum",
     "make_advert",
     "parse_ipv4_datagram",
+    "precheck",
     "validate",
     "verify_ah_packet",
     "verify_checksum",
@@ -762,7 +768,22 @@ def ah_icv(ip_header: bytes, ah_and_payload: bytes, key: bytes, *, unicast: bool
         + bytes(AH_ICV_LEN)
         + ah_and_payload[AH_HEADER_LEN:]
     )
-    return hmac.new(k, msg, hashlib.md5).digest()[:AH_ICV_LEN]
+    base = _AH_KEYS.get(k)
+    if base is None:
+        import hashlib
+        import hmac
+
+        if len(_AH_KEYS) >= 64:  # bounded: a key per configured auth_pass
+            _AH_KEYS.clear()
+        base = _AH_KEYS[k] = hmac.new(k, digestmod=hashlib.md5)
+    mac = base.copy()
+    mac.update(msg)
+    return mac.digest()[:AH_ICV_LEN]
+
+
+#: HMAC-MD5 states keyed with each AH password, copied for every ICV
+#: (saves hashing the key twice per advert).
+_AH_KEYS: dict[bytes, Any] = {}
 
 
 def build_ah_packet(
@@ -878,7 +899,7 @@ def verify_ah_packet(datagram: bytes, key: bytes | str, *, unicast: bool = False
     k = auth_data_from_password(key)
     ihl = len(dg.header)
     want = ah_icv(dg.header, bytes(datagram)[ihl:], k, unicast=unicast)
-    if not hmac.compare_digest(want, dg.ah.icv):
+    if not compare_digest(want, dg.ah.icv):
         raise AHError(
             "invalid IPSEC HMAC-MD5 value (fields mutated or bad password)",
             PacketErrorKind.AH_BAD_ICV,
@@ -1011,7 +1032,7 @@ def validate(advert: Advert, expected: ExpectedConfig, ctx: RxContext) -> Reject
             return Rejection.INVALID_AUTH_TYPE
         if advert.auth_type != expected.auth_type:
             return Rejection.AUTH_TYPE_MISMATCH
-        if expected.auth_type == AuthType.PASS and not hmac.compare_digest(
+        if expected.auth_type == AuthType.PASS and not compare_digest(
             advert.auth_data, expected.auth_data
         ):
             return Rejection.AUTH_FAILURE
@@ -1040,4 +1061,81 @@ def validate(advert: Advert, expected: ExpectedConfig, ctx: RxContext) -> Reject
             lo, hi = expected.ttl_range(ctx.src)
             if ctx.ttl is not None and not lo <= ctx.ttl <= hi:
                 return Rejection.UNICAST_TTL_RANGE
+    return None
+
+
+_PSEUDO4 = struct.Struct("!xBH")
+_PSEUDO6 = struct.Struct("!I3xB")
+
+
+def precheck(
+    payload: bytes,
+    family: int,
+    ttl: int | None,
+    expected: ExpectedConfig,
+    *,
+    src: bytes | None = None,
+    dst: bytes | None = None,
+    v3_checksum_as_v2: bool = False,
+) -> Rejection | PacketErrorKind | None:
+    """The cheap part of :func:`decode_advert` + :func:`validate`, on the raw
+    payload of a plain (not AH) packet, without building anything.
+
+    Returns what the full path (``decode_advert(verify_checksum=False,
+    require_advert_type=False)``, then ``validate``) would report first (a
+    decoding error's kind, or the rejection) when it is one of the checks up
+    to the checksum (keepalived's order: length, version, TTL, auth,
+    interval, type, address count, and with the packed ``src``/``dst`` the
+    checksum), and None when the packet passes them: then only the full
+    path can tell (destination, the addresses themselves).  A
+    flood of junk is mostly dropped here, at a fraction of the full cost;
+    tests/test_vrrp_packet.py checks both paths agree on random packets.
+    """
+    n = len(payload)
+    if n < VRRP_HEADER_LEN:
+        return PacketErrorKind.TRUNCATED
+    b0 = payload[0]
+    version = b0 >> 4
+    naddr = payload[3]
+    if family == socket.AF_INET:
+        want = VRRP_HEADER_LEN + 4 * naddr + (VRRP_AUTH_LEN if version == 2 else 0)
+    else:
+        want = VRRP_HEADER_LEN + 16 * naddr
+    if n != want:
+        return PacketErrorKind.LENGTH_MISMATCH
+    if version != 2 and version != 3:
+        return PacketErrorKind.BAD_VERSION
+    if payload[1] != expected.vrid:
+        return Rejection.UNKNOWN_VRID
+    if expected.family == socket.AF_INET and expected.auth_type == AuthType.AH:
+        return Rejection.AH_HEADER_MISMATCH  # a plain packet where AH is expected
+    if not expected.unicast and ttl is not None and ttl != VRRP_TTL:
+        return Rejection.TTL
+    if version != expected.version:
+        return Rejection.VERSION
+    if version == 2:
+        auth_type = payload[4]
+        if auth_type > AuthType.AH:
+            return Rejection.INVALID_AUTH_TYPE
+        if auth_type != expected.auth_type:
+            return Rejection.AUTH_TYPE_MISMATCH
+        if expected.auth_type == AuthType.PASS and not compare_digest(
+            payload[-VRRP_AUTH_LEN:] if family == socket.AF_INET else b"", expected.auth_data
+        ):
+            return Rejection.AUTH_FAILURE
+        if payload[5] != expected.advert_int_raw:
+            return Rejection.ADVERT_INT_MISMATCH
+    if b0 & 0x0F != VRRP_TYPE_ADVERT:
+        return Rejection.INVALID_TYPE
+    if expected.check_vip_addr and naddr != len(expected.addresses):
+        return Rejection.ADDR_COUNT_MISMATCH
+    if src is not None and dst is not None:
+        if family != socket.AF_INET:
+            prefix = src + dst + _PSEUDO6.pack(n, IPPROTO_VRRP)
+        elif version == 2 or v3_checksum_as_v2:
+            prefix = b""
+        else:
+            prefix = src + dst + _PSEUDO4.pack(IPPROTO_VRRP, n)
+        if inet_checksum(prefix + payload) != 0:
+            return Rejection.CHECKSUM
     return None
