@@ -21,7 +21,7 @@ from pykeepalived.core.config.schema import IPAddress, IPInterface, Script
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(slots=True)
 class LvsSyncDaemon:
     """``lvs_sync_daemon INTERFACE [VRRP_INSTANCE] [id N] [maxlen N] [port N]
     [ttl N] [group ADDR]`` (global_defs), or the deprecated vrrp_instance
@@ -43,7 +43,7 @@ class LvsSyncDaemon:
     from_instance: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class GlobalDefs:
     place: Place = UNKNOWN_PLACE
     router_id: str | None = None
@@ -115,7 +115,7 @@ class GlobalDefs:
 # -- addresses, routes, rules ------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtualAddress:
     """One line of virtual_ipaddress / static_ipaddress."""
 
@@ -139,7 +139,7 @@ class VirtualAddress:
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class Route:
     """One line of virtual_routes / static_routes, kept as ip-route words."""
 
@@ -154,7 +154,7 @@ class Route:
     no_track: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Rule:
     """One line of virtual_rules / static_rules, kept as ip-rule words."""
 
@@ -166,7 +166,7 @@ class Rule:
 # -- VRRP -----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Authentication:
     place: Place = UNKNOWN_PLACE
     auth_type: str = "NONE"  # PASS or AH
@@ -176,7 +176,7 @@ class Authentication:
         return f"Authentication(auth_type={self.auth_type!r}, auth_pass='***')"
 
 
-@dataclass
+@dataclass(slots=True)
 class AuthHmacKey:
     """``key ID VALUE`` of an ``auth_hmac`` block (the value decoded)."""
 
@@ -188,7 +188,7 @@ class AuthHmacKey:
         return f"AuthHmacKey(key_id={self.key_id}, secret=<{len(self.secret)} bytes>)"
 
 
-@dataclass
+@dataclass(slots=True)
 class AuthHmac:
     """keepalived 2.4's ``auth_hmac`` block (an HMAC-SHA256 advert trailer).
 
@@ -203,7 +203,7 @@ class AuthHmac:
     mode: str = "enforce"  # permissive, receive-only
 
 
-@dataclass
+@dataclass(slots=True)
 class UnicastPeer:
     address: IPAddress
     place: Place = UNKNOWN_PLACE
@@ -211,7 +211,7 @@ class UnicastPeer:
     max_ttl: int = 255
 
 
-@dataclass
+@dataclass(slots=True)
 class TrackRef:
     """A reference from an instance or sync group to a tracker.
 
@@ -227,7 +227,7 @@ class TrackRef:
     reverse: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class VrrpInstance:
     name: str
     place: Place = UNKNOWN_PLACE
@@ -297,7 +297,7 @@ class VrrpInstance:
         return 6 if self.native_ipv6 else 4
 
 
-@dataclass
+@dataclass(slots=True)
 class SyncGroup:
     name: str
     place: Place = UNKNOWN_PLACE
@@ -317,7 +317,7 @@ class SyncGroup:
 # -- LVS ------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckerConf:
     """A health checker block inside real_server, parsed by its plugin."""
 
@@ -326,7 +326,7 @@ class CheckerConf:
     options: Any = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RealServer:
     address: IPAddress
     port: int | None
@@ -350,14 +350,14 @@ class RealServer:
     ext: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class SorryServer:
     address: IPAddress
     port: int | None
     place: Place = UNKNOWN_PLACE
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtualServer:
     """virtual_server IP PORT | fwmark N | group NAME."""
 
@@ -411,7 +411,7 @@ class VirtualServer:
         return f"[{self.address}]:{(self.protocol or 'none').lower()}:{self.port}"
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtualServerGroupEntry:
     place: Place = UNKNOWN_PLACE
     first: IPAddress | None = None
@@ -421,7 +421,7 @@ class VirtualServerGroupEntry:
     fwmark: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtualServerGroup:
     name: str
     place: Place = UNKNOWN_PLACE
@@ -431,7 +431,7 @@ class VirtualServerGroup:
 # -- the whole file --------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Config:
     global_defs: GlobalDefs = field(default_factory=GlobalDefs)
     static_ipaddress: list[VirtualAddress] = field(default_factory=list)
