@@ -435,6 +435,7 @@ class Soak:
         self.report = Report(params)
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
+        self._sample_lock = threading.Lock()
         self.t0 = 0.0
         #: Quiet moments: (label, t_from, t_to)
         self.quiet_windows: list[tuple[str, float, float]] = []
@@ -527,6 +528,12 @@ class Soak:
             self.sample_all()
 
     def sample_all(self) -> None:
+        # one sampler at a time: another's status connection would count as
+        # an open fd and an asyncio task of the daemon
+        with self._sample_lock:
+            self._sample_all()
+
+    def _sample_all(self) -> None:
         for name, node in self.nodes.items():
             if not node.running():
                 continue
@@ -560,7 +567,8 @@ class Soak:
             time.sleep(0.05)
         got = {v: self.holders(v) for v in VIPS.values()}
         self.report.violations.append(
-            f"{self.now():.1f} s: not back to the preferred masters within {self.p.settle_timeout:g} s: {got}"
+            f"{self.now():.1f} s: not back to the preferred masters"
+            f" within {self.p.settle_timeout:g} s: {got}"
         )
 
     def quiet(self, label: str) -> None:
