@@ -31,6 +31,7 @@ together and everything else reuses them.
 
 from __future__ import annotations
 
+import asyncio
 import select
 import signal
 import subprocess
@@ -40,7 +41,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vmhelp import DUMMY
 
+from pykeepalived.core.config.model import LvsSyncDaemon
+from pykeepalived.core.lvs.syncd import SyncDaemonController
 from pykeepalived.testing.daemons import KEEPALIVED, PyNode, holders, instance, wait_holder
 from pykeepalived.testing.lab import Host, Lab, wait_until
 
@@ -314,3 +318,57 @@ def test_connections_survive_failover(lab: Lab, tmp_path: Path) -> None:
             print(f"--- {node.label}\n{node.tail(60)}")
         raise
     print(f"lvs_sync_daemon scenario: {time.monotonic() - started:.1f}s")
+
+
+def _root_daemons() -> list[str]:
+    out = subprocess.run(
+        ["ipvsadm", "-L", "--daemon"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    return sorted(line.split(" (")[0] for line in out.splitlines() if line.strip())
+
+
+def test_controller_transitions_and_both() -> None:
+    """The controller alone (no daemon start to pay for), on the VM's dummy
+    interface: every state of the instance, then keepalived's checker mode
+    (no instance: both daemons), which first stops a stale daemon."""
+
+    async def go() -> None:
+        ctl = SyncDaemonController(
+            LvsSyncDaemon(DUMMY, instance="VI_1", syncid=9), instance_driven=True
+        )
+        await ctl.start(None)  # the VRRP engine starts: backup first
+        await ctl.wait_idle()
+        assert _root_daemons() == ["backup sync daemon"]
+        for state, want in [
+            ("BACKUP", "backup"),
+            ("MASTER", "master"),
+            ("FAULT", "backup"),  # leaving MASTER for FAULT: backup
+            ("BACKUP", "backup"),  # BACKUP <-> FAULT: unchanged
+            ("MASTER", "master"),
+            ("STOP", "master"),  # a stopping engine is not a transition
+        ]:
+            ctl.instance_state(state)
+            await ctl.wait_idle()
+            assert _root_daemons() == [f"{want} sync daemon"], state
+            assert ctl.status()["running"] == [want]
+        await ctl.stop()
+        assert _root_daemons() == []
+
+        # a master daemon left by an abnormal end, then the checker's mode
+        subprocess.run(
+            ["ipvsadm", "--start-daemon", "master", "--mcast-interface", DUMMY, "--syncid", "3"],
+            check=True,
+            timeout=30,
+        )
+        both = SyncDaemonController(LvsSyncDaemon(DUMMY, syncid=0), instance_driven=False)
+        await both.start()
+        await both.wait_idle()
+        out = subprocess.run(
+            ["ipvsadm", "-L", "--daemon"], capture_output=True, text=True, timeout=30
+        ).stdout
+        assert "syncid=3" not in out, out
+        assert _root_daemons() == ["backup sync daemon", "master sync daemon"]
+        await both.stop()
+        assert _root_daemons() == []
+
+    asyncio.run(go())
