@@ -306,8 +306,10 @@ def master_down_interval(
     return down_timer_adverts * master_adver_int + skew_time(priority, master_adver_int, version)
 
 
+@functools.lru_cache(maxsize=256)
 def format_ip(packed: bytes) -> str:
-    """Render a packed IPv4/IPv6 address for log lines."""
+    """Render a packed IPv4/IPv6 address for log lines (cached: a master
+    names each lower-priority peer in a line per advert it hears)."""
     if len(packed) in (4, 16):
         return str(ipaddress.ip_address(packed))
     return packed.hex() if packed else "?"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import math
@@ -119,6 +120,12 @@ class Instance:
         self.src = self._source_address()
         self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
         self._tx_cache: dict[int, list[tuple[str, bytes]]] = {}
+        #: AH: the advert and parsed addresses by priority (the datagram
+        #: itself changes with every sequence number)
+        self._ah_cache: dict[
+            int,
+            tuple[pk.Advert, bytes, ipaddress.IPv4Address, list[tuple[str, ipaddress.IPv4Address]]],
+        ] = {}
         self._rx_ok: dict[bytes, tuple[tuple[bytes, int | None, bytes], RxAdvert]] = {}
         self.unicast = [str(p.address) for p in cfg.unicast_peer]
         # keepalived: mcast_dst_ip per instance, else vrrp_mcast_group4/6.
@@ -237,13 +244,24 @@ class Instance:
     def state(self) -> State:
         return self.fsm.state
 
-    def start(self, loop: asyncio.AbstractEventLoop, *, not_before: float | None = None) -> None:
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        not_before: float | None = None,
+        release_stale: bool = False,
+    ) -> None:
         """Open the sender and leave INIT.
 
         ``not_before`` (vrrp_startup_delay): keepalived enters BACKUP at
         once but counts the master-down timer from the end of the delay;
         an address owner, which would be MASTER at once, stays silent in
-        INIT until then.
+        INIT until then.  ``release_stale`` (the daemon's first start, an
+        interface it did not create): entering BACKUP or FAULT removes the
+        VIPs and eVIPs a killed MASTER may have left on the interface, as
+        keepalived 2.2.7 does (it marks them set at first start so that its
+        init to BACKUP/FAULT removes them); otherwise this host and the new
+        MASTER both answer for them.
         """
         self._loop = loop
         self._timers = timer_queue(loop)
@@ -251,6 +269,7 @@ class Instance:
             self.src = self._source_address()
         self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
         self._tx_cache.clear()
+        self._ah_cache.clear()
         self.sender = Sender(
             self.xmit_ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
         )
@@ -266,6 +285,9 @@ class Instance:
                 return
             now = not_before
         self.run(self.fsm.start(now))
+        if release_stale and self.fsm.state in (State.BACKUP, State.FAULT):
+            for vip, dev in self._vip_devs:
+                self.netlink.del_address(vip, dev)  # absent: the kernel says so, quietly
 
     def _start_held(self) -> None:
         self._hold = None
@@ -467,17 +489,25 @@ class Instance:
         """AH: every advert has a new sequence number and ICV.  False when
         there is no IPv4 source address to sign with."""
         assert self.sender is not None
-        adv = self._make_advert(priority)
         self.ah_seq += 1
         self.ah_ident = self.ah_ident % 0xFFFF + 1
-        src = ipaddress.ip_address(self.src) if self.src else None
-        if not isinstance(src, ipaddress.IPv4Address):
-            return False
-        for dst in self.unicast or [self.mcast_dst]:
-            dst_ip = ipaddress.ip_address(dst)
-            assert isinstance(dst_ip, ipaddress.IPv4Address)
+        cached = self._ah_cache.get(priority)
+        if cached is None:
+            src = ipaddress.ip_address(self.src) if self.src else None
+            if not isinstance(src, ipaddress.IPv4Address):
+                return False
+            dsts: list[tuple[str, ipaddress.IPv4Address]] = []
+            for dst in self.unicast or [self.mcast_dst]:
+                dst_ip = ipaddress.ip_address(dst)
+                assert isinstance(dst_ip, ipaddress.IPv4Address)
+                dsts.append((dst, dst_ip))
+            adv = self._make_advert(priority)
+            cached = self._ah_cache[priority] = (adv, pk.encode_advert(adv), src, dsts)
+        adv, vrrp, src, dsts = cached
+        for dst, dst_ip in dsts:
             data = pk.build_ah_packet(
                 adv,
+                vrrp=vrrp,
                 src=src,
                 dst=dst_ip,
                 key=self.auth_pass,
@@ -525,6 +555,7 @@ class Instance:
             assert self.hmac_signer is not None
             self.hmac_signer.sequence.last = last
         self._tx_cache.clear()
+        self._ah_cache.clear()
         self._rx_ok.clear()
         self._drop_repeat()
         self._arm()
@@ -954,6 +985,7 @@ def _with_reasons(actions: list[Any]) -> list[Any]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def pk_ip(packed: bytes) -> str:
     try:
         return str(ipaddress.ip_address(packed))

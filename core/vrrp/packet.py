@@ -797,6 +797,7 @@ def build_ah_packet(
     unicast: bool = False,
     ttl: int = VRRP_TTL,
     tos: int = VRRP_TOS,
+    vrrp: bytes | None = None,
 ) -> bytes:
     """The complete IPv4 datagram keepalived sends for a VRRPv2 AH instance.
 
@@ -812,7 +813,8 @@ def build_ah_packet(
     if not advert.has_auth_field:
         raise ValueError("IPsec AH is only used by VRRPv2 over IPv4")
     k = auth_data_from_password(key)
-    vrrp = encode_advert(advert)
+    if vrrp is None:  # else the caller's encode_advert(advert), kept across adverts
+        vrrp = encode_advert(advert)
     ah_len = AH_HEADER_LEN + len(vrrp)
     ip = build_ipv4_header(
         src=src, dst=dst, payload_len=ah_len, proto=IPPROTO_AH, ttl=ttl, tos=tos, ident=ident
