@@ -90,12 +90,6 @@ def test_keepalived_drops_stale_vip_at_start(lab: Any, tmp_path: Path) -> None:
     assert _gone_before_master(node, host), node.tail()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a daemon restarted after kill -9 as a backup keeps the VIPs the killed "
-    "MASTER left (two hosts answer for the VIP; bench/soak reports it); keepalived "
-    "2.2.7 removes them at start",
-)
 def test_restarted_backup_drops_stale_vip(lab: Any, tmp_path: Path) -> None:
     host = lab(1)[0]
     node = _stale_vip_start(PyNode, host, tmp_path)

@@ -81,7 +81,7 @@ class VrrpManager:
         self.firewall.configure(config.global_defs.ext)
         self.firewall.start(_firewall_families(config.vrrp_instances))
         for cfg in config.vrrp_instances:
-            self._add(cfg)
+            self._add(cfg, first_start=True)
 
     def _now(self) -> float:
         """The time the state machines see: during vrrp_startup_delay, its
@@ -160,7 +160,7 @@ class VrrpManager:
         names = {sg.name for sg in config.vrrp_sync_groups}
         self.group_state = {k: v for k, v in self.group_state.items() if k in names}
 
-    def _add(self, cfg: VrrpInstance) -> Instance | None:
+    def _add(self, cfg: VrrpInstance, *, first_start: bool = False) -> Instance | None:
         assert self._loop is not None and self.config is not None
         if cfg.interface is None or self.netlink.ifindex(cfg.interface) is None:
             log.error(
@@ -199,7 +199,12 @@ class VrrpManager:
             rx.add(vrid, inst.on_packet)
         self.instances[cfg.name] = inst
         try:
-            inst.start(self._loop, not_before=self._delay_until if held else None)
+            inst.start(
+                self._loop,
+                not_before=self._delay_until if held else None,
+                # keepalived: on an interface it did not create (not a new VMAC)
+                release_stale=first_start and vmac is None,
+            )
         except OSError as exc:
             log.error("(%s) cannot start: %s", cfg.name, exc)
             self._detach(inst)
