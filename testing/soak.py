@@ -646,7 +646,7 @@ class Soak:
         killed daemon left on the host must go (else two holders)."""
         name = self._pick([n for n in sorted(self.nodes) if n != WITNESS])
         secs = self.rng.uniform(*self.p.dead_seconds)
-        as_backup = self.p.restart_as_backup and self.report.faults["kill"] % 2 == 0
+        as_backup = self.p.restart_as_backup and self.report.faults["kill"] % 2 == 1
         self.say(
             f"{self.now():6.1f} s  kill -9 {name}, restart after {secs:.1f} s"
             + (" with its tracker down" if as_backup else "")
@@ -659,8 +659,9 @@ class Soak:
         self._start_daemon(name)
         self.nodes[name].status(timeout=30.0)
         if as_backup:
-            # a backup for a few Master_Down_Intervals, then back to normal
-            time.sleep(3 * self.p.master_down_interval)
+            # a backup for longer than the dual-holder bound (a kept VIP is a
+            # violation then), then back to normal
+            time.sleep(self.p.dual_bound + 1.0)
             trk.write_text("0\n")
 
     def fault_sighup(self) -> None:
