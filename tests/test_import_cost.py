@@ -51,6 +51,10 @@ NOT_FOR_VRRP = (
     "multiprocessing",
     "ssl",  # asyncio gets it on first use (core/shell/lazyssl.py)
     "_ssl",
+    "_hashlib",  # libcrypto: AH, auth_hmac and HTTP checks load it
+    "importlib.resources",
+    "shutil",  # with bz2 and lzma
+    "tempfile",
 )
 
 

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pykeepalived",
         description="keepalived, re-built in Python: VRRP failover, LVS and health checks.",
+        formatter_class=_Formatter,
     )
     p.add_argument(
         "-f",
@@ -189,6 +190,22 @@ def _compat_used(args: argparse.Namespace) -> list[str]:
         if value not in (None, False):
             used.append(f"{short}/{long}")
     return used
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter with the width worked out as shutil.get_terminal_size
+    does: argparse imports shutil (and with it bz2 and lzma, 0.6 MB) for that alone,
+    and builds a formatter for every add_argument, so every daemon paid for it."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(1).columns
+            except (ValueError, OSError):
+                width = 80
+        super().__init__(prog, width=width - 2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

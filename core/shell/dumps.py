@@ -41,10 +41,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -151,6 +149,8 @@ def write_atomic(path: str, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it, so
     a reader sees the old file or the whole new one.  Raises OSError."""
     directory = os.path.dirname(path) or "."
+    import tempfile  # a dump's work, not every daemon's memory
+
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -202,6 +202,8 @@ def cmd_str(script: Script | None) -> str:
     if script is None or not script.argv:
         return ""
     prog = script.argv[0]
+    import shutil
+
     found = prog if "/" in prog else shutil.which(prog)
     words = [os.path.realpath(found) if found else prog, *script.argv[1:]]
     return " ".join(f"'{w}'" for w in words)

@@ -17,12 +17,15 @@ correct, just not smaller.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
 
 #: asyncio's modules that do ``try: import ssl / except ImportError: ssl = None``.
 ASYNCIO_SSL_USERS = ("asyncio.base_events", "asyncio.selector_events", "asyncio.sslproto")
@@ -61,7 +64,9 @@ def give_asyncio(ssl: ModuleType) -> None:
         setattr(sslproto, "SSLAgainErrors", (ssl.SSLWantReadError, ssl.SSLSyscallError))  # noqa: B010
 
 
-class _SslFinder(importlib.abc.MetaPathFinder):
+# The import protocols by their methods, not importlib.abc's base classes: importing
+# importlib.abc pulls in importlib.resources, tempfile, shutil, bz2 and lzma (1 MB).
+class _SslFinder:
     """Finds the real ``ssl`` and hands it to asyncio once it is executed."""
 
     def find_spec(
@@ -69,22 +74,22 @@ class _SslFinder(importlib.abc.MetaPathFinder):
         fullname: str,
         path: Sequence[str] | None,
         target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
+    ) -> ModuleSpec | None:
         if fullname != "ssl":
             return None
         sys.meta_path.remove(self)  # one use: from here on ssl imports normally
         spec = importlib.util.find_spec("ssl")
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _GivingLoader(spec.loader)
+        spec.loader = _GivingLoader(spec.loader)  # type: ignore[assignment]
         return spec
 
 
-class _GivingLoader(importlib.abc.Loader):
-    def __init__(self, inner: importlib.abc.Loader) -> None:
+class _GivingLoader:
+    def __init__(self, inner: Loader) -> None:
         self.inner = inner
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:

@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -38,18 +37,17 @@ def run_nft(script: str, *, quiet: bool = False) -> bool | None:
     True when applied; False when nft refused it or failed (logged unless
     ``quiet``); None when nft is not installed, so that each caller can say
     once what is missing without it."""
-    nft = shutil.which("nft")
-    if nft is None:
-        return None
     try:
         res = subprocess.run(
-            [nft, "-f", "-"],
+            ["nft", "-f", "-"],
             input=script,
             capture_output=True,
             text=True,
             timeout=NFT_TIMEOUT,
             check=False,
         )
+    except FileNotFoundError:  # not installed (exec searched PATH as shutil.which would)
+        return None
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("nft failed: %s", exc)
         return False

@@ -51,10 +51,8 @@ import ipaddress
 import logging
 import os
 import pwd
-import shutil
 import signal
 import sys
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -368,6 +366,8 @@ def _exabgp_program(conf: SpeakerConf) -> str | None:
     beside = Path(sys.executable).parent / "exabgp"
     if beside.exists():
         return str(beside)
+    import shutil  # here: a daemon without bgp_announce does not load it
+
     return shutil.which("exabgp")
 
 
@@ -428,6 +428,8 @@ class ExaBgp(Backend):
         if program is None:
             log.error("(%s) %s: no exabgp program found (exabgp_path)", self.conf.name, SPEAKER)
             return
+        import tempfile
+
         self._dir = Path(tempfile.mkdtemp(prefix="pka-exabgp-"))
         sock = self._dir / "api.sock"
         relay = self._dir / "relay.py"
@@ -584,6 +586,8 @@ class ExaBgp(Backend):
         if self._server is not None:
             self._server.close()
         if self._dir is not None:
+            import shutil
+
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
