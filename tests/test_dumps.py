@@ -21,7 +21,7 @@ from pykeepalived.core.config import load_text
 from pykeepalived.core.config.model import Config
 from pykeepalived.core.plugin.manager import build_registry
 from pykeepalived.core.shell import dumps
-from pykeepalived.core.shell.version import version_text
+from pykeepalived.core.shell.version import signal_numbers, version_text
 from pykeepalived.core.vrrp import packet as pk
 from pykeepalived.core.vrrp import stats as vstats
 from pykeepalived.testing.daemons import KEEPALIVED, PYKEEPALIVED
@@ -172,7 +172,7 @@ def test_signum_matches_keepalived() -> None:
         assert ours.stdout.strip().isdigit()
     # mehdy parses the output as a JSON number
     assert (
-        json.loads(_run([PYKEEPALIVED, "--signum=JSON"]).stdout) == dumps.signal_numbers()["JSON"]
+        json.loads(_run([PYKEEPALIVED, "--signum=JSON"]).stdout) == signal_numbers()["JSON"]
     )
     bad_ours, bad_theirs = (
         _run([PYKEEPALIVED, "--signum=TDATA"]),

@@ -40,7 +40,7 @@ from pathlib import Path
 import exporters as ex
 import pytest
 
-from pykeepalived.core.shell.dumps import signal_numbers
+from pykeepalived.core.shell.version import signal_numbers
 from pykeepalived.testing.daemons import PYKEEPALIVED, KaNode, Node, PyNode, wait_holder
 from pykeepalived.testing.lab import Host, Lab
 from pykeepalived.testing.scenarios import with_env

@@ -7,7 +7,6 @@ own line, the way ``keepalived -t`` does.
 
 from __future__ import annotations
 
-import difflib
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -92,5 +91,7 @@ class ConfigError(Exception):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for a close keyword, or ''."""
+    import difflib  # only for a misspelt word: not loaded by a config that has none
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -512,7 +512,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        from pykeepalived.core.shell.dumps import signal_numbers
+        # from version, not dumps: the dump writers load with the first dump signal
+        from pykeepalived.core.shell.version import signal_numbers
 
         for what, signum in signal_numbers().items():
             if what in ("DATA", "STATS", "JSON", "STATS_CLEAR"):

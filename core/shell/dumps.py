@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -79,21 +78,6 @@ STATE_NUMBERS: Final[Mapping[str, int]] = {
 
 
 # -- signals ----------------------------------------------------------------------
-def signal_numbers() -> dict[str, int]:
-    """``keepalived --signum=NAME`` for every name keepalived 2.2.7 (built with
-    JSON) knows: the real-time ones are computed at run time from the C
-    library's SIGRTMIN/SIGRTMAX (lib/signals.h: SIGJSON = SIGRTMIN+2,
-    SIGSTATS_CLEAR = SIGRTMAX-1), as Python's signal module does."""
-    return {
-        "STOP": int(signal.SIGTERM),
-        "RELOAD": int(signal.SIGHUP),
-        "DATA": int(signal.SIGUSR1),
-        "STATS": int(signal.SIGUSR2),
-        "STATS_CLEAR": int(signal.SIGRTMAX) - 1,
-        "JSON": int(signal.SIGRTMIN) + 2,
-    }
-
-
 # -- paths ------------------------------------------------------------------------
 def tmp_dir(env: Mapping[str, str] | None = None) -> str:
     """keepalived's temporary directory: $TMPDIR if absolute, else /tmp."""

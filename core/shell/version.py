@@ -18,6 +18,7 @@ behaviour pykeepalived reproduces, so such tools see a keepalived they know.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Final, TextIO
 
@@ -61,11 +62,24 @@ def print_version(out: TextIO | None = None, *, as_keepalived: bool | None = Non
     return 0
 
 
+def signal_numbers() -> dict[str, int]:
+    """``keepalived --signum=NAME`` for every name keepalived 2.2.7 (built with
+    JSON) knows: the real-time ones are computed at run time from the C
+    library's SIGRTMIN/SIGRTMAX (lib/signals.h: SIGJSON = SIGRTMIN+2,
+    SIGSTATS_CLEAR = SIGRTMAX-1), as Python's signal module does."""
+    return {
+        "STOP": int(signal.SIGTERM),
+        "RELOAD": int(signal.SIGHUP),
+        "DATA": int(signal.SIGUSR1),
+        "STATS": int(signal.SIGUSR2),
+        "STATS_CLEAR": int(signal.SIGRTMAX) - 1,
+        "JSON": int(signal.SIGRTMIN) + 2,
+    }
+
+
 def print_signum(name: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``--signum=SIGFUNC``: the number on stdout, exit 0; ``Unknown sigfunc``
     on stderr and exit 1 for a name keepalived does not know."""
-    from pykeepalived.core.shell.dumps import signal_numbers
-
     number = signal_numbers().get(name)
     if number is None:
         (err or sys.stderr).write(f"Unknown sigfunc {name}\n")
