@@ -264,7 +264,7 @@ class Prober:
         self.listeners.clear()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Seen:
     first: float
     last: float
@@ -272,7 +272,7 @@ class _Seen:
     detail: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class SplitBrain:
     """One instance's split-brain watch (driven by the manager)."""
 
