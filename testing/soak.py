@@ -591,8 +591,25 @@ class Soak:
     # -- faults --------------------------------------------------------------------
 
     def run(self) -> Report:
-        """The faults until ``seconds`` have passed, then the checks."""
-        self.start()
+        """The faults until ``seconds`` have passed, then the checks.  A
+        daemon that does not come up (it crashed at start) ends the faults
+        with a violation naming it, and the checks still run."""
+        try:
+            self.start()
+            self._faults()
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            dead = [
+                f"{n}:\n{node.tail(15)}" for n, node in self.nodes.items() if not node.running()
+            ]
+            self.report.violations.append(
+                f"{self.now():.1f} s: the soak stopped: {type(exc).__name__}: {exc}"
+                + "".join(f"\n  daemon not running on {d}" for d in dead)
+            )
+        self.report.elapsed = self.now()
+        self.check()
+        return self.report
+
+    def _faults(self) -> None:
         baseline_taken = False
         end = self.p.seconds
         rounds = 0
@@ -610,9 +627,6 @@ class Soak:
         if not baseline_taken:
             self.quiet("baseline")
         self.quiet("end")
-        self.report.elapsed = self.now()
-        self.check()
-        return self.report
 
     def fault(self, kind: str) -> None:
         self.report.faults[kind] = self.report.faults.get(kind, 0) + 1
