@@ -789,6 +789,8 @@ _PRECHECK_COVERS = {
     Rejection.INVALID_TYPE,
     Rejection.ADDR_COUNT_MISMATCH,
     Rejection.CHECKSUM,
+    Rejection.CAST_MISMATCH,
+    Rejection.VIP_MISSING,
 }
 
 
@@ -828,6 +830,8 @@ def _full_path(
     password=st.sampled_from(["secret1", "wrong"]),
     naddr=st.integers(0, 3),
     unicast=st.booleans(),
+    to_unicast=st.booleans(),
+    other_vip=st.booleans(),
     check_vip=st.booleans(),
     as_v2=st.booleans(),
     ttl=st.sampled_from([255, 254, 1]),
@@ -843,6 +847,8 @@ def test_precheck_agrees_with_decode_and_validate(
     password: str,
     naddr: int,
     unicast: bool,
+    to_unicast: bool,
+    other_vip: bool,
     check_vip: bool,
     as_v2: bool,
     ttl: int,
@@ -857,19 +863,20 @@ def test_precheck_agrees_with_decode_and_validate(
         auth = peer_auth = AuthType.NONE
     src: IPAddress = IPv6Address("fe80::2") if v6 else IPv4Address("192.0.2.2")
     dst: IPAddress = (
-        (IPv6Address("fe80::1") if unicast else VRRP_MCAST_V6)
+        (IPv6Address("fe80::1") if to_unicast else VRRP_MCAST_V6)
         if v6
-        else (IPv4Address("192.0.2.1") if unicast else VRRP_MCAST_V4)
+        else (IPv4Address("192.0.2.1") if to_unicast else VRRP_MCAST_V4)
     )
     vips = tuple(
         ip_address(f"2001:db8::{i + 1}" if v6 else f"198.51.100.{i + 1}") for i in range(2)
     )
+    sent = (vips[1], ip_address("2001:db8::9" if v6 else "198.51.100.9")) if other_vip else vips
     adv = make_advert(
         version=version,
         vrid=7,
         priority=150,
         advert_int=peer_int,
-        addresses=vips[:naddr]
+        addresses=sent[:naddr]
         if naddr <= 2
         else (*vips, ip_address("2001:db8::9" if v6 else "198.51.100.9")),
         auth_type=peer_auth,
@@ -895,7 +902,16 @@ def test_precheck_agrees_with_decode_and_validate(
         check_vip_addr=check_vip,
     )
     full = _full_path(data, fam, src, dst, ttl, exp, as_v2)
-    quick = precheck(data, fam, ttl, exp, src=src.packed, dst=dst.packed, v3_checksum_as_v2=as_v2)
+    quick = precheck(
+        data,
+        fam,
+        ttl,
+        exp,
+        src=src.packed,
+        dst=dst.packed,
+        v3_checksum_as_v2=as_v2,
+        vips=frozenset(a.packed for a in vips),
+    )
     if quick is None:
         assert full is None or (isinstance(full, Rejection) and full not in _PRECHECK_COVERS), full
     else:

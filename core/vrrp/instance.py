@@ -142,6 +142,7 @@ class Instance:
         self.ah_last_rx: dict[str, int] = {}
         addresses = tuple(v.address.ip for v in self.vips)
         self._advert_addresses = addresses
+        self._vips_packed = frozenset(a.packed for a in addresses)
         self.expected = pk.ExpectedConfig(
             version=version,
             vrid=vrid,
@@ -591,6 +592,7 @@ class Instance:
                 src=pkt.src_raw,
                 dst=pkt.dst_raw,
                 v3_checksum_as_v2=self.cfg.v3_checksum_as_v2,
+                vips=self._vips_packed,
             )
             if early is not None and self._dropped_early(early):
                 return

@@ -1079,6 +1079,7 @@ def precheck(
     src: bytes | None = None,
     dst: bytes | None = None,
     v3_checksum_as_v2: bool = False,
+    vips: frozenset[bytes] | None = None,
 ) -> Rejection | PacketErrorKind | None:
     """The cheap part of :func:`decode_advert` + :func:`validate`, on the raw
     payload of a plain (not AH) packet, without building anything.
@@ -1088,8 +1089,11 @@ def precheck(
     decoding error's kind, or the rejection) when it is one of the checks up
     to the checksum (keepalived's order: length, version, TTL, auth,
     interval, type, address count, and with the packed ``src``/``dst`` the
-    checksum), and None when the packet passes them: then only the full
-    path can tell (destination, the addresses themselves).  A
+    checksum; with ``vips``, the packed ``expected.addresses``, also the
+    multicast/unicast destination and the addresses in the advert), and None
+    when the packet passes them: then only the full path can tell (the
+    unicast source checks, or everything after the checksum without
+    ``vips``).  A
     flood of junk is mostly dropped here, at a fraction of the full cost;
     tests/test_vrrp_packet.py checks both paths agree on random packets.
     """
@@ -1140,4 +1144,14 @@ def precheck(
             prefix = src + dst + _PSEUDO4.pack(IPPROTO_VRRP, n)
         if inet_checksum(prefix + payload) != 0:
             return Rejection.CHECKSUM
+        if vips is not None:
+            multicast = dst[0] == 0xFF if family != socket.AF_INET else dst[0] & 0xF0 == 0xE0
+            if multicast == expected.unicast:
+                return Rejection.CAST_MISMATCH
+            if expected.check_vip_addr and vips:
+                size = 4 if family == socket.AF_INET else 16
+                end = VRRP_HEADER_LEN + naddr * size
+                present = {payload[i : i + size] for i in range(VRRP_HEADER_LEN, end, size)}
+                if not vips <= present:
+                    return Rejection.VIP_MISSING
     return None
