@@ -171,9 +171,7 @@ def test_signum_matches_keepalived() -> None:
         assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), name
         assert ours.stdout.strip().isdigit()
     # mehdy parses the output as a JSON number
-    assert (
-        json.loads(_run([PYKEEPALIVED, "--signum=JSON"]).stdout) == signal_numbers()["JSON"]
-    )
+    assert json.loads(_run([PYKEEPALIVED, "--signum=JSON"]).stdout) == signal_numbers()["JSON"]
     bad_ours, bad_theirs = (
         _run([PYKEEPALIVED, "--signum=TDATA"]),
         _run([KEEPALIVED, "--signum=TDATA"]),
