@@ -44,6 +44,7 @@ def test_vrrp_preview_mirrors_manager_reload(tmp_path: Path) -> None:
         + "static_ipaddress {\n    192.0.2.150/24 dev eth0\n}\n"
         + instance("KEEP", vrid=1, vips=("192.0.2.100/24",))
         + instance("PRIO", vrid=2, vips=("192.0.2.101/24",))
+        + instance("MOVED", vrid=6, vips=("192.0.2.105/24",))
         + instance("GONE", vrid=3, vips=("192.0.2.102/24",))
         + instance(
             "ROUTE",
@@ -58,7 +59,8 @@ def test_vrrp_preview_mirrors_manager_reload(tmp_path: Path) -> None:
         GD
         + "static_ipaddress {\n    192.0.2.151/24 dev eth0\n}\n"
         + instance("KEEP", vrid=1, vips=("192.0.2.100/24",))
-        + instance("PRIO", vrid=2, priority=120, vips=("192.0.2.101/24",))
+        + instance("PRIO", vrid=2, priority=120, vips=("192.0.2.101/24", "192.0.2.106/24"))
+        + instance("MOVED", vrid=7, vips=("192.0.2.105/24",))
         + instance("OWNER", vrid=4, priority=255, vips=("192.0.2.103/24",))
         + instance(
             "ROUTE",
@@ -68,29 +70,39 @@ def test_vrrp_preview_mirrors_manager_reload(tmp_path: Path) -> None:
         ),
         "new.conf",
     )
-    live = {"KEEP": "MASTER", "PRIO": "MASTER", "GONE": "BACKUP", "ROUTE": "MASTER"}
+    live = {"KEEP": "MASTER", "PRIO": "MASTER", "MOVED": "MASTER", "GONE": "BACKUP"}
+    live["ROUTE"] = "MASTER"
     p = vrrp_preview(old, new, live)
-    assert [i["name"] for i in p["instances_kept"]] == ["KEEP", "ROUTE"]
+    # keepalived 2.2.7 keeps an instance with the same VRID, family, interface and
+    # unicast peers: a new priority and VIPs apply in place, a MASTER swaps the VIPs
+    assert [i["name"] for i in p["instances_kept"]] == ["KEEP", "PRIO", "ROUTE"]
     assert p["instances_kept"][0]["state"] == "MASTER"
+    assert p["instances_kept"][1]["changed"] == ["priority", "VIPs"]
     (restarted,) = p["instances_restarted"]
-    assert restarted["name"] == "PRIO" and restarted["changed"] == ["priority"]
+    assert restarted["name"] == "MOVED" and restarted["changed"] == ["virtual_router_id"]
     assert restarted["effect"] == "MASTER -> STOP, then starts again in BACKUP"
     assert p["instances_removed"] == [
         {"name": "GONE", "state": "BACKUP", "effect": "stops -> STOP"}
     ]
     assert p["instances_added"] == [{"name": "OWNER", "effect": "starts in MASTER (address owner)"}]
     # a MASTER restarting drops its VIPs; an owner takes its own; a BACKUP has none
-    assert "192.0.2.101/24 (PRIO)" in p["vips_removed"]
+    assert "192.0.2.105/24 (MOVED)" in p["vips_removed"]
+    assert "192.0.2.101/24 (PRIO)" not in p["vips_removed"]
+    assert "192.0.2.106/24 (PRIO)" in p["vips_added"]
     assert "192.0.2.102/24 (GONE)" not in p["vips_removed"]
     assert "192.0.2.103/24 (OWNER)" in p["vips_added"]
     assert "192.0.2.150/24 (static)" in p["vips_removed"]
     assert "192.0.2.151/24 (static)" in p["vips_added"]
     # a kept instance's route change is not applied by the reload: said, not hidden
-    assert p["instances_kept"][1]["not_applied_now"] == ["virtual_routes"]
+    assert p["instances_kept"][2]["not_applied_now"] == ["virtual_routes"]
     assert any(n.startswith("ROUTE: virtual_routes changed") for n in p["notes"])
     text = render({"config_files": ["new.conf"], "ok": True, "vrrp": p})
     assert "VRRP instances restarted (they transition):" in text
-    assert "PRIO (MASTER): MASTER -> STOP, then starts again in BACKUP; changed: priority" in text
+    assert (
+        "MOVED (MASTER): MASTER -> STOP, then starts again in BACKUP; changed: virtual_router_id"
+        in text
+    )
+    assert "PRIO (MASTER); changed in place: priority, VIPs" in text
     assert text.endswith("Nothing was applied.")
 
 
@@ -123,7 +135,7 @@ def _config(d: Path, *, new: bool) -> str:
         GD
         + scripts
         + instance("VI_1", vrid=51, priority=150, vips=("192.0.2.100/24",), extra=track_a)
-        + instance("VI_2", vrid=52, priority=120 if new else 100, vips=("192.0.2.101/24",))
+        + instance("VI_2", vrid=53 if new else 52, vips=("192.0.2.101/24",))
         + "virtual_server 192.0.2.200 80 {\n    delay_loop 1\n    lb_algo rr\n"
         f"    lb_kind NAT\n    protocol TCP\n{reals}}}\n"
     )
@@ -182,7 +194,8 @@ def test_dry_run_against_running_daemon_then_real_reload(lab: type[Lab], tmp_pat
         assert "VI_4: starts in BACKUP" in out
         assert "VI_3 (MASTER): stops (priority 0 advert, VIPs released) -> STOP" in out
         assert (
-            "VI_2 (MASTER): MASTER -> STOP, then starts again in BACKUP; changed: priority" in out
+            "VI_2 (MASTER): MASTER -> STOP, then starts again in BACKUP;"
+            " changed: virtual_router_id" in out
         )
         assert "VRRP instances kept (no transition):\n  VI_1 (MASTER)" in out
         assert "192.0.2.102/24 (VI_3)" in out and "192.0.2.101/24 (VI_2)" in out

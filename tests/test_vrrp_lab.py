@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from pykeepalived.testing.daemons import (
+    KaNode,
     PyNode,
     assert_single_holder,
     dump_logs,
@@ -479,6 +480,48 @@ def test_sighup_reload(lab: Any, tmp_path: Path, nodes: Any) -> None:
     assert [i["name"] for i in na.status()["vrrp_instances"]] == ["VI_1"]
     assert holders(lb.hosts, VIP) == ["h1"]
     assert nb.count(ENTERING) == 0, nb.since()
+    assert na.running() and nb.running()
+
+
+@pytest.mark.parametrize("impl", ["pykeepalived", "keepalived"])
+def test_reload_changes_priority_and_vips_in_place(
+    lab: Any, tmp_path: Path, nodes: Any, impl: str
+) -> None:
+    """keepalived 2.2.7 keeps an instance across a reload when its VRID, family,
+    interface and unicast peers stay: a new priority and new VIPs apply in
+    place, the MASTER keeps the VIPs that stay (never dropped for a moment)
+    and adds the new one; a priority below the backup's lets it preempt.
+    Run against keepalived too, as the oracle."""
+    lb = lab(2)
+    a, b = lb.hosts
+    cls = PyNode if impl == "pykeepalived" else KaNode
+    na, nb = cls(a, tmp_path), cls(b, tmp_path)
+    nodes.extend([na, nb])
+    na.start(_conf("a", instance("VI_1", priority=150, vips=[f"{VIP}/24"])))
+    nb.start(_conf("b", instance("VI_1", priority=100, vips=[f"{VIP}/24"])))
+    wait_holder(lb.hosts, VIP, "h1", 10)
+    nb.wait_log("Entering BACKUP STATE", 10, since_mark=False)
+    time.sleep(1.0)
+
+    na.mark()
+    nb.mark()
+    # both get the new VIP list (an advert whose list differs is dropped)
+    nb.reload(_conf("b", instance("VI_1", priority=100, vips=[f"{VIP}/24", f"{VIP2}/24"])))
+    na.reload(_conf("a", instance("VI_1", priority=145, vips=[f"{VIP}/24", f"{VIP2}/24"])))
+    deadline = time.monotonic() + 4.0  # > Master_Down_Interval: a restart would show
+    while time.monotonic() < deadline:
+        assert VIP in a.addresses(), f"{impl} dropped {VIP} on reload\n{na.since()}"
+        time.sleep(0.05)
+    assert VIP2 in a.addresses(), na.since()
+    assert holders(lb.hosts, VIP) == ["h1"] and holders(lb.hosts, VIP2) == ["h1"]
+    assert na.count("(VI_1) Entering") == 0, na.since()
+    assert nb.count(ENTERING) == 0, nb.since()
+
+    # Below the backup's priority: the backup (preempt) takes over, VIPs follow.
+    na.reload(_conf("a", instance("VI_1", priority=90, vips=[f"{VIP}/24", f"{VIP2}/24"])))
+    wait_holder(lb.hosts, VIP, "h2", 10)
+    nb.wait_log("(VI_1) Entering MASTER STATE", 5)
+    na.wait_log("(VI_1) Entering BACKUP STATE", 5)
     assert na.running() and nb.running()
 
 

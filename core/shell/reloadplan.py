@@ -6,10 +6,13 @@ table it keeps), against a new configuration parsed the way a reload
 parses it; nothing is applied.  It mirrors what a reload does:
 
 - VRRP (core/vrrp/manager.py ``reload``): an instance whose identity
-  (``keeps_state``: interface, VRID, priority, VIPs, ...) is unchanged keeps
-  its state and VIPs; a changed one is stopped (a MASTER sends priority 0
-  and drops its VIPs) and started again in BACKUP; a removed one stops; a
-  new one starts in BACKUP (MASTER if it owns the address).
+  (``keeps_state``: interface, VRID, family, unicast peers, address
+  ownership, authentication, VMAC) is unchanged keeps its state, takes a
+  new priority, advert_int, state or preempt in place, and as MASTER
+  swaps the VIPs and eVIPs that changed (as keepalived 2.2.7); a changed
+  one is stopped (a MASTER sends priority 0 and drops its VIPs) and
+  started again in BACKUP; a removed one stops; a new one starts in
+  BACKUP (MASTER if it owns the address).
   static_ipaddress/routes/rules are diffed (``_static_reload``).
 - Trackers: every tracker is stopped and the new configuration's started
   (core/shell/daemon.py ``reload``), so trackers in both are restarted.
@@ -33,6 +36,10 @@ from pykeepalived.core.tracking import instance_refs
 from pykeepalived.core.vrrp.manager import identity_changes
 
 PRIO_OWNER = 255
+
+
+#: What a kept instance takes in place (Instance.update_config).
+IN_PLACE_FIELDS = ("priority", "advert_int", "state", "preempt", "preempt_delay")
 
 
 def _addresses(vi: VrrpInstance) -> set[str]:
@@ -115,17 +122,27 @@ def vrrp_preview(old: Config, new: Config, live: dict[str, str]) -> dict[str, An
                 ]
             continue
         kept: dict[str, Any] = {"name": name, "state": state, "effect": "keeps its state"}
-        later = []
+        in_place = [f for f in IN_PLACE_FIELDS if getattr(vi, f) != getattr(nv, f)]
         if _addresses(vi) != _addresses(nv):
-            later.append("virtual_ipaddress_excluded")
+            in_place.append("VIPs")
+            if master:
+                out["vips_added"] += [
+                    f"{a} ({name})" for a in sorted(_addresses(nv) - _addresses(vi))
+                ]
+                out["vips_removed"] += [
+                    f"{a} ({name})" for a in sorted(_addresses(vi) - _addresses(nv))
+                ]
+        if in_place:
+            kept["changed"] = in_place
+        later = []
         if _words(vi.virtual_routes) != _words(nv.virtual_routes):
             later.append("virtual_routes")
         if _words(vi.virtual_rules) != _words(nv.virtual_rules):
             later.append("virtual_rules")
         if later:
-            # Instance.update_config keeps the addresses it started with and
-            # reads routes/rules from the new configuration at its next
-            # transition: say so rather than promise a change now.
+            # Instance.update_config reads routes/rules from the new
+            # configuration at its next transition: say so rather than
+            # promise a change now.
             kept["not_applied_now"] = later
             out["notes"].append(
                 f"{name}: {', '.join(later)} changed, but a kept instance applies "
@@ -237,7 +254,11 @@ def render(preview: dict[str, Any]) -> str:
     )
     section(
         "VRRP instances kept (no transition):",
-        [f"{i['name']} ({i['state']})" for i in v.get("instances_kept", [])],
+        [
+            f"{i['name']} ({i['state']})"
+            + (f"; changed in place: {', '.join(i['changed'])}" if i.get("changed") else "")
+            for i in v.get("instances_kept", [])
+        ],
     )
     section("VIPs added:", v.get("vips_added", []))
     section("VIPs removed:", v.get("vips_removed", []))

@@ -792,8 +792,32 @@ class VrrpMachine:
     # ----------------------------------------------------------- trackers
 
     @_event
+    def reconfigure(self, now: float, params: FsmParams) -> list[Action]:
+        """A reload changed what a running instance keeps its state across
+        (keepalived 2.2.7 keeps an instance with the same VRID, family,
+        interface and unicast peers): priority, advert_int, state, preempt.
+        No transition; a changed priority moves the effective one by the same
+        amount (trackers' weights stay) as :meth:`set_priority` does."""
+        old = self.params
+        self.params = params
+        initial_master = params.initial_state is State.MASTER
+        self.preempt = params.preempt or initial_master
+        self.preempt_delay = params.preempt_delay if self.preempt and not initial_master else 0.0
+        if self.state is State.MASTER or params.version == 2:
+            # a master advertises its own interval; VRRPv2 has no other
+            self.master_adver_int = params.advert_int
+        if params.priority == old.priority:
+            return []
+        adjust = self.effective_priority - self.base_priority
+        self.base_priority = params.priority
+        return self._set_priority(params.priority + adjust)
+
+    @_event
     def set_priority(self, now: float, effective: int) -> list[Action]:
         """Trackers changed the effective priority (address owners ignore it)."""
+        return self._set_priority(effective)
+
+    def _set_priority(self, effective: int) -> list[Action]:
         if self.is_owner or self.state is State.STOP:
             return []
         new = min(max(effective, 1), PRIO_OWNER - 1)

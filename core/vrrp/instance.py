@@ -544,7 +544,14 @@ class Instance:
         )
 
     def update_config(self, cfg: VrrpInstance, gd: GlobalDefs) -> None:
-        """A reload kept this instance: take the new objects, drop caches."""
+        """A reload kept this instance: take the new objects, drop caches.
+
+        What keepalived 2.2.7 changes in a running instance without a
+        transition (vrrp.c clear_diff_vrrp / restore_vrrp_state) is applied
+        here: priority, advert_int, state, preempt, and the VIPs and eVIPs,
+        which a MASTER removes and adds by difference (GARPs for new ones),
+        never dropping one that stays."""
+        old = self.cfg
         self.cfg = cfg
         self.gd = gd
         # auth_hmac keys may have been rotated: new keys, the same sequence
@@ -559,7 +566,55 @@ class Instance:
         self._ah_cache.clear()
         self._rx_ok.clear()
         self._drop_repeat()
+        actions = self._reconfigure(old, cfg)
+        if actions:
+            self.run(actions)
         self._arm()
+
+    def _reconfigure(self, old: VrrpInstance, cfg: VrrpInstance) -> list[Any]:
+        p = self.fsm.params
+        params = dataclasses.replace(
+            p,
+            priority=cfg.priority,
+            advert_int=cfg.advert_int,
+            initial_state=State.MASTER if cfg.state == "MASTER" else State.BACKUP,
+            preempt=cfg.preempt,
+            preempt_delay=cfg.preempt_delay,
+            down_timer_adverts=resolved(cfg.down_timer_adverts, "down_timer_adverts"),
+            lower_prio_no_advert=bool(cfg.lower_prio_no_advert),
+            higher_prio_send_advert=bool(cfg.higher_prio_send_advert),
+            garp_lower_prio_repeat=resolved(cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat"),
+        )
+        now = self._loop.time() if self._loop is not None else time.monotonic()
+        actions = self.fsm.reconfigure(now, params) if params != p else []
+        before = self._vip_devs
+        self.vips = list(cfg.virtual_ipaddress)
+        self.evips = list(cfg.virtual_ipaddress_excluded)
+        self._vip_devs = [self._vip_dev(v) for v in [*self.vips, *self.evips]]
+        addresses = tuple(v.address.ip for v in self.vips)
+        self._advert_addresses = addresses
+        self._vips_packed = frozenset(a.packed for a in addresses)
+        self.expected = dataclasses.replace(
+            self.expected,
+            addresses=addresses,
+            advert_int_raw=pk.advert_int_to_raw(p.version, cfg.advert_int),
+        )
+        if self.fsm.state is State.MASTER:
+
+            def key(vd: tuple[VirtualAddress, str]) -> tuple[str, str]:
+                return str(vd[0].address), vd[0].dev or vd[1]
+
+            now_keys = {key(vd) for vd in self._vip_devs}
+            before_keys = {key(vd) for vd in before}
+            for vip, dev in before:
+                if key((vip, dev)) not in now_keys:
+                    self.netlink.del_address(vip, dev)
+            added = [vd for vd in self._vip_devs if key(vd) not in before_keys]
+            for vip, dev in added:
+                self.netlink.add_address(vip, dev)
+            if added:
+                self._start_garp(False)
+        return actions
 
     def on_packet(self, pkt: RawPacket) -> None:
         if pkt.src_raw == self._src_packed:

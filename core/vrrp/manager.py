@@ -488,11 +488,7 @@ IDENTITY_FIELDS = (
     "virtual_router_id",
     "version",
     "family",
-    "priority",
-    "advert_int",
-    "state",
-    "preempt",
-    "virtual_ipaddress",
+    "address owner (priority 255)",
     "unicast_peer",
     "unicast_src_ip",
     "authentication",
@@ -511,17 +507,21 @@ def identity_changes(old: VrrpInstance, new: VrrpInstance) -> list[str]:
 
 
 def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
-    """What must not change for an instance to keep its state across reload."""
+    """What must not change for an instance to keep its state across reload.
+
+    keepalived 2.2.7 matches a reloaded instance by VRID, family, interface
+    and unicast peers, and carries its state over; priority, advert_int,
+    state, preempt and the VIPs change in place (Instance.update_config).
+    An address owner starts MASTER at once, so becoming or ceasing to be
+    one restarts; authentication and VMAC settings change the sockets and
+    interfaces an instance was started with, so they restart it too.
+    """
     return (
         cfg.interface,
         cfg.virtual_router_id,
         cfg.version,
         cfg.family,
-        cfg.priority,
-        cfg.advert_int,
-        cfg.state,
-        cfg.preempt,
-        tuple(str(v.address) for v in cfg.virtual_ipaddress),
+        cfg.priority >= 255,
         tuple(str(p.address) for p in cfg.unicast_peer),
         str(cfg.unicast_src_ip),
         repr(cfg.authentication),
