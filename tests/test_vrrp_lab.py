@@ -507,12 +507,20 @@ def test_reload_changes_priority_and_vips_in_place(
     nb.mark()
     # both get the new VIP list (an advert whose list differs is dropped)
     nb.reload(_conf("b", instance("VI_1", priority=100, vips=[f"{VIP}/24", f"{VIP2}/24"])))
-    na.reload(_conf("a", instance("VI_1", priority=145, vips=[f"{VIP}/24", f"{VIP2}/24"])))
+    route = "    virtual_routes {\n        198.51.100.0/24 via 192.0.2.1\n    }"
+    na.reload(
+        _conf(
+            "a",
+            instance("VI_1", priority=145, vips=[f"{VIP}/24", f"{VIP2}/24"], extra=route),
+        )
+    )
     deadline = time.monotonic() + 4.0  # > Master_Down_Interval: a restart would show
     while time.monotonic() < deadline:
         assert VIP in a.addresses(), f"{impl} dropped {VIP} on reload\n{na.since()}"
         time.sleep(0.05)
     assert VIP2 in a.addresses(), na.since()
+    # a kept MASTER applies a new virtual route at once
+    assert "via 192.0.2.1" in a.ip("route", "show", "198.51.100.0/24").stdout, na.since()
     assert holders(lb.hosts, VIP) == ["h1"] and holders(lb.hosts, VIP2) == ["h1"]
     assert na.count("(VI_1) Entering") == 0, na.since()
     assert nb.count(ENTERING) == 0, nb.since()

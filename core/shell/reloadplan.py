@@ -81,6 +81,8 @@ def vrrp_preview(old: Config, new: Config, live: dict[str, str]) -> dict[str, An
         "vips_removed": [],
         "routes_added": [],
         "routes_removed": [],
+        "rules_added": [],
+        "rules_removed": [],
         "notes": [],
     }
     for name, vi in old_vi.items():
@@ -132,22 +134,17 @@ def vrrp_preview(old: Config, new: Config, live: dict[str, str]) -> dict[str, An
                 out["vips_removed"] += [
                     f"{a} ({name})" for a in sorted(_addresses(vi) - _addresses(nv))
                 ]
+        for what in ("virtual_routes", "virtual_rules"):
+            before, after = _words(getattr(vi, what)), _words(getattr(nv, what))
+            if before == after:
+                continue
+            in_place.append(what)
+            if master:  # a MASTER swaps them (Instance._reload_routes_and_rules)
+                kind = what.split("_")[1]
+                out[f"{kind}_added"] += [f"{w} ({name})" for w in sorted(after - before)]
+                out[f"{kind}_removed"] += [f"{w} ({name})" for w in sorted(before - after)]
         if in_place:
             kept["changed"] = in_place
-        later = []
-        if _words(vi.virtual_routes) != _words(nv.virtual_routes):
-            later.append("virtual_routes")
-        if _words(vi.virtual_rules) != _words(nv.virtual_rules):
-            later.append("virtual_rules")
-        if later:
-            # Instance.update_config reads routes/rules from the new
-            # configuration at its next transition: say so rather than
-            # promise a change now.
-            kept["not_applied_now"] = later
-            out["notes"].append(
-                f"{name}: {', '.join(later)} changed, but a kept instance applies "
-                "them only when it next changes state (or restarts)"
-            )
         out["instances_kept"].append(kept)
     for name, nv in new_vi.items():
         if name in old_vi:
@@ -177,8 +174,12 @@ def vrrp_preview(old: Config, new: Config, live: dict[str, str]) -> dict[str, An
     out["routes_removed"] += [
         f"{w} (static)" for w in sorted(_words(old.static_routes) - _words(new.static_routes))
     ]
-    out["rules_added"] = sorted(_words(new.static_rules) - _words(old.static_rules))
-    out["rules_removed"] = sorted(_words(old.static_rules) - _words(new.static_rules))
+    out["rules_added"] += [
+        f"{w} (static)" for w in sorted(_words(new.static_rules) - _words(old.static_rules))
+    ]
+    out["rules_removed"] += [
+        f"{w} (static)" for w in sorted(_words(old.static_rules) - _words(new.static_rules))
+    ]
     return out
 
 

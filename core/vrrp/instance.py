@@ -614,7 +614,28 @@ class Instance:
                 self.netlink.add_address(vip, dev)
             if added:
                 self._start_garp(False)
+            self._reload_routes_and_rules(old, cfg)
         return actions
+
+    def _reload_routes_and_rules(self, old: VrrpInstance, cfg: VrrpInstance) -> None:
+        """A MASTER's virtual_routes/rules across a reload, as keepalived 2.2.7:
+        the ones no longer configured go, every route is applied again (a
+        removed VIP may have taken some with it; ``replace`` is idempotent)
+        and new rules are added."""
+        now_routes = {" ".join(r.words) for r in cfg.virtual_routes}
+        gone = [r for r in old.virtual_routes if " ".join(r.words) not in now_routes]
+        if gone:
+            self.netlink.routes("del", gone, self.ifname)
+        if cfg.virtual_routes:
+            self.netlink.routes("add", cfg.virtual_routes, self.ifname)
+        now_rules = {" ".join(r.words) for r in cfg.virtual_rules}
+        before_rules = {" ".join(r.words) for r in old.virtual_rules}
+        gone_rules = [r for r in old.virtual_rules if " ".join(r.words) not in now_rules]
+        if gone_rules:
+            self.netlink.rules("del", gone_rules)
+        new_rules = [r for r in cfg.virtual_rules if " ".join(r.words) not in before_rules]
+        if new_rules:
+            self.netlink.rules("add", new_rules)
 
     def on_packet(self, pkt: RawPacket) -> None:
         if pkt.src_raw == self._src_packed:
