@@ -40,7 +40,7 @@ from pykeepalived.core.vrrp.fsm import (
     VrrpMachine,
     WantMaster,
 )
-from pykeepalived.core.vrrp.io import RawPacket, Receiver, RepeatSlot, Sender
+from pykeepalived.core.vrrp.io import RawPacket, Receiver, RepeatSlot, Sender, shared_sender
 from pykeepalived.core.vrrp.nft_accept import InstanceRules
 from pykeepalived.core.vrrp.timers import EARLY, Timer, TimerQueue, timer_queue
 from pykeepalived.core.vrrp.vmac import Vmac
@@ -271,7 +271,7 @@ class Instance:
         self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
         self._tx_cache.clear()
         self._ah_cache.clear()
-        self.sender = Sender(
+        self.sender = shared_sender(
             self.xmit_ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
         )
         now = loop.time()

@@ -601,6 +601,8 @@ class Sender:
         self.sock = s
         #: sendto addresses by destination (IPv6: with the scope worked out)
         self._addrs: dict[str, tuple[str, int] | tuple[str, int, int, int]] = {}
+        #: set by :func:`shared_sender` for a socket instances share
+        self._shared_key: tuple[str, int, int, str | None, bool] | None = None
 
     def _addr(self, dst: str) -> tuple[str, int] | tuple[str, int, int, int]:
         if self.family == 4:
@@ -612,7 +614,7 @@ class Sender:
                 else 0
             )
             addr = (dst, 0, 0, scope)
-        if len(self._addrs) < 64:  # an instance's group and unicast peers
+        if len(self._addrs) < 1024:  # the instances' groups and unicast peers
             self._addrs[dst] = addr
         return addr
 
@@ -626,4 +628,39 @@ class Sender:
             log.warning("VRRP send to %s on %s failed: %s", dst, self.ifname, exc)
 
     def close(self) -> None:
+        key = self._shared_key
+        if key is not None:
+            entry = _SHARED_SENDERS.get(key)
+            if entry is not None and entry[0] is self:
+                entry[1] -= 1
+                if entry[1] > 0:
+                    return  # other instances still send through it
+                del _SHARED_SENDERS[key]
         self.sock.close()
+
+
+#: (ifname, ifindex, family, src, hdrincl) -> [sender, users]
+_SHARED_SENDERS: dict[tuple[str, int, int, str | None, bool], list[Any]] = {}
+
+
+def shared_sender(ifname: str, family: int, src: str | None, *, hdrincl: bool = False) -> Sender:
+    """The send socket of every instance on ``ifname`` with this family,
+    source and header mode (keepalived shares its sockets the same way);
+    :meth:`Sender.close` gives it back.
+
+    A raw socket of protocol 112 gets a clone of every VRRP packet the host
+    receives before its drop-all filter discards it: with one socket per
+    instance, each advert reaching a host with 200 instances was cloned 200
+    times in the receiving softirq (in a namespace lab, on the sender's CPU:
+    most of a 0.1 s master's CPU in bench/scale).  Keyed by the interface's
+    index too, so an interface created again gets a new socket."""
+    key = (ifname, socket.if_nametoindex(ifname), family, src, hdrincl)
+    entry = _SHARED_SENDERS.get(key)
+    if entry is None:
+        sender = Sender(ifname, family, src, hdrincl=hdrincl)
+        sender._shared_key = key
+        entry = _SHARED_SENDERS[key] = [sender, 0]
+    entry[1] += 1
+    sender = entry[0]
+    assert isinstance(sender, Sender)
+    return sender
