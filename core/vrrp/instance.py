@@ -53,6 +53,22 @@ RATE_LIMIT_S = 60.0
 ADVERT_GRID = 0.01
 
 
+def _reloadable_params(cfg: VrrpInstance) -> dict[str, Any]:
+    """The state machine's parameters a reload may change in a running
+    instance (Instance.update_config); the others make it restart."""
+    return {
+        "priority": cfg.priority,
+        "advert_int": cfg.advert_int,
+        "initial_state": State.MASTER if cfg.state == "MASTER" else State.BACKUP,
+        "preempt": cfg.preempt,
+        "preempt_delay": cfg.preempt_delay,
+        "down_timer_adverts": resolved(cfg.down_timer_adverts, "down_timer_adverts"),
+        "lower_prio_no_advert": bool(cfg.lower_prio_no_advert),
+        "higher_prio_send_advert": bool(cfg.higher_prio_send_advert),
+        "garp_lower_prio_repeat": resolved(cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat"),
+    }
+
+
 class Instance:
     """A configured ``vrrp_instance`` running on the loop."""
 
@@ -170,19 +186,9 @@ class Instance:
                 name=cfg.name,
                 vrid=vrid,
                 version=version,
-                priority=cfg.priority,
-                advert_int=cfg.advert_int,
-                initial_state=State.MASTER if cfg.state == "MASTER" else State.BACKUP,
-                preempt=cfg.preempt,
-                preempt_delay=cfg.preempt_delay,
-                down_timer_adverts=resolved(cfg.down_timer_adverts, "down_timer_adverts"),
                 primary_ip=primary,
-                lower_prio_no_advert=bool(cfg.lower_prio_no_advert),
-                higher_prio_send_advert=bool(cfg.higher_prio_send_advert),
-                garp_lower_prio_repeat=resolved(
-                    cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat"
-                ),
                 in_sync_group=in_sync_group,
+                **_reloadable_params(cfg),
             )
         )
 
@@ -573,18 +579,7 @@ class Instance:
 
     def _reconfigure(self, old: VrrpInstance, cfg: VrrpInstance) -> list[Any]:
         p = self.fsm.params
-        params = dataclasses.replace(
-            p,
-            priority=cfg.priority,
-            advert_int=cfg.advert_int,
-            initial_state=State.MASTER if cfg.state == "MASTER" else State.BACKUP,
-            preempt=cfg.preempt,
-            preempt_delay=cfg.preempt_delay,
-            down_timer_adverts=resolved(cfg.down_timer_adverts, "down_timer_adverts"),
-            lower_prio_no_advert=bool(cfg.lower_prio_no_advert),
-            higher_prio_send_advert=bool(cfg.higher_prio_send_advert),
-            garp_lower_prio_repeat=resolved(cfg.garp_lower_prio_repeat, "garp_lower_prio_repeat"),
-        )
+        params = dataclasses.replace(p, **_reloadable_params(cfg))
         now = self._loop.time() if self._loop is not None else time.monotonic()
         actions = self.fsm.reconfigure(now, params) if params != p else []
         before = self._vip_devs
