@@ -55,9 +55,11 @@ def test_blocking_plugin_does_not_delay_adverts(lab: type[Lab], tmp_path: Path) 
     defs = "e2e_block anything {\n}\n"
     track = "    track_e2e_block {\n        anything weight 0\n    }\n"
     master.start(render("master", priority=150, state="MASTER", defs=defs, track=track))
-    backup.start(render("backup", priority=100))
     try:
+        # the backup after the master holds the VIP (see test_e2e_trackers: started
+        # together, a slow-starting master may let the backup be MASTER a moment)
         wait_holder(net.hosts, "192.0.2.100", "h1", 15)
+        backup.start(render("backup", priority=100))
         backup.wait_log("Entering BACKUP STATE", 10)
         adverts = capture_adverts(h2, h1.ip4, 5.0)
     except AssertionError as exc:

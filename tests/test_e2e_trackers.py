@@ -109,9 +109,13 @@ def test_hanging_script_and_raising_plugin_keep_advert_timing(
         "    track_e2e_raise {\n        anything weight -5\n    }\n"
     )
     master.start(render("master", priority=150, state="MASTER", defs=defs, track=track))
-    backup.start(render("backup", priority=100))
     try:
+        # The backup starts once the master holds the VIP: started together,
+        # a master slow to start (its plugin, its scripts, a loaded machine)
+        # may reach its Master_Down_Interval after the backup reaches its own,
+        # and the backup is MASTER for a moment, as the protocol says.
         wait_holder(net.hosts, "192.0.2.100", "h1", 15)
+        backup.start(render("backup", priority=100))
         backup.wait_log("Entering BACKUP STATE", 10)
         # Let the hang script time out once and the plugin raise a few times.
         master.wait_log("VRRP_Script(hang) timed_out", 5)
