@@ -294,6 +294,18 @@ class KaNode(Node):
 
 
 # -- VIPs ---------------------------------------------------------------------
+def log_time(node: Node, needle: str) -> float:
+    """Wall-clock time of the first log line containing ``needle``."""
+    for line in node.text().splitlines():
+        if needle in line:
+            # "Sun Nov 22 06:45:54.602 pykeepalived[8234]: ..."
+            stamp = " ".join(line.split()[:4])
+            t = time.strptime(stamp.split(".")[0], "%a %b %d %H:%M:%S")
+            base = time.mktime(time.localtime()[:1] + t[1:6] + (0, 0, -1))
+            return base + float("0." + stamp.split(".")[1])
+    raise AssertionError(f"{node.label}: no {needle!r} in log\n{node.tail()}")
+
+
 def holders(hosts: Iterable[Host], vip: str, dev: str = "eth0") -> list[str]:
     """Names of the hosts that have ``vip`` (an address without prefix) on ``dev``."""
     return [h.name for h in hosts if vip in h.addresses(dev)]

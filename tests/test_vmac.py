@@ -44,6 +44,7 @@ from pykeepalived.testing.daemons import (
     dump_logs,
     global_defs,
     instance,
+    log_time,
     wait_holder,
 )
 from pykeepalived.testing.lab import Host, Lab
@@ -94,18 +95,6 @@ def wait_vip(hosts: list[Host], vip: str, dev: str, want: str | None, timeout: f
             return time.monotonic() - t0
         assert time.monotonic() - t0 < timeout, f"{vip} on {dev}: {have}, want {want}"
         time.sleep(0.02)
-
-
-def log_time(node: Node, needle: str) -> float:
-    """Wall-clock time of the first log line containing ``needle``."""
-    for line in node.text().splitlines():
-        if needle in line:
-            # "Sun Nov 22 06:45:54.602 pykeepalived[8234]: ..."
-            stamp = " ".join(line.split()[:4])
-            t = time.strptime(stamp.split(".")[0], "%a %b %d %H:%M:%S")
-            base = time.mktime(time.localtime()[:1] + t[1:6] + (0, 0, -1))
-            return base + float("0." + stamp.split(".")[1])
-    raise AssertionError(f"{node.label}: no {needle!r} in log\n{node.tail()}")
 
 
 def arp_announce(*hosts: Host) -> None:

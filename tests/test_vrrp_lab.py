@@ -35,6 +35,7 @@ from pykeepalived.testing.daemons import (
     global_defs,
     holders,
     instance,
+    log_time,
     sync_group,
     wait_holder,
 )
@@ -282,10 +283,12 @@ def test_unicast(lab: Any, tmp_path: Path, nodes: Any) -> None:
     assert_single_holder(lb.hosts, VIP, "h1", duration=4.5)  # > Master_Down_Interval
     assert nb.instance_status("VI_1")["state"] == "BACKUP"
     assert nb.instance_status("VI_1")["counters"]["adverts_received"] >= 3
-    t0 = time.monotonic()
     na.signal(signal.SIGTERM)
-    wait_holder(lb.hosts, VIP, "h2", 5)
-    assert time.monotonic() - t0 < 1.5
+    wait_holder(lb.hosts, VIP, "h2", 10)
+    # between the daemons' own log stamps: a test process stalled by a loaded
+    # machine (seen: 45 s beside bench/scale) is not a slow failover
+    took = log_time(nb, "Entering MASTER STATE") - log_time(na, "Stopping")
+    assert took < 1.5, (took, na.tail(), nb.tail())  # Skew_Time 0.61 s after priority 0
 
 
 @pytest.mark.parametrize(
