@@ -153,11 +153,13 @@ vrrp_instance VI_2 {{
         "slow-start INSTANCE VI_1 FAULT 100",
         "slow-end INSTANCE VI_1 FAULT 100",
     ]
-    # VI_2 ran alongside VI_1, not after it.
-    assert lines(b).index("slow-end INSTANCE VI_2 MASTER 100") < lines(b).index(
+    # VI_2 ran alongside VI_1, not after it: it started before VI_1's chain of
+    # three 0.3 s scripts ended (a start, not an end: on a loaded machine a
+    # process can take a while to start, seen beside bench/scale)
+    assert lines(b).index("slow-start INSTANCE VI_2 MASTER 100") < lines(b).index(
         "slow-end INSTANCE VI_1 FAULT 100"
     )
-    assert 0.9 <= elapsed < 5
+    assert elapsed >= 0.9  # VI_1's three ran one after another (wait_idle bounds the top)
     await d.close()
 
 
