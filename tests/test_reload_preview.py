@@ -74,7 +74,7 @@ def test_vrrp_preview_mirrors_manager_reload(tmp_path: Path) -> None:
     live["ROUTE"] = "MASTER"
     p = vrrp_preview(old, new, live)
     # keepalived 2.2.7 keeps an instance with the same VRID, family, interface and
-    # unicast peers: a new priority and VIPs apply in place, a MASTER swaps the VIPs
+    # unicast source: a new priority and VIPs apply in place, a MASTER swaps the VIPs
     assert [i["name"] for i in p["instances_kept"]] == ["KEEP", "PRIO", "ROUTE"]
     assert p["instances_kept"][0]["state"] == "MASTER"
     assert p["instances_kept"][1]["changed"] == ["priority", "VIPs"]
@@ -114,6 +114,31 @@ def test_identical_configuration_changes_nothing(tmp_path: Path) -> None:
     assert not p["instances_restarted"] and not p["vips_added"] and not p["vips_removed"]
     out = render({"config_files": ["b.conf"], "ok": True, "vrrp": p})
     assert "VRRP instances kept (no transition):\n  VI_1 (BACKUP)" in out
+
+
+def test_unicast_peers_and_password_change_in_place_auth_type_restarts(tmp_path: Path) -> None:
+    """keepalived 2.2.7 (vrrp.c vrrp_exist) matches a unicast instance by its
+    source address, not its peers; a new auth_pass takes effect in the
+    running instance; AH instead of PASS sends another protocol: restart."""
+
+    def conf(peers: tuple[str, ...], auth: tuple[str, str], name: str) -> Config:
+        vi = instance(
+            "VI_1", unicast_src="192.0.2.11", unicast_peers=peers, auth=auth, extra="    nopreempt"
+        )
+        return _load(tmp_path, GD + vi, name)
+
+    old = conf(("192.0.2.12",), ("PASS", "secret1"), "a.conf")
+    more = conf(("192.0.2.12", "192.0.2.13"), ("PASS", "secret2"), "b.conf")
+    p = vrrp_preview(old, more, {"VI_1": "MASTER"})
+    assert not p["instances_restarted"], p
+    assert p["instances_kept"][0]["changed"] == ["auth_pass", "unicast_peer"]
+    assert "secret" not in render({"config_files": ["b.conf"], "ok": True, "vrrp": p})
+    ah = conf(("192.0.2.12",), ("AH", "secret1"), "c.conf")
+    (restarted,) = vrrp_preview(old, ah, {"VI_1": "MASTER"})["instances_restarted"]
+    assert restarted["changed"] == ["auth_type"]
+    multicast = conf((), ("PASS", "secret1"), "d.conf")
+    (restarted,) = vrrp_preview(old, multicast, {"VI_1": "MASTER"})["instances_restarted"]
+    assert restarted["changed"] == ["unicast or multicast"]
 
 
 # -- against a running daemon ---------------------------------------------------------------

@@ -491,7 +491,7 @@ def test_reload_changes_priority_and_vips_in_place(
     lab: Any, tmp_path: Path, nodes: Any, impl: str
 ) -> None:
     """keepalived 2.2.7 keeps an instance across a reload when its VRID, family,
-    interface and unicast peers stay: a new priority and new VIPs apply in
+    interface and unicast source stay: a new priority and new VIPs apply in
     place, the MASTER keeps the VIPs that stay (never dropped for a moment)
     and adds the new one; a priority below the backup's lets it preempt.
     Run against keepalived too, as the oracle."""
@@ -534,6 +534,56 @@ def test_reload_changes_priority_and_vips_in_place(
     nb.wait_log("(VI_1) Entering MASTER STATE", 5)
     na.wait_log("(VI_1) Entering BACKUP STATE", 5)
     assert na.running() and nb.running()
+
+
+@pytest.mark.parametrize("impl", ["pykeepalived", "keepalived"])
+def test_reload_adds_a_unicast_peer_in_place(
+    lab: Any, tmp_path: Path, nodes: Any, impl: str
+) -> None:
+    """keepalived 2.2.7 matches a unicast instance across a reload by its
+    source address, not its peers (vrrp.c vrrp_exist): a third node added
+    to both peers' lists costs no transition, and the MASTER's adverts
+    reach it at once, so it joins as a BACKUP instead of taking the VIP.
+    Run against keepalived too, as the oracle."""
+    lb = lab(3)
+    a, b, c = lb.hosts
+    cls = PyNode if impl == "pykeepalived" else KaNode
+    na, nb, nc = cls(a, tmp_path), cls(b, tmp_path), cls(c, tmp_path)
+    nodes.extend([na, nb, nc])
+
+    def conf(name: str, host: Any, prio: int, peers: list[Any]) -> str:
+        vi = instance(
+            "VI_1", priority=prio, unicast_src=host.ip4, unicast_peers=[p.ip4 for p in peers]
+        )
+        return _conf(name, vi)
+
+    na.start(conf("a", a, 150, [b]))
+    nb.start(conf("b", b, 100, [a]))
+    wait_holder(lb.hosts, VIP, "h1", 10)
+    nb.wait_log("Entering BACKUP STATE", 10, since_mark=False)
+    time.sleep(1.0)
+
+    na.mark()
+    nb.mark()
+    na.reload(conf("a", a, 150, [b, c]))
+    nb.reload(conf("b", b, 100, [a, c]))
+    na.wait_log("Reloading", 5)
+    nb.wait_log("Reloading", 5)
+    nc.start(conf("c", c, 50, [a, b]))
+    nc.wait_log("Entering BACKUP STATE", 10, since_mark=False)
+    # > Master_Down_Interval: c would take the VIP if a's adverts missed it
+    deadline = time.monotonic() + 4.5
+    while time.monotonic() < deadline:
+        assert holders(lb.hosts, VIP) == ["h1"], f"{impl}\n{na.since()}\n{nc.since()}"
+        time.sleep(0.1)
+    assert nc.count("Entering MASTER", since_mark=False) == 0, nc.since()
+    assert na.count(ENTERING) == 0, na.since()
+    assert nb.count(ENTERING) == 0, nb.since()
+
+    # and the new peer is a full member: it takes over when a and b go
+    na.terminate()
+    nb.terminate()
+    wait_holder(lb.hosts, VIP, "h3", 10)
 
 
 def test_packet_loss_no_flap(background_loss: _Background | None) -> None:

@@ -33,13 +33,10 @@ from pykeepalived.core.lvs.ipvs.table import kernel_table, plan
 from pykeepalived.core.lvs.manager import VirtualServerManager
 from pykeepalived.core.plugin.base import Checker
 from pykeepalived.core.tracking import instance_refs
+from pykeepalived.core.vrrp.instance import reload_changes
 from pykeepalived.core.vrrp.manager import identity_changes
 
 PRIO_OWNER = 255
-
-
-#: What a kept instance takes in place (Instance.update_config).
-IN_PLACE_FIELDS = ("priority", "advert_int", "state", "preempt", "preempt_delay")
 
 
 def _addresses(vi: VrrpInstance) -> set[str]:
@@ -124,7 +121,7 @@ def vrrp_preview(old: Config, new: Config, live: dict[str, str]) -> dict[str, An
                 ]
             continue
         kept: dict[str, Any] = {"name": name, "state": state, "effect": "keeps its state"}
-        in_place = [f for f in IN_PLACE_FIELDS if getattr(vi, f) != getattr(nv, f)]
+        in_place = [f for f in reload_changes(vi, nv) if f != "virtual_ipaddress"]
         if _addresses(vi) != _addresses(nv):
             in_place.append("VIPs")
             if master:

@@ -69,6 +69,57 @@ def _reloadable_params(cfg: VrrpInstance) -> dict[str, Any]:
     }
 
 
+def _auth(cfg: VrrpInstance) -> tuple[pk.AuthType, str]:
+    """The authentication an instance uses: keepalived applies
+    ``authentication`` to VRRPv2 over IPv4 only."""
+    a = cfg.authentication
+    if a is None or resolved(cfg.version, "version") != 2 or cfg.family != 4:
+        return pk.AuthType.NONE, ""
+    return (pk.AuthType.PASS if a.auth_type == "PASS" else pk.AuthType.AH), a.auth_pass
+
+
+def _reloadable_expected(cfg: VrrpInstance) -> dict[str, Any]:
+    """The parts of an instance's ``ExpectedConfig`` a reload may change in
+    a running instance (Instance.update_config)."""
+    auth_type, auth_pass = _auth(cfg)
+    return {
+        "auth_data": pk.auth_data_from_password(auth_pass)
+        if auth_type == pk.AuthType.PASS
+        else bytes(8),
+        "advert_int_raw": pk.advert_int_to_raw(resolved(cfg.version, "version"), cfg.advert_int),
+        "addresses": tuple(v.address.ip for v in cfg.virtual_ipaddress),
+        "unicast_peers": tuple(p.address for p in cfg.unicast_peer),
+        "unicast_ttl_ranges": tuple((p.min_ttl, p.max_ttl) for p in cfg.unicast_peer),
+        "check_unicast_src": bool(cfg.check_unicast_src),
+        "check_vip_addr": not cfg.skip_check_adv_addr,
+    }
+
+
+#: keepalived's keyword for each of the parameters above whose name differs
+_KEYWORDS = {
+    "initial_state": "state",
+    "advert_int_raw": "advert_int",
+    "auth_data": "auth_pass",
+    "addresses": "virtual_ipaddress",
+    "unicast_peers": "unicast_peer",
+    "unicast_ttl_ranges": "unicast_peer",
+    "check_vip_addr": "skip_check_adv_addr",
+}
+
+
+def reload_changes(old: VrrpInstance, new: VrrpInstance) -> list[str]:
+    """The keywords of a kept instance that a reload changes in place, in
+    the terms the reload preview prints (VIPs are listed by it apart)."""
+    before = {**_reloadable_params(old), **_reloadable_expected(old)}
+    after = {**_reloadable_params(new), **_reloadable_expected(new)}
+    out: list[str] = []
+    for key, value in before.items():
+        name = _KEYWORDS.get(key, key)
+        if value != after[key] and name not in out:
+            out.append(name)
+    return out
+
+
 class Instance:
     """A configured ``vrrp_instance`` running on the loop."""
 
@@ -126,13 +177,7 @@ class Instance:
         self._vip_devs = [self._vip_dev(v) for v in [*self.vips, *self.evips]]
         version = resolved(cfg.version, "version")
         vrid = resolved(cfg.virtual_router_id, "virtual_router_id")
-        self.auth_type = pk.AuthType.NONE
-        self.auth_pass = ""
-        if cfg.authentication is not None and version == 2 and self.family == 4:
-            self.auth_type = (
-                pk.AuthType.PASS if cfg.authentication.auth_type == "PASS" else pk.AuthType.AH
-            )
-            self.auth_pass = cfg.authentication.auth_pass
+        self.auth_type, self.auth_pass = _auth(cfg)
         self.src = self._source_address()
         self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
         self._tx_cache: dict[int, list[tuple[str, bytes]]] = {}
@@ -164,16 +209,8 @@ class Instance:
             vrid=vrid,
             family=socket.AF_INET if self.family == 4 else socket.AF_INET6,
             auth_type=int(self.auth_type),
-            auth_data=pk.auth_data_from_password(self.auth_pass)
-            if self.auth_type == pk.AuthType.PASS
-            else bytes(8),
-            advert_int_raw=pk.advert_int_to_raw(version, cfg.advert_int),
-            addresses=addresses,
             unicast=bool(self.unicast),
-            unicast_peers=tuple(p.address for p in cfg.unicast_peer),
-            unicast_ttl_ranges=tuple((p.min_ttl, p.max_ttl) for p in cfg.unicast_peer),
-            check_unicast_src=bool(cfg.check_unicast_src),
-            check_vip_addr=not cfg.skip_check_adv_addr,
+            **_reloadable_expected(cfg),
         )
         #: keepalived 2.4 auth_hmac (None without the block)
         self.hmac_signer: hm.Signer | None = None
@@ -589,11 +626,11 @@ class Instance:
         addresses = tuple(v.address.ip for v in self.vips)
         self._advert_addresses = addresses
         self._vips_packed = frozenset(a.packed for a in addresses)
-        self.expected = dataclasses.replace(
-            self.expected,
-            addresses=addresses,
-            advert_int_raw=pk.advert_int_to_raw(p.version, cfg.advert_int),
-        )
+        # keepalived 2.2.7 carries the state over to the new instance, which
+        # sends to and accepts the new unicast peers and password at once.
+        self.unicast = [str(peer.address) for peer in cfg.unicast_peer]
+        self.auth_pass = _auth(cfg)[1]
+        self.expected = dataclasses.replace(self.expected, **_reloadable_expected(cfg))
         if self.fsm.state is State.MASTER:
 
             def key(vd: tuple[VirtualAddress, str]) -> tuple[str, str]:

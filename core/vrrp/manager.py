@@ -30,7 +30,6 @@ from pykeepalived.core.vrrp.fsm import State, Transition, WantMaster
 from pykeepalived.core.vrrp.instance import Instance
 from pykeepalived.core.vrrp.io import Handler, Receiver
 from pykeepalived.core.vrrp.nft_accept import AcceptFirewall, InstanceRules
-from pykeepalived.core.vrrp.splitbrain import EXT_INTERVAL as SPLIT_BRAIN_EXT
 from pykeepalived.core.vrrp.splitbrain import Prober, SplitBrain, split_brain_actions, watch
 from pykeepalived.core.vrrp.vmac import EXT_MAC, VmacManager
 
@@ -302,17 +301,21 @@ class VrrpManager:
         self.split_brains[inst.name] = watch(inst, self.emit, self._prober, self.netlink.mac)
 
     def _reload_split_brain(self, inst: Instance) -> None:
-        """A kept instance takes a changed probe interval (its watch starts
-        again, without evidence: a MASTER's next rounds find it again)."""
+        """A kept instance takes a changed probe interval, VIPs or unicast
+        peers (its watch starts again, without evidence: a MASTER's next
+        rounds find it again)."""
         sb = self.split_brains.get(inst.name)
-        interval = float(inst.cfg.ext.get(SPLIT_BRAIN_EXT) or 0.0)
-        if sb is None or sb.interval == interval:
+        if sb is None:
             return
+        fresh = watch(inst, self.emit, self._prober, self.netlink.mac)
+        if (sb.interval, sb.vips, sb.peers) == (fresh.interval, fresh.vips, fresh.peers):
+            return  # nothing started yet: the fresh watch is just dropped
         if sb.detected and self._loop is not None:
             sb.state_changed(False, self._loop)  # reported as cleared
-        self._watch_split_brain(inst)
+        sb.close()
+        self.split_brains[inst.name] = fresh
         if inst.state is State.MASTER and self._loop is not None:
-            self.split_brains[inst.name].state_changed(True, self._loop)
+            fresh.state_changed(True, self._loop)
 
     def _prober(self, dev: str) -> Prober:
         prober = self.probers.get(dev)
@@ -489,10 +492,9 @@ IDENTITY_FIELDS = (
     "version",
     "family",
     "address owner (priority 255)",
-    "unicast_peer",
+    "unicast or multicast",
     "unicast_src_ip",
-    "authentication",
-    "auth_pass",
+    "auth_type",
     "use_vmac",
     "vmac_xmit_base",
     "vmac MAC",
@@ -509,11 +511,13 @@ def identity_changes(old: VrrpInstance, new: VrrpInstance) -> list[str]:
 def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
     """What must not change for an instance to keep its state across reload.
 
-    keepalived 2.2.7 matches a reloaded instance by VRID, family, interface
-    and unicast peers, and carries its state over; priority, advert_int,
-    state, preempt and the VIPs change in place (Instance.update_config).
-    An address owner starts MASTER at once, so becoming or ceasing to be
-    one restarts; authentication and VMAC settings change the sockets and
+    keepalived 2.2.7 matches a reloaded instance by VRID, family, interface,
+    unicast or multicast and (unicast) its source address (vrrp.c
+    vrrp_exist), and carries its state over; priority, advert_int, state,
+    preempt, the VIPs, the unicast peers and auth_pass change in place
+    (Instance.update_config). An address owner starts MASTER at once, so
+    becoming or ceasing to be one restarts; the authentication type (AH
+    sends another protocol) and VMAC settings change the sockets and
     interfaces an instance was started with, so they restart it too.
     """
     return (
@@ -522,10 +526,9 @@ def _identity(cfg: VrrpInstance) -> tuple[Any, ...]:
         cfg.version,
         cfg.family,
         cfg.priority >= 255,
-        tuple(str(p.address) for p in cfg.unicast_peer),
+        bool(cfg.unicast_peer),
         str(cfg.unicast_src_ip),
-        repr(cfg.authentication),
-        cfg.authentication.auth_pass if cfg.authentication else None,
+        cfg.authentication.auth_type if cfg.authentication else None,
         cfg.use_vmac,
         cfg.vmac_xmit_base,
         cfg.ext.get(EXT_MAC),
