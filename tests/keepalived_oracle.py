@@ -14,8 +14,10 @@ from pathlib import Path
 
 KEEPALIVED = "/usr/sbin/keepalived"
 
-#: keepalived's config messages: "(FILE: Line N) TEXT".
-_LINE = re.compile(r"^\((?P<file>.+): Line (?P<line>\d+)\) (?P<text>.*)$")
+#: keepalived's config messages: "(FILE: Line N) TEXT", or "(Line N) TEXT"
+#: (keepalived 2.2.7 names no file for some, e.g. in global_defs of the
+#: top-level file).
+_LINE = re.compile(r"^\((?:(?P<file>.+): )?Line (?P<line>\d+)\) (?P<text>.*)$")
 
 
 def keepalived_test(conf: Path, *args: str) -> tuple[int, list[tuple[int, str]]]:
@@ -31,6 +33,6 @@ def keepalived_test(conf: Path, *args: str) -> tuple[int, list[tuple[int, str]]]
     messages = []
     for line in (proc.stdout + proc.stderr).splitlines():
         m = _LINE.match(line)
-        if m and m["file"] == str(conf.resolve()):
+        if m and m["file"] in (str(conf.resolve()), None):
             messages.append((int(m["line"]), m["text"]))
     return proc.returncode, messages

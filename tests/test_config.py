@@ -784,6 +784,40 @@ def test_global_tracking_is_deprecated_and_keeps_weights(tmp_path: Path) -> None
     assert [r.weight for r in result.config.vrrp_instances[0].tracks] == [10]
 
 
+def test_garp_settings_are_whole_numbers_as_keepalived_reads_them(tmp_path: Path) -> None:
+    """keepalived 2.2.7 reads every GARP setting as an unsigned integer: a
+    fraction or a delay beyond its 32-bit microsecond timer is a config error
+    and the keyword is ignored; a repeat of 0 becomes 1 with an error.  The
+    lines keepalived complains about are ours, and the values are its."""
+    text = (
+        "global_defs {\n vrrp_garp_master_delay 1.5\n vrrp_garp_master_refresh 3.5\n"
+        " vrrp_garp_master_repeat 0\n vrrp_garp_lower_prio_repeat 5000\n}\n"
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 5\n"
+        " garp_master_delay 0.5\n garp_lower_prio_delay 5000\n garp_master_refresh 86400\n"
+        " garp_master_repeat 0\n garp_master_refresh_repeat 2000\n"
+        " virtual_ipaddress {\n 192.0.2.1/24\n }\n}\n"
+    )
+    conf = tmp_path / "garp.conf"
+    conf.write_text(text)
+    result = load_text(text, name="garp.conf")
+    ours = sorted({d.place.line for d in result.diagnostics.failing})
+    ka_rc, ka = keepalived_test(conf)
+    # keepalived also says the interface is missing (line 7): not a GARP matter
+    assert ours == sorted({line for line, _ in ka if line != 7}), (ours, ka)
+    assert ours == [2, 3, 4, 10, 11, 13]
+    assert ka_rc == 5 and cli_main(["-t", "-f", str(conf)]) == 5
+    gd, vi = result.config.global_defs, result.config.vrrp_instances[0]
+    assert (gd.vrrp_garp_master_delay, gd.vrrp_garp_master_refresh) == (5, 0)  # defaults kept
+    assert (gd.vrrp_garp_master_repeat, gd.vrrp_garp_lower_prio_repeat) == (1, 5000)
+    assert (vi.garp_master_refresh, vi.garp_master_repeat, vi.garp_master_refresh_repeat) == (
+        86400,
+        1,
+        2000,
+    )
+    # the ignored instance delays fall back to the global ones (semantics)
+    assert vi.garp_master_delay == 5
+
+
 @pytest.mark.parametrize(
     "block", ["global_defs", "vrrp_instance", "virtual_server", "real_server", "top"]
 )

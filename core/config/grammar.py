@@ -494,6 +494,24 @@ def _dump_path(node: Node, ctx: Context) -> str:
     return node.args[0]
 
 
+# keepalived 2.2.7 reads the GARP settings as whole unsigned numbers
+# (vrrp_parser.c, global_parser.c read_unsigned_strvec): "1.5" is an invalid
+# number and the keyword is ignored; delays count microseconds in a 32-bit
+# timer (UINT_MAX / TIMER_HZ seconds).
+_GARP_DELAY = integer(0, 0xFFFFFFFF // 1_000_000)
+_UINT = integer(0, 0xFFFFFFFF)
+_INT = integer(0, 0x7FFFFFFF)
+
+
+def _garp_repeat(node: Node, ctx: Context) -> int:
+    """``garp_master_repeat``/``..._refresh_repeat``: keepalived 2.2.7 makes 0 a 1."""
+    value: int = _UINT(node, ctx)
+    if value == 0:
+        ctx.warn(node.place, f"{node.keyword} must be greater than 0, setting to 1")
+        return 1
+    return value
+
+
 def ms_decimal(node: Node, ctx: Context, *, minimum: float, maximum: float) -> float:
     """A number of seconds with up to 3 decimals, as keepalived 2.3+ reads
     millisecond values (``read_decimal_unsigned_strvec`` with shift 3):
@@ -768,14 +786,14 @@ def core_grammar() -> Grammar:
     gd.add(Kw("vrrp_version", _version, 1, 1))
     gd.add(Kw("vrrp_mcast_group4", ip, 1, 1))
     gd.add(Kw("vrrp_mcast_group6", ip, 1, 1))
-    gd.add(Kw("vrrp_garp_master_delay", number(0, 1000), 1, 1))
-    gd.add(Kw("vrrp_garp_master_repeat", integer(0, 1000), 1, 1))
-    gd.add(Kw("vrrp_garp_master_refresh", number(0, 1e6), 1, 1))
-    gd.add(Kw("vrrp_garp_master_refresh_repeat", integer(0, 1000), 1, 1))
+    gd.add(Kw("vrrp_garp_master_delay", _GARP_DELAY, 1, 1))
+    gd.add(Kw("vrrp_garp_master_repeat", _garp_repeat, 1, 1))
+    gd.add(Kw("vrrp_garp_master_refresh", _UINT, 1, 1))
+    gd.add(Kw("vrrp_garp_master_refresh_repeat", _garp_repeat, 1, 1))
     gd.add(Kw("vrrp_garp_interval", number(0, 1), 1, 1))
     gd.add(Kw("vrrp_gna_interval", number(0, 1), 1, 1))
-    gd.add(Kw("vrrp_garp_lower_prio_delay", number(0, 1000), 1, 1))
-    gd.add(Kw("vrrp_garp_lower_prio_repeat", integer(0, 1000), 1, 1))
+    gd.add(Kw("vrrp_garp_lower_prio_delay", _GARP_DELAY, 1, 1))
+    gd.add(Kw("vrrp_garp_lower_prio_repeat", _INT, 1, 1))
     for k in (
         "vrrp_lower_prio_no_advert",
         "vrrp_higher_prio_send_advert",
@@ -841,12 +859,12 @@ def core_grammar() -> Grammar:
     vi.add(Kw("vmac_xmit_base", flag, 0, 1))
     vi.add(Kw("native_ipv6", _native_ipv6, 0, None))
     # notify_* and smtp_alert: declared by the notify_script and smtp_alert plugins.
-    vi.add(Kw("garp_master_delay", number(0, 1000), 1, 1))
-    vi.add(Kw("garp_master_repeat", integer(0, 1000), 1, 1))
-    vi.add(Kw("garp_master_refresh", number(0, 1e6), 1, 1))
-    vi.add(Kw("garp_master_refresh_repeat", integer(0, 1000), 1, 1))
-    vi.add(Kw("garp_lower_prio_delay", number(0, 1000), 1, 1))
-    vi.add(Kw("garp_lower_prio_repeat", integer(0, 1000), 1, 1))
+    vi.add(Kw("garp_master_delay", _GARP_DELAY, 1, 1))
+    vi.add(Kw("garp_master_repeat", _garp_repeat, 1, 1))
+    vi.add(Kw("garp_master_refresh", _UINT, 1, 1))
+    vi.add(Kw("garp_master_refresh_repeat", _garp_repeat, 1, 1))
+    vi.add(Kw("garp_lower_prio_delay", _GARP_DELAY, 1, 1))
+    vi.add(Kw("garp_lower_prio_repeat", _INT, 1, 1))
     for k in (
         "lower_prio_no_advert",
         "higher_prio_send_advert",
