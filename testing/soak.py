@@ -61,7 +61,6 @@ import re
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +70,7 @@ from typing import Any
 
 from pykeepalived.testing.daemons import PyNode, global_defs, instance
 from pykeepalived.testing.lab import Host, Lab
+from pykeepalived.testing.watch import Watcher
 
 VIPS = {"VI_1": "192.0.2.100", "VI_2": "192.0.2.101"}
 #: Added to VI_2 by the "changed" configurations of a SIGHUP storm.
@@ -283,75 +283,6 @@ class Report:
         return "\n".join(out)
 
 
-# -- address watcher ---------------------------------------------------------------
-
-#: Runs in a host: prints "T ADDR+ 192.0.2.100" / "T ADDR- ..." for every IPv4
-#: address added or removed, T on CLOCK_MONOTONIC.
-WATCHER = r"""
-import socket, struct, sys, time
-nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-nl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-nl.bind((0, 0x10))  # RTMGRP_IPV4_IFADDR
-print("READY", flush=True)
-while True:
-    data = nl.recv(65535)
-    now = time.monotonic()
-    off = 0
-    while off + 16 <= len(data):
-        ln, typ = struct.unpack_from("=IH", data, off)
-        if ln < 16:
-            break
-        if typ in (20, 21):
-            a = off + 24
-            while a + 4 <= off + ln:
-                alen, atyp = struct.unpack_from("=HH", data, a)
-                if alen < 4:
-                    break
-                if atyp == 2:  # IFA_LOCAL
-                    addr = socket.inet_ntoa(data[a + 4 : a + 8])
-                    print("%f %s %s" % (now, "ADDR+" if typ == 20 else "ADDR-", addr), flush=True)
-                a += (alen + 3) & ~3
-        off += (ln + 3) & ~3
-"""
-
-
-class AddrWatcher:
-    """The IPv4 addresses added to and removed from one host, stamped."""
-
-    def __init__(self, host: Host) -> None:
-        self.events: list[tuple[float, bool, str]] = []
-        self._lock = threading.Lock()
-        self.proc = host.popen(
-            [sys.executable, "-I", "-S", "-u", "-c", WATCHER],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if not self.proc.stdout.readline().startswith("READY"):
-            raise RuntimeError(f"{host.name}: address watcher did not start")
-        self._thread = threading.Thread(target=self._read, daemon=True, name="soak-watch")
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            t, kind, addr = line.split()
-            with self._lock:
-                self.events.append((float(t), kind == "ADDR+", addr))
-
-    def snapshot(self) -> list[tuple[float, bool, str]]:
-        with self._lock:
-            return list(self.events)
-
-    def has(self, addr: str) -> bool:
-        present = False
-        for _, added, a in self.snapshot():
-            if a == addr:
-                present = added
-        return present
-
-
 # -- nodes ---------------------------------------------------------------------------
 
 
@@ -433,7 +364,7 @@ class Soak:
         )
         self.hosts = {h.name: h for h in lab.hosts[:3]}
         self.nodes = {name: SoakNode(h, workdir, env) for name, h in self.hosts.items()}
-        self.watchers: dict[str, AddrWatcher] = {}
+        self.watchers: dict[str, Watcher] = {}
         self.lives: list[Life] = []
         #: (t, host, alive) and (t, host, link up)
         self.alive_events: list[tuple[float, str, bool]] = []
@@ -490,7 +421,7 @@ class Soak:
     def start(self) -> None:
         self.t0 = time.monotonic()
         for name, host in self.hosts.items():
-            self.watchers[name] = AddrWatcher(host)
+            self.watchers[name] = Watcher(host, adverts=False)
             self.link_events.append((time.monotonic(), name, True))
         for name in self.nodes:
             (self.nodes[name].dir / "trk").write_text("0\n")
@@ -557,7 +488,7 @@ class Soak:
         return [
             n
             for n in self.nodes
-            if self.nodes[n].running() and self._link_up(n) and self.watchers[n].has(vip)
+            if self.nodes[n].running() and self._link_up(n) and self.watchers[n].has_addr(vip)
         ]
 
     def _link_up(self, name: str) -> bool:
@@ -860,8 +791,9 @@ class Soak:
         for t, n, up in self.link_events:
             events.append((t, "link", n, up))
         for n, w in self.watchers.items():
-            for t, added, addr in w.snapshot():
-                events.append((t, "addr", n, (added, addr)))
+            for ev in w.snapshot():
+                if ev.kind in ("ADDR+", "ADDR-"):
+                    events.append((ev.t, "addr", n, (ev.kind == "ADDR+", ev.args[0])))
         events.sort(key=lambda e: e[0])
         end = time.monotonic()
         alive = dict.fromkeys(self.nodes, False)
