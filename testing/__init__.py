@@ -9,6 +9,10 @@
   lab host and read their logs; render ``vrrp_instance`` blocks;
 * :mod:`pykeepalived.testing.scenarios` -- tracker scenarios through real
   daemons (tests and ``bench/trackers.py``);
+* :mod:`pykeepalived.testing.watch` -- adverts and address changes seen in a
+  lab host, stamped on the caller's monotonic clock;
+* :mod:`pykeepalived.testing.checks` -- one checker from a ``real_server``
+  block, and a TCP port that never answers (connect timeouts);
 * :mod:`pykeepalived.testing.demo` -- ``make demo``.
 
 And for a plugin's unit tests, :func:`load_text` and :func:`build_registry`

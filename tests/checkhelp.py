@@ -10,6 +10,7 @@ from pykeepalived.core.config.model import Config
 from pykeepalived.core.lvs.manager import NullBackend, VirtualServerManager
 from pykeepalived.core.plugin.base import Checker, StateEvent
 from pykeepalived.core.plugin.manager import build_registry
+from pykeepalived.testing import checks as testing_checks
 
 _REGISTRY: Any = None
 
@@ -49,24 +50,7 @@ def one_checker(
     block: str, address: str = "127.0.0.1", port: int = 80, vs_extra: str = ""
 ) -> Checker:
     """The checker configured by ``block`` inside one real server."""
-    # keepalived skips a real server of another family than its virtual server.
-    vip = "2001:db8::100" if ":" in address else "192.0.2.100"
-    m, _, _ = manager(
-        f"""
-virtual_server {vip} 80 {{
-    lb_algo wlc
-  protocol TCP
-  delay_loop 1
-  {vs_extra}
-  real_server {address} {port} {{
-{block}
-  }}
-}}
-"""
-    )
-    runs = m.scheduler.runs
-    assert len(runs) == 1
-    return runs[0].checker
+    return testing_checks.one_checker(block, address, port, vs_extra, registry=registry())
 
 
 def lines(caplog: Any) -> list[str]:

@@ -16,6 +16,7 @@ from checkhelp import lines, manager, one_checker
 from pykeepalived.core.config.model import CheckerConf
 from pykeepalived.core.lvs.checking import CheckOptions, CheckScheduler, run_attempt
 from pykeepalived.core.plugin.base import Checker, CheckResult, CheckTarget
+from pykeepalived.testing.checks import unanswered_tcp_port
 
 
 def closed_port() -> int:
@@ -183,18 +184,7 @@ async def test_connect_timeout_is_logged_as_timedout(caplog: pytest.LogCaptureFi
     attempt, logged as keepalived does ("timedout", not "failed")."""
     caplog.set_level(logging.INFO)
     # a listener whose accept queue is full drops further SYNs
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    port = full.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            c = socket.socket()
-            c.setblocking(False)
-            c.connect_ex(("127.0.0.1", port))
-            fillers.append(c)
-        await asyncio.sleep(0.05)
+    with unanswered_tcp_port() as port:
         checker = one_checker("TCP_CHECK {\n connect_timeout 0.2\n log_all_failures\n}", port=port)
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -206,10 +196,6 @@ async def test_connect_timeout_is_logged_as_timedout(caplog: pytest.LogCaptureFi
         assert checker.attempt_failed_line(result) == (  # type: ignore[attr-defined]
             f"TCP connection to [127.0.0.1]:tcp:{port} timedout."
         )
-    finally:
-        for c in fillers:
-            c.close()
-        full.close()
 
 
 async def test_schedule_warmup_spread_and_delay_after_the_attempt() -> None:

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import itertools
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -321,34 +320,17 @@ def bench_checks(repeat: int) -> dict[str, list[float]]:
         rows["gap - (0.1 s attempt + 0.2 s delay) (max)"].append(max(gaps) - 0.3)
 
     async def tcp_timeout() -> float:
-        from checkhelp import one_checker  # tests/checkhelp.py
-
         from pykeepalived.core.lvs.checking import run_attempt
+        from pykeepalived.testing.checks import one_checker, unanswered_tcp_port
 
-        full = socket.socket()
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)
-        port = full.getsockname()[1]
-        fillers = []
-        try:
-            for _ in range(4):
-                c = socket.socket()
-                c.setblocking(False)
-                c.connect_ex(("127.0.0.1", port))
-                fillers.append(c)
-            await asyncio.sleep(0.05)
+        with unanswered_tcp_port() as port:
             checker = one_checker("TCP_CHECK {\n connect_timeout 0.2\n}", port=port)
             loop = asyncio.get_running_loop()
             start = loop.time()
             result = await run_attempt(checker, 5)
             assert not result.ok
             return loop.time() - start
-        finally:
-            for c in fillers:
-                c.close()
-            full.close()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
     for _ in range(repeat):
         asyncio.run(once())
         rows["TCP_CHECK connect_timeout 0.2: result after"].append(asyncio.run(tcp_timeout()))
