@@ -136,6 +136,21 @@ def test_unicast_peers_and_password_change_in_place_auth_type_restarts(tmp_path:
     ah = conf(("192.0.2.12",), ("AH", "secret1"), "c.conf")
     (restarted,) = vrrp_preview(old, ah, {"VI_1": "MASTER"})["instances_restarted"]
     assert restarted["changed"] == ["auth_type"]
+    grouped = _load(
+        tmp_path,
+        GD
+        + "vrrp_sync_group G {\n group {\n VI_1\n }\n}\n"
+        + instance(
+            "VI_1",
+            unicast_src="192.0.2.11",
+            unicast_peers=("192.0.2.12",),
+            auth=("PASS", "secret1"),
+            extra="    nopreempt",
+        ),
+        "e.conf",
+    )
+    (kept,) = vrrp_preview(old, grouped, {"VI_1": "BACKUP"})["instances_kept"]
+    assert kept["changed"] == ["vrrp_sync_group"]
     multicast = conf((), ("PASS", "secret1"), "d.conf")
     (restarted,) = vrrp_preview(old, multicast, {"VI_1": "MASTER"})["instances_restarted"]
     assert restarted["changed"] == ["unicast or multicast"]

@@ -586,6 +586,42 @@ def test_reload_adds_a_unicast_peer_in_place(
     wait_holder(lb.hosts, VIP, "h3", 10)
 
 
+@pytest.mark.parametrize("impl", ["pykeepalived", "keepalived"])
+def test_reload_out_of_a_sync_group_then_takeover(
+    lab: Any, tmp_path: Path, nodes: Any, impl: str
+) -> None:
+    """A kept BACKUP that a reload takes out of its sync group decides alone
+    again: when the master dies it takes over, as keepalived 2.2.7 does.
+    (It kept waiting for a group that no longer existed.)"""
+    lb = lab(2)
+    a, b = lb.hosts
+    cls = PyNode if impl == "pykeepalived" else KaNode
+    na, nb = cls(a, tmp_path), cls(b, tmp_path)
+    nodes.extend([na, nb])
+
+    def conf(name: str, prio: int, grouped: bool) -> str:
+        blocks = [
+            instance("VI_1", priority=prio, vips=[f"{VIP}/24"]),
+            instance("VI_2", vrid=52, priority=prio, vips=[f"{VIP2}/24"]),
+        ]
+        if grouped:
+            blocks.insert(0, sync_group("G", ["VI_1", "VI_2"]))
+        return _conf(name, *blocks)
+
+    na.start(conf("a", 150, True))
+    nb.start(conf("b", 100, True))
+    wait_holder(lb.hosts, VIP, "h1", 10)
+    wait_holder(lb.hosts, VIP2, "h1", 10)
+    nb.wait_log("Entering BACKUP STATE", 10, since_mark=False)
+    nb.reload(conf("b", 100, False))
+    nb.wait_log("Reloading", 5)
+    time.sleep(1.0)
+    assert nb.count(ENTERING) == 0, nb.since()
+    na.terminate()
+    wait_holder(lb.hosts, VIP, "h2", 10)
+    wait_holder(lb.hosts, VIP2, "h2", 10)
+
+
 def test_packet_loss_no_flap(background_loss: _Background | None) -> None:
     """(The scenario ran in the background while the other tests ran.)"""
     assert background_loss is not None

@@ -47,6 +47,13 @@ def _words(items: list[Any]) -> set[str]:
     return {" ".join(i.words) for i in items}
 
 
+def _group_of(config: Config, instance: str) -> str | None:
+    for sg in config.vrrp_sync_groups:
+        if instance in sg.group:
+            return sg.name
+    return None
+
+
 def _trackers(config: Config) -> set[str]:
     return {
         f"{ref.kind} {ref.name}"
@@ -122,6 +129,8 @@ def vrrp_preview(old: Config, new: Config, live: dict[str, str]) -> dict[str, An
             continue
         kept: dict[str, Any] = {"name": name, "state": state, "effect": "keeps its state"}
         in_place = [f for f in reload_changes(vi, nv) if f != "virtual_ipaddress"]
+        if _group_of(old, name) != _group_of(new, name):
+            in_place.append("vrrp_sync_group")
         if _addresses(vi) != _addresses(nv):
             in_place.append("VIPs")
             if master:

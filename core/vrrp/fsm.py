@@ -795,11 +795,14 @@ class VrrpMachine:
     def reconfigure(self, now: float, params: FsmParams) -> list[Action]:
         """A reload changed what a running instance keeps its state across
         (keepalived 2.2.7 keeps an instance with the same VRID, family,
-        interface and unicast peers): priority, advert_int, state, preempt.
+        interface and unicast source): priority, advert_int, state, preempt,
+        and whether it is in a sync group.
         No transition; a changed priority moves the effective one by the same
         amount (trackers' weights stay) as :meth:`set_priority` does."""
         old = self.params
         self.params = params
+        if old.in_sync_group and not params.in_sync_group:
+            self.wants_master = False  # out of its sync group: its own timer decides
         initial_master = params.initial_state is State.MASTER
         self.preempt = params.preempt or initial_master
         self.preempt_delay = params.preempt_delay if self.preempt and not initial_master else 0.0

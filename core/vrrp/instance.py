@@ -586,14 +586,17 @@ class Instance:
             v3_checksum_as_v2=self.cfg.v3_checksum_as_v2,
         )
 
-    def update_config(self, cfg: VrrpInstance, gd: GlobalDefs) -> None:
+    def update_config(
+        self, cfg: VrrpInstance, gd: GlobalDefs, *, in_sync_group: bool = False
+    ) -> None:
         """A reload kept this instance: take the new objects, drop caches.
 
         What keepalived 2.2.7 changes in a running instance without a
         transition (vrrp.c clear_diff_vrrp / restore_vrrp_state) is applied
         here: priority, advert_int, state, preempt, and the VIPs and eVIPs,
         which a MASTER removes and adds by difference (GARPs for new ones),
-        never dropping one that stays."""
+        never dropping one that stays; it is in a sync group or not as the
+        new configuration says."""
         old = self.cfg
         self.cfg = cfg
         self.gd = gd
@@ -609,14 +612,14 @@ class Instance:
         self._ah_cache.clear()
         self._rx_ok.clear()
         self._drop_repeat()
-        actions = self._reconfigure(old, cfg)
+        actions = self._reconfigure(old, cfg, in_sync_group)
         if actions:
             self.run(actions)
         self._arm()
 
-    def _reconfigure(self, old: VrrpInstance, cfg: VrrpInstance) -> list[Any]:
+    def _reconfigure(self, old: VrrpInstance, cfg: VrrpInstance, in_sync_group: bool) -> list[Any]:
         p = self.fsm.params
-        params = dataclasses.replace(p, **_reloadable_params(cfg))
+        params = dataclasses.replace(p, in_sync_group=in_sync_group, **_reloadable_params(cfg))
         now = self._loop.time() if self._loop is not None else time.monotonic()
         actions = self.fsm.reconfigure(now, params) if params != p else []
         before = self._vip_devs

@@ -287,7 +287,8 @@ class VrrpManager:
                 if cfg is None:
                     inst._event("DELETED")
             else:
-                inst.update_config(cfg, config.global_defs)
+                # joining or leaving a sync group changes who promotes it
+                inst.update_config(cfg, config.global_defs, in_sync_group=name in self.group_of)
                 self._reload_fw_rules(inst)
                 self._reload_split_brain(inst)
         for name, cfg in new_cfgs.items():
