@@ -151,6 +151,12 @@ def test_unicast_peers_and_password_change_in_place_auth_type_restarts(tmp_path:
     )
     (kept,) = vrrp_preview(old, grouped, {"VI_1": "BACKUP"})["instances_kept"]
     assert kept["changed"] == ["vrrp_sync_group"]
+    plain, source = (
+        _load(tmp_path, GD + instance("VI_2", extra=extra), f"{n}.conf")
+        for n, extra in (("f", ""), ("g", "    mcast_src_ip 192.0.2.31"))
+    )
+    (kept,) = vrrp_preview(plain, source, {"VI_2": "MASTER"})["instances_kept"]
+    assert kept["changed"] == ["mcast_src_ip"]
     multicast = conf((), ("PASS", "secret1"), "d.conf")
     (restarted,) = vrrp_preview(old, multicast, {"VI_1": "MASTER"})["instances_restarted"]
     assert restarted["changed"] == ["unicast or multicast"]

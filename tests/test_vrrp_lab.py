@@ -40,6 +40,7 @@ from pykeepalived.testing.daemons import (
     wait_holder,
 )
 from pykeepalived.testing.lab import Lab, requires_netns
+from pykeepalived.testing.watch import Watcher
 
 pytestmark = pytest.mark.netns
 
@@ -620,6 +621,48 @@ def test_reload_out_of_a_sync_group_then_takeover(
     na.terminate()
     wait_holder(lb.hosts, VIP, "h2", 10)
     wait_holder(lb.hosts, VIP2, "h2", 10)
+
+
+@pytest.mark.parametrize("impl", ["pykeepalived", "keepalived"])
+def test_reload_changes_mcast_src_ip_in_place(
+    lab: Any, tmp_path: Path, nodes: Any, impl: str
+) -> None:
+    """A new mcast_src_ip on a kept MASTER: its adverts come from the new
+    address at once, with no transition on either node, as keepalived 2.2.7
+    does (run as the oracle).  The kernel's view (testing.watch) decides."""
+    lb = lab(2)
+    a, b = lb.hosts
+    cls = PyNode if impl == "pykeepalived" else KaNode
+    na, nb = cls(a, tmp_path), cls(b, tmp_path)
+    nodes.extend([na, nb])
+    second = "192.0.2.31"
+    a.ip("addr", "add", f"{second}/24", "dev", "eth0")
+    na.start(_conf("a", instance("VI_1", priority=150)))
+    nb.start(_conf("b", instance("VI_1", priority=100)))
+    wait_holder(lb.hosts, VIP, "h1", 10)
+    nb.wait_log("Entering BACKUP STATE", 10, since_mark=False)
+    watcher = Watcher(b)
+    try:
+        time.sleep(1.5)
+        assert watcher.first_advert(a.ip4, 0.0, vrid=51) is not None
+        nb.mark()
+        na.reload(_conf("a", instance("VI_1", priority=150, extra=f"    mcast_src_ip {second}")))
+        na.wait_log("Reloading", 5)
+        t0 = time.monotonic()
+        deadline = t0 + 5
+        while watcher.first_advert(second, t0, vrid=51) is None:
+            assert time.monotonic() < deadline, f"no advert from {second}\n{na.since()}"
+            time.sleep(0.1)
+        time.sleep(1.5)
+        switched = watcher.first_advert(second, t0, vrid=51)
+        assert switched is not None
+        # once switched, nothing from the old source
+        assert watcher.first_advert(a.ip4, switched.t + 0.01, vrid=51) is None
+    finally:
+        watcher.close()
+    assert holders(lb.hosts, VIP) == ["h1"]
+    assert na.count(ENTERING) == 0, na.since()
+    assert nb.count(ENTERING) == 0, nb.since()
 
 
 def test_packet_loss_no_flap(background_loss: _Background | None) -> None:

@@ -112,6 +112,7 @@ def reload_changes(old: VrrpInstance, new: VrrpInstance) -> list[str]:
     the terms the reload preview prints (VIPs are listed by it apart)."""
     before = {**_reloadable_params(old), **_reloadable_expected(old)}
     after = {**_reloadable_params(new), **_reloadable_expected(new)}
+    before["mcast_src_ip"], after["mcast_src_ip"] = old.mcast_src_ip, new.mcast_src_ip
     out: list[str] = []
     for key, value in before.items():
         name = _KEYWORDS.get(key, key)
@@ -255,6 +256,12 @@ class Instance:
             conf, unicast_peers=[p.address for p in cfg.unicast_peer], **args
         )
 
+    def _set_source(self, src: str | None) -> None:
+        """The address adverts are sent from, which also breaks priority ties."""
+        self.src = src
+        self._src_packed = ipaddress.ip_address(src).packed if src else None
+        self.fsm.params = dataclasses.replace(self.fsm.params, primary_ip=self._src_packed or b"")
+
     def _source_address(self) -> str | None:
         if self.cfg.unicast_src_ip is not None:
             return str(self.cfg.unicast_src_ip)
@@ -310,8 +317,7 @@ class Instance:
         self._loop = loop
         self._timers = timer_queue(loop)
         if self.src is None:
-            self.src = self._source_address()
-        self._src_packed = ipaddress.ip_address(self.src).packed if self.src else None
+            self._set_source(self._source_address())
         self._tx_cache.clear()
         self._ah_cache.clear()
         self.sender = shared_sender(
@@ -612,6 +618,18 @@ class Instance:
         self._ah_cache.clear()
         self._rx_ok.clear()
         self._drop_repeat()
+        src = self._source_address()
+        if src != self.src:
+            # mcast_src_ip (or the interface's address) changed: keepalived
+            # 2.2.7 sends from the new one at once (its reloaded instance is
+            # built anew and carries only the state over)
+            log.info("(%s) adverts now sent from %s", self.name, src)
+            self._set_source(src)
+            if self.sender is not None:
+                self.sender.close()
+                self.sender = shared_sender(
+                    self.xmit_ifname, self.family, src, hdrincl=self.auth_type == pk.AuthType.AH
+                )
         actions = self._reconfigure(old, cfg, in_sync_group)
         if actions:
             self.run(actions)
