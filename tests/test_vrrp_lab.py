@@ -179,11 +179,14 @@ def test_election_crash_preempt_graceful_and_shutdown(lab: Any, tmp_path: Path, 
     assert na.instance_status("VI_1")["state"] == "MASTER"
 
     # Crash: kill -9 sends no goodbye; the backup takes over after
-    # Master_Down_Interval = 3 * 1 + (256 - 100) / 256 = 3.61 s.
-    t0 = time.monotonic()
+    # Master_Down_Interval = 3 * 1 + (256 - 100) / 256 = 3.61 s.  Timed by
+    # the backup's own log stamp, not by this process's polling (which a
+    # loaded machine delays).
+    nb.mark()
+    t0 = time.time()
     na.kill()
-    wait_holder([b], VIP, "h2", 8)
-    crash = time.monotonic() - t0
+    wait_holder([b], VIP, "h2", 10)
+    crash = log_time(nb, "Entering MASTER STATE", since_mark=True) - t0
     assert 2.5 < crash < 6.0, crash
     a.ip("addr", "del", f"{VIP}/24", "dev", "eth0")  # the crashed node's leftover
 
@@ -194,12 +197,13 @@ def test_election_crash_preempt_graceful_and_shutdown(lab: Any, tmp_path: Path, 
     nb.wait_log("Entering BACKUP STATE", 3)
 
     # Graceful: SIGTERM -> priority 0 advert -> the backup waits only its
-    # skew time (0.61 s) instead of the whole Master_Down_Interval.
-    t0 = time.monotonic()
+    # skew time (0.61 s) instead of the whole Master_Down_Interval (3.61 s);
+    # between the daemons' own log stamps.
+    nb.mark()
     na.signal(signal.SIGTERM)
-    wait_holder(lb.hosts, VIP, "h2", 5, interval=0.01)
-    graceful = time.monotonic() - t0
-    assert graceful < 1.5, graceful
+    wait_holder(lb.hosts, VIP, "h2", 10)
+    graceful = log_time(nb, "Entering MASTER STATE", since_mark=True) - log_time(na, "Stopping")
+    assert 0.3 < graceful < 1.5, graceful
     assert na.proc is not None and na.proc.wait(10) == 0
     assert VIP not in a.addresses()
     assert nb.instance_status("VI_1")["counters"]["became_master"] >= 1
