@@ -97,11 +97,18 @@ class LabError(RuntimeError):
     """A lab command failed; the message includes the command and its stderr."""
 
 
+#: How long a lab command may take before it counts as hung: a guard, not a
+#: bound.  While another program adds and removes hundreds of addresses (a
+#: keepalived flap storm in bench/scale beside the suite), the kernel's rtnl
+#: lock made a plain ``ip addr add`` take more than 10 s.
+COMMAND_TIMEOUT = 60.0
+
+
 def _run(
     cmd: list[str],
     *,
     check: bool = True,
-    timeout: float | None = 10.0,
+    timeout: float | None = COMMAND_TIMEOUT,
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     try:
@@ -157,7 +164,7 @@ def _signal(pid: int, sig: int, *, group: bool) -> None:
 
 
 def _netns_pids(netns: str) -> list[int]:
-    proc = _run([IP, "netns", "pids", netns], check=False, timeout=5.0)
+    proc = _run([IP, "netns", "pids", netns], check=False, timeout=COMMAND_TIMEOUT)
     return [int(p) for p in proc.stdout.split() if p.isdigit() and int(p) != os.getpid()]
 
 
@@ -196,7 +203,7 @@ def _netns_add(name: str) -> None:
 
 
 def _netns_del(name: str) -> None:
-    proc = _run([IP, "netns", "del", name], check=False, timeout=10.0)
+    proc = _run([IP, "netns", "del", name], check=False, timeout=COMMAND_TIMEOUT)
     if proc.returncode != 0 and (NETNS_DIR / name).exists():
         log.warning("could not delete netns %s: %s", name, proc.stderr.strip())
 
@@ -244,7 +251,7 @@ def requires_netns() -> str | None:
         return "iproute2 `ip` command not found"
     probe = f"{DEFAULT_PREFIX}{_make_tag()}-probe"
     try:
-        _run([IP, "netns", "add", probe], timeout=10.0)
+        _run([IP, "netns", "add", probe], timeout=COMMAND_TIMEOUT)
     except LabError as exc:
         return f"`ip netns add` failed: {exc}"
     try:
@@ -405,7 +412,7 @@ class Host:
         self,
         cmd: list[str],
         check: bool = True,
-        timeout: float | None = 10.0,
+        timeout: float | None = COMMAND_TIMEOUT,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` in the namespace, capture text output.
@@ -415,7 +422,7 @@ class Host:
         return _run([*self.exec_prefix(), *cmd], check=check, timeout=timeout, input=input)
 
     async def arun(
-        self, cmd: list[str], check: bool = True, timeout: float | None = 10.0
+        self, cmd: list[str], check: bool = True, timeout: float | None = COMMAND_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
         """Async :meth:`run` (does not block the event loop)."""
         import asyncio
