@@ -164,7 +164,7 @@ def _signal(pid: int, sig: int, *, group: bool) -> None:
 
 
 def _netns_pids(netns: str) -> list[int]:
-    proc = _run([IP, "netns", "pids", netns], check=False, timeout=COMMAND_TIMEOUT)
+    proc = _run([IP, "netns", "pids", netns], check=False)
     return [int(p) for p in proc.stdout.split() if p.isdigit() and int(p) != os.getpid()]
 
 
@@ -203,7 +203,7 @@ def _netns_add(name: str) -> None:
 
 
 def _netns_del(name: str) -> None:
-    proc = _run([IP, "netns", "del", name], check=False, timeout=COMMAND_TIMEOUT)
+    proc = _run([IP, "netns", "del", name], check=False)
     if proc.returncode != 0 and (NETNS_DIR / name).exists():
         log.warning("could not delete netns %s: %s", name, proc.stderr.strip())
 
@@ -251,7 +251,7 @@ def requires_netns() -> str | None:
         return "iproute2 `ip` command not found"
     probe = f"{DEFAULT_PREFIX}{_make_tag()}-probe"
     try:
-        _run([IP, "netns", "add", probe], timeout=COMMAND_TIMEOUT)
+        _run([IP, "netns", "add", probe])
     except LabError as exc:
         return f"`ip netns add` failed: {exc}"
     try:

@@ -70,6 +70,14 @@ def _node(made: list[PyNode], host: Any, tmp: Path) -> PyNode:
     return n
 
 
+def _impl_nodes(impl: str, hosts: list[Any], tmp: Path, made: list[Any]) -> list[Any]:
+    """One node of ``impl`` (pykeepalived, or keepalived as the oracle) per host."""
+    cls = PyNode if impl == "pykeepalived" else KaNode
+    out = [cls(host, tmp) for host in hosts]
+    made.extend(out)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Background scenario: ~20 s of 30 % VRRP packet loss must not cause a flap.
 
@@ -502,9 +510,7 @@ def test_reload_changes_priority_and_vips_in_place(
     Run against keepalived too, as the oracle."""
     lb = lab(2)
     a, b = lb.hosts
-    cls = PyNode if impl == "pykeepalived" else KaNode
-    na, nb = cls(a, tmp_path), cls(b, tmp_path)
-    nodes.extend([na, nb])
+    na, nb = _impl_nodes(impl, [a, b], tmp_path, nodes)
     na.start(_conf("a", instance("VI_1", priority=150, vips=[f"{VIP}/24"])))
     nb.start(_conf("b", instance("VI_1", priority=100, vips=[f"{VIP}/24"])))
     wait_holder(lb.hosts, VIP, "h1", 10)
@@ -552,9 +558,7 @@ def test_reload_adds_a_unicast_peer_in_place(
     Run against keepalived too, as the oracle."""
     lb = lab(3)
     a, b, c = lb.hosts
-    cls = PyNode if impl == "pykeepalived" else KaNode
-    na, nb, nc = cls(a, tmp_path), cls(b, tmp_path), cls(c, tmp_path)
-    nodes.extend([na, nb, nc])
+    na, nb, nc = _impl_nodes(impl, [a, b, c], tmp_path, nodes)
 
     def conf(name: str, host: Any, prio: int, peers: list[Any]) -> str:
         vi = instance(
@@ -600,9 +604,7 @@ def test_reload_out_of_a_sync_group_then_takeover(
     (It kept waiting for a group that no longer existed.)"""
     lb = lab(2)
     a, b = lb.hosts
-    cls = PyNode if impl == "pykeepalived" else KaNode
-    na, nb = cls(a, tmp_path), cls(b, tmp_path)
-    nodes.extend([na, nb])
+    na, nb = _impl_nodes(impl, [a, b], tmp_path, nodes)
 
     def conf(name: str, prio: int, grouped: bool) -> str:
         blocks = [
@@ -636,9 +638,7 @@ def test_reload_changes_mcast_src_ip_in_place(
     does (run as the oracle).  The kernel's view (testing.watch) decides."""
     lb = lab(2)
     a, b = lb.hosts
-    cls = PyNode if impl == "pykeepalived" else KaNode
-    na, nb = cls(a, tmp_path), cls(b, tmp_path)
-    nodes.extend([na, nb])
+    na, nb = _impl_nodes(impl, [a, b], tmp_path, nodes)
     second = "192.0.2.31"
     a.ip("addr", "add", f"{second}/24", "dev", "eth0")
     na.start(_conf("a", instance("VI_1", priority=150)))

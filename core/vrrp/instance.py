@@ -202,9 +202,6 @@ class Instance:
         self.ah_seq = 0
         self.ah_ident = 0
         self.ah_last_rx: dict[str, int] = {}
-        addresses = tuple(v.address.ip for v in self.vips)
-        self._advert_addresses = addresses
-        self._vips_packed = frozenset(a.packed for a in addresses)
         self.expected = pk.ExpectedConfig(
             version=version,
             vrid=vrid,
@@ -213,18 +210,19 @@ class Instance:
             unicast=bool(self.unicast),
             **_reloadable_expected(cfg),
         )
+        self._advert_addresses = self.expected.addresses
+        self._vips_packed = frozenset(a.packed for a in self._advert_addresses)
         #: keepalived 2.4 auth_hmac (None without the block)
         self.hmac_signer: hm.Signer | None = None
         self.hmac_verifier: hm.Verifier | None = None
         if cfg.auth_hmac is not None:
             self._setup_auth_hmac(cfg, version)
-        primary = ipaddress.ip_address(self.src).packed if self.src else b""
         self.fsm = VrrpMachine(
             FsmParams(
                 name=cfg.name,
                 vrid=vrid,
                 version=version,
-                primary_ip=primary,
+                primary_ip=self._src_packed or b"",
                 in_sync_group=in_sync_group,
                 **_reloadable_params(cfg),
             )
@@ -254,6 +252,12 @@ class Instance:
         self.hmac_signer = hm.Signer(conf, **args)
         self.hmac_verifier = hm.Verifier(
             conf, unicast_peers=[p.address for p in cfg.unicast_peer], **args
+        )
+
+    def _open_sender(self) -> Sender:
+        """The send socket for this instance's interface, family and source."""
+        return shared_sender(
+            self.xmit_ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
         )
 
     def _set_source(self, src: str | None) -> None:
@@ -320,9 +324,7 @@ class Instance:
             self._set_source(self._source_address())
         self._tx_cache.clear()
         self._ah_cache.clear()
-        self.sender = shared_sender(
-            self.xmit_ifname, self.family, self.src, hdrincl=self.auth_type == pk.AuthType.AH
-        )
+        self.sender = self._open_sender()
         now = loop.time()
         if not_before is not None and not_before > now:
             params = self.fsm.params
@@ -627,9 +629,7 @@ class Instance:
             self._set_source(src)
             if self.sender is not None:
                 self.sender.close()
-                self.sender = shared_sender(
-                    self.xmit_ifname, self.family, src, hdrincl=self.auth_type == pk.AuthType.AH
-                )
+                self.sender = self._open_sender()
         actions = self._reconfigure(old, cfg, in_sync_group)
         if actions:
             self.run(actions)
@@ -644,14 +644,13 @@ class Instance:
         self.vips = list(cfg.virtual_ipaddress)
         self.evips = list(cfg.virtual_ipaddress_excluded)
         self._vip_devs = [self._vip_dev(v) for v in [*self.vips, *self.evips]]
-        addresses = tuple(v.address.ip for v in self.vips)
-        self._advert_addresses = addresses
-        self._vips_packed = frozenset(a.packed for a in addresses)
         # keepalived 2.2.7 carries the state over to the new instance, which
         # sends to and accepts the new unicast peers and password at once.
         self.unicast = [str(peer.address) for peer in cfg.unicast_peer]
         self.auth_pass = _auth(cfg)[1]
         self.expected = dataclasses.replace(self.expected, **_reloadable_expected(cfg))
+        self._advert_addresses = self.expected.addresses
+        self._vips_packed = frozenset(a.packed for a in self._advert_addresses)
         if self.fsm.state is State.MASTER:
 
             def key(vd: tuple[VirtualAddress, str]) -> tuple[str, str]:
